@@ -1,0 +1,374 @@
+"""Datasets for CLIP LoRA fine-tuning: ImageNette, any local imagefolder, or a Hub image-classification set.
+
+Usage:
+    splits = load_splits("imagenette", data_dir="data", imagenette_size="320")  # DatasetDict train/dev/val
+    splits["train"].set_transform(make_transform(processor.image_processor))
+
+Every split has the columns image (datasets.Image, decoded lazily), label (ClassLabel with human class names)
+and image_id (str). This module imports no other project module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+import shutil
+import tarfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+import datasets
+import numpy as np
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+IMAGENETTE_CLASSES: dict[str, str] = {
+    "n01440764": "tench",
+    "n02102040": "English springer",
+    "n02979186": "cassette player",
+    "n03000684": "chain saw",
+    "n03028079": "church",
+    "n03394916": "French horn",
+    "n03417042": "garbage truck",
+    "n03425413": "gas pump",
+    "n03445777": "golf ball",
+    "n03888257": "parachute",
+}
+IMAGENETTE_ARCHIVES: dict[str, tuple[str, str]] = {
+    "full": ("https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz", "fe2fc210e6bb7c5664d602c3cd71e612"),
+    "320": ("https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz", "3df6f0d01a2c9592104656642f5e78a3"),
+    "160": ("https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz", "e793b78cc4c9e9a4ccc0c1155377a412"),
+}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+VAL_SPLIT_NAMES = ("val", "validation", "test")
+DEFAULT_IMAGENETTE_DIR = Path("~/.cache/clip_lora/imagenette")
+COMPLETE_MARKER = ".complete"
+
+
+class DataError(ValueError):
+    """A one-line, user-facing data problem: says what is wrong and what to do."""
+
+
+def _features(names: list[str]) -> datasets.Features:
+    return datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=names), "image_id": datasets.Value("string")}
+    )
+
+
+# ---------------------------------------------------------------- local folders
+def _find_split_dirs(root: Path) -> tuple[Path, Path]:
+    train = root / "train"
+    val = next((root / n for n in VAL_SPLIT_NAMES if (root / n).is_dir()), None)
+    if not train.is_dir() or val is None:
+        missing = "train/" if not train.is_dir() else "val/ (or validation/, test/)"
+        raise DataError(f"{root} has no {missing} folder; expected the layout train/<class>/, val/<class>/")
+    return train, val
+
+
+def _scan_split(split_dir: Path, root: Path, folder_to_label: dict[str, int]) -> dict[str, list]:
+    """Lists images of split_dir/<class>/ (sorted, so the order is reproducible); ignores other files loudly."""
+    paths, labels, ids, ignored = [], [], [], []
+    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        found = 0
+        for f in sorted(class_dir.rglob("*")):
+            if not f.is_file():
+                continue
+            if f.suffix.lower() not in IMAGE_EXTENSIONS:
+                ignored.append(f)
+                continue
+            paths.append(str(f.resolve()))
+            labels.append(folder_to_label[class_dir.name])
+            ids.append(f.relative_to(root).as_posix())
+            found += 1
+        if found == 0:
+            raise DataError(f"class folder {class_dir} contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+    if not paths:
+        raise DataError(f"{split_dir} has no class folders with images; expected {split_dir.name}/<class>/<images>")
+    ignored += [f for f in split_dir.iterdir() if f.is_file()]
+    if ignored:
+        logger.warning("Ignored %d non-image file(s) under %s, e.g. %s", len(ignored), split_dir, ignored[0].name)
+    return {"image": paths, "label": labels, "image_id": ids}
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+
+
+def _load_folder(root: Path, folder_names: list[str], class_names: list[str]) -> datasets.DatasetDict:
+    train_dir, val_dir = _find_split_dirs(root)
+    folder_to_label = {f: i for i, f in enumerate(folder_names)}
+    for split_dir in (train_dir, val_dir):
+        unknown = [f for f in _class_folders(split_dir) if f not in folder_to_label]
+        if unknown:
+            raise DataError(
+                f"unknown class folder(s) in {split_dir}: {', '.join(unknown)}; "
+                f"known: {', '.join(folder_names)}"
+            )
+    features = _features(class_names)
+    return datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict(_scan_split(split_dir, root, folder_to_label), features=features)
+            for split, split_dir in (("train", train_dir), ("val", val_dir))
+        }
+    )
+
+
+def _wnids_to_names(names: list[str]) -> list[str]:
+    # Folders/labels named by ImageNette WordNet ids get readable names (CLIP prompts need words, not ids).
+    return [IMAGENETTE_CLASSES[n] for n in names] if all(n in IMAGENETTE_CLASSES for n in names) else names
+
+
+def _load_imagefolder(root: Path, class_names_file: str | None) -> datasets.DatasetDict:
+    train_dir, _ = _find_split_dirs(root)
+    folders = _class_folders(train_dir)
+    if not folders:
+        raise DataError(f"{train_dir} has no class folders; expected train/<class>/<image files>")
+    if class_names_file:
+        try:
+            mapping = json.loads(Path(class_names_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise DataError(f"cannot read class_names_file {class_names_file}: {err}") from err
+        if not isinstance(mapping, dict):
+            raise DataError(f"class_names_file {class_names_file} must hold a JSON object {{folder: class name}}")
+        missing = [f for f in folders if f not in mapping]
+        if missing:
+            raise DataError(f"{class_names_file} has no name for folder(s) {', '.join(missing)}; add them")
+        names = [str(mapping[f]) for f in folders]
+    else:
+        names = _wnids_to_names(folders)
+    return _load_folder(root, folders, names)
+
+
+# ---------------------------------------------------------------- ImageNette download
+def _download_file(url: str, cache_dir: Path) -> str:
+    """Downloads url into cache_dir via datasets (temp *.incomplete file, progress bar); returns the local path."""
+    from datasets.utils.file_utils import cached_path
+
+    # use_etag=False: a finished download is reused without asking the server again (works offline).
+    config = datasets.DownloadConfig(cache_dir=cache_dir, use_etag=False, download_desc=f"Downloading {url}")
+    return cached_path(url, download_config=config)
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
+    """Refuses members that could write outside the target folder (absolute, '..', escaping links, devices)."""
+
+    def escapes(name: str) -> bool:
+        name = name.replace("\\", "/")
+        return name.startswith("/") or os.path.isabs(name) or ".." in PurePosixPath(os.path.normpath(name)).parts
+
+    problem = None
+    if escapes(member.name) or ".." in PurePosixPath(member.name).parts:
+        problem = "path outside the archive folder"
+    elif member.issym() and escapes(os.path.join(os.path.dirname(member.name), member.linkname)):
+        problem = f"symlink to {member.linkname}"
+    elif member.islnk() and escapes(member.linkname):
+        problem = f"hard link to {member.linkname}"
+    elif not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        problem = "special file"
+    if problem:
+        raise DataError(
+            f"refusing unsafe archive {archive}: member {member.name!r} is a {problem}; delete it and check its source"
+        )
+
+
+def _extract(archive: Path, data_dir: Path, folder: str) -> Path:
+    # Extract into a scratch folder, then rename: the final folder appears only when complete.
+    scratch = data_dir / f".extract-{folder}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    logger.info("Extracting %s into %s", archive, data_dir)
+
+    def check(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        _check_member(member, archive)  # runs before the member is written; data_filter is a second defence
+        return tarfile.data_filter(member, dest)
+
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(scratch, filter=check)  # one streaming pass over the (up to 1.5 GB) archive
+    except (DataError, tarfile.TarError, EOFError) as err:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"archive {archive} is damaged ({' '.join(str(err).split())}); delete it and rerun") from err
+    if not (scratch / folder / "train").is_dir():
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise DataError(f"archive {archive} has no {folder}/train folder; delete it and rerun")
+    target = data_dir / folder
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(scratch / folder, target)
+    shutil.rmtree(scratch, ignore_errors=True)
+    (target / COMPLETE_MARKER).write_text(f"{archive.name}\n", encoding="utf-8")
+    return target
+
+
+def _resolve_imagenette_root(data_dir: str | None, size: str, download: bool) -> Path:
+    size = str(size)
+    if size not in IMAGENETTE_ARCHIVES:
+        raise DataError(f"imagenette_size must be one of {', '.join(IMAGENETTE_ARCHIVES)}, got {size!r}")
+    url, md5 = IMAGENETTE_ARCHIVES[size]
+    folder = url.rsplit("/", 1)[-1].removesuffix(".tgz")
+    base = Path(data_dir or DEFAULT_IMAGENETTE_DIR).expanduser()
+    if (base / "train").is_dir():
+        return base
+    nested = base / folder
+    if (nested / "train").is_dir():  # _extract renames a finished folder into place, so it is never partial
+        return nested
+    if not download:
+        raise DataError(
+            f"no ImageNette data in {base} (looked for train/ and {folder}/train/); "
+            "pass --data_dir pointing at an extracted imagenette2 folder or allow download"
+        )
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        archive = Path(_download_file(url, base / "downloads"))
+    except OSError as err:  # ConnectionError (offline mode too), FileNotFoundError, TimeoutError
+        raise DataError(
+            f"could not download {url} ({type(err).__name__}: {' '.join(str(err).split())}); "
+            f"check the connection (HF_HUB_OFFLINE), or extract the archive into {base} yourself"
+        ) from err
+    actual = _md5(archive)
+    if actual != md5:
+        raise DataError(f"md5 mismatch for {archive}: expected {md5}, got {actual}; delete it and rerun")
+    return _extract(archive, base, folder)
+
+
+# ---------------------------------------------------------------- Hub datasets
+def _load_hub(name: str, data_dir: str | None) -> datasets.DatasetDict:
+    raw = datasets.load_dataset(name, cache_dir=data_dir) if data_dir else datasets.load_dataset(name)
+    if "train" not in raw:
+        raise DataError(f"hub dataset {name} has no train split (splits: {', '.join(raw)})")
+    val_name = next((n for n in VAL_SPLIT_NAMES if n in raw), None)
+    if val_name is None:
+        raise DataError(f"hub dataset {name} has no validation/val/test split (splits: {', '.join(raw)})")
+    feats = raw["train"].features
+    image_col = next((c for c, f in feats.items() if isinstance(f, datasets.Image)), None)
+    label_col = next((c for c, f in feats.items() if isinstance(f, datasets.ClassLabel)), None)
+    if image_col is None or label_col is None:
+        raise DataError(f"hub dataset {name} needs an Image column and a ClassLabel column; its features: {feats}")
+    names = _wnids_to_names(feats[label_col].names)
+    out = {}
+    for key, split in (("train", "train"), ("val", val_name)):
+        ds = raw[split].select_columns([image_col, label_col])
+        ds = ds.rename_columns({c: n for c, n in ((image_col, "image"), (label_col, "label")) if c != n})
+        ds = ds.add_column("image_id", [f"{split}/{i}" for i in range(len(ds))])
+        out[key] = ds.cast(_features(names))
+    return datasets.DatasetDict(out)
+
+
+# ---------------------------------------------------------------- splitting and subsetting
+def _dev_indices(labels: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """Stratified dev indices: round(ratio * N) in total, spread over classes by largest remainder."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quotas = ratio * counts
+    take = np.floor(quotas).astype(int)  # ratio <= 0.5, so every class keeps at least one train image
+    extra = max(1, round(ratio * len(labels))) - int(take.sum())
+    order = sorted(range(len(classes)), key=lambda i: (-(quotas[i] - math.floor(quotas[i])), rng.random()))
+    for i in order:
+        if extra <= 0:
+            break
+        if take[i] < counts[i] - 1:
+            take[i] += 1
+            extra -= 1
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take, strict=True)]
+    return np.sort(np.concatenate(picked)) if picked else np.array([], dtype=int)
+
+
+def _subset(ds: datasets.Dataset, n: int | None, seed: int) -> datasets.Dataset:
+    """First n of a seeded class-interleaved shuffle (balanced and nested: the n-subset grows with n)."""
+    if n is None or n >= len(ds):
+        return ds
+    labels = np.asarray(ds["label"])
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(labels == c)).tolist() for c in np.unique(labels)]
+    interleaved = [i for rank in itertools.zip_longest(*per_class) for i in rank if i is not None]
+    return ds.select(sorted(interleaved[:n]))
+
+
+def load_splits(
+    dataset_name: str = "imagenette",
+    data_dir: str | None = None,
+    imagenette_size: str = "320",
+    dev_split_ratio: float = 0.05,
+    seed: int = 42,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    download: bool = True,
+    class_names_file: str | None = None,
+) -> datasets.DatasetDict:
+    """Usage: load_splits("imagenette", data_dir="data") -> DatasetDict(train, dev, val).
+
+    dataset_name is "imagenette", a local train/<class>/, val/<class>/ folder, or a Hub dataset id.
+    The dev split (ratio in (0, 0.5]) is carved from train, stratified by label and seeded.
+    """
+    if not 0 < dev_split_ratio <= 0.5:
+        raise DataError(f"dev_split_ratio must be in (0, 0.5] (selection needs a dev set), got {dev_split_ratio}")
+    if dataset_name.lower() == "imagenette":
+        root = _resolve_imagenette_root(data_dir, imagenette_size, download)
+        splits = _load_folder(root, list(IMAGENETTE_CLASSES), list(IMAGENETTE_CLASSES.values()))
+    elif Path(dataset_name).expanduser().is_dir():
+        splits = _load_imagefolder(Path(dataset_name).expanduser(), class_names_file)
+    else:
+        splits = _load_hub(dataset_name, data_dir)
+    train = splits["train"]
+    labels = np.asarray(train["label"])
+    dev_idx = _dev_indices(labels, dev_split_ratio, seed)
+    if len(dev_idx) == 0:
+        raise DataError(f"train split ({len(train)} images) is too small for a dev split; add images per class")
+    train_idx = np.setdiff1d(np.arange(len(train)), dev_idx)
+    return datasets.DatasetDict(
+        {
+            "train": _subset(train.select(train_idx), max_train_samples, seed),
+            "dev": _subset(train.select(dev_idx), max_eval_samples, seed),
+            "val": _subset(splits["val"], max_eval_samples, seed),
+        }
+    )
+
+
+# ---------------------------------------------------------------- images -> model inputs
+def _gray_to_8bit(image: Image.Image) -> Image.Image:
+    """Scales 16-bit / 32-bit integer / float grayscale to 0..255 instead of letting PIL clip it to white."""
+    arr = np.asarray(image).astype(np.float64)
+    peak = float(arr.max()) if arr.size else 0.0
+    if image.mode == "F" and peak <= 1.0:
+        arr = arr * 255.0  # float images in [0, 1]
+    elif image.mode.startswith("I;16") or peak > 255:
+        arr = arr / 257.0  # 65535 -> 255
+    return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))  # 2-D uint8 -> mode L
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Usage: to_rgb(Image.open(path)) -> RGB image; alpha is composited on white, 16-bit gray scaled to 8 bit."""
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I") or image.mode == "F":
+        return _gray_to_8bit(image).convert("RGB")
+    if image.has_transparency_data:  # alpha band or palette/colour-key transparency
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def make_transform(image_processor) -> Callable[[dict], dict]:
+    """Usage: ds.set_transform(make_transform(processor.image_processor)); batches become pixel_values + labels."""
+
+    def transform(batch: dict) -> dict:
+        images = [to_rgb(image) for image in batch["image"]]
+        pixels = image_processor(images=images, return_tensors="pt")["pixel_values"].float()
+        return {"pixel_values": list(pixels), "labels": [int(label) for label in batch["label"]]}
+
+    return transform

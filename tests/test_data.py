@@ -1,0 +1,418 @@
+"""Tests for data.py: layouts, class names, splits, download/verify/extract safety, image conversion, transform.
+
+Run: python -m pytest tests/test_data.py -q   (generated images only; no network; the shared sample is optional)
+"""
+
+import functools
+import hashlib
+import http.server
+import io
+import json
+import logging
+import shutil
+import tarfile
+import threading
+from collections import Counter
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from transformers import CLIPImageProcessor
+
+import data
+from data import IMAGENETTE_CLASSES, DataError, load_splits, make_transform, to_rgb
+
+WNIDS = list(IMAGENETTE_CLASSES)
+NAMES = list(IMAGENETTE_CLASSES.values())
+SHARED_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenette2-224-sample"
+
+
+# ---------------------------------------------------------------- helpers
+def write_image(path: Path, seed: int, size=(12, 10)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr).save(path)
+
+
+def make_layout(root: Path, folders, n_train: int, n_val: int, val_name="val", ext=".JPEG") -> Path:
+    """root/train/<folder>/<i><ext> and root/<val_name>/<folder>/<i><ext>, distinct random pixels each."""
+    for c, folder in enumerate(folders):
+        for split, n in (("train", n_train), (val_name, n_val)):
+            for i in range(n):
+                write_image(root / split / folder / f"{i}{ext}", seed=c * 1000 + i + (500 if split != "train" else 0))
+    return root
+
+
+def tar_dir(src: Path, tgz: Path) -> str:
+    """Packs every child of src into tgz (arcnames relative to src); returns its md5."""
+    with tarfile.open(tgz, "w:gz") as tar:
+        for child in sorted(src.iterdir()):
+            tar.add(child, arcname=child.name)
+    return hashlib.md5(tgz.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def archive(tmp_path, monkeypatch):
+    """A small imagenette2-320.tgz, registered in IMAGENETTE_ARCHIVES with its real md5; returns its path."""
+    make_layout(tmp_path / "src" / "imagenette2-320", WNIDS, n_train=3, n_val=1)
+    tgz = tmp_path / "imagenette2-320.tgz"
+    md5 = tar_dir(tmp_path / "src", tgz)
+    monkeypatch.setitem(data.IMAGENETTE_ARCHIVES, "320", ("https://example.invalid/imagenette2-320.tgz", md5))
+    return tgz
+
+
+@pytest.fixture
+def fake_download(monkeypatch):
+    """Replaces the network download: copies the file named by `source` into cache_dir; counts calls."""
+    state = {"calls": 0, "source": None}
+
+    def download(url, cache_dir):
+        state["calls"] += 1
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        return shutil.copy(state["source"], Path(cache_dir) / Path(url).name)
+
+    monkeypatch.setattr(data, "_download_file", download)
+    return state
+
+
+def unsafe_archive(path: Path, kind: str, outside: Path) -> str:
+    """A .tgz with a valid imagenette2-320 tree plus one escaping member of the given kind; returns md5."""
+    with tarfile.open(path, "w:gz") as tar:
+        buf = io.BytesIO()
+        Image.new("RGB", (4, 4)).save(buf, "PNG")
+
+        def add_file(name, payload):
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+
+        for wnid in WNIDS:
+            for split in ("train", "val"):
+                add_file(f"imagenette2-320/{split}/{wnid}/a.png", buf.getvalue())
+        if kind == "absolute":
+            add_file(str(outside / "evil.txt"), b"x")
+        elif kind == "dotdot":
+            add_file("imagenette2-320/../../outside/evil.txt", b"x")
+        else:
+            link = tarfile.TarInfo("imagenette2-320/link")
+            link.type, link.linkname = tarfile.SYMTYPE, str(outside)
+            tar.addfile(link)
+            add_file("imagenette2-320/link/evil.txt", b"x")
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------- class table and imagenette folders
+def test_imagenette_class_table():
+    assert len(IMAGENETTE_CLASSES) == 10
+    assert IMAGENETTE_CLASSES["n03888257"] == "parachute"
+    assert "n03888605" not in IMAGENETTE_CLASSES  # parallel bars: a neighbouring ImageNet class, not ImageNette
+    assert NAMES[0] == "tench" and NAMES[1] == "English springer"
+    assert {k: v[0].rsplit("/", 1)[1] for k, v in data.IMAGENETTE_ARCHIVES.items()} == {
+        "full": "imagenette2.tgz", "320": "imagenette2-320.tgz", "160": "imagenette2-160.tgz"}
+
+
+def test_imagenette_layout_names_labels_counts(tmp_path):
+    make_layout(tmp_path, WNIDS, n_train=6, n_val=2)
+    splits = load_splits("imagenette", data_dir=str(tmp_path), dev_split_ratio=0.2, download=False)
+    assert set(splits) == {"train", "dev", "val"}
+    assert len(splits["train"]) == 48 and len(splits["dev"]) == 12 and len(splits["val"]) == 20
+    for split in splits.values():
+        assert split.features["label"].names == NAMES
+        assert list(split.features) == ["image", "label", "image_id"]
+    val = splits["val"]
+    assert Counter(val["label"]) == dict.fromkeys(range(10), 2)
+    for row_id, label in zip(val["image_id"], val["label"], strict=True):
+        assert row_id.split("/")[1] == WNIDS[label]  # e.g. val/n03888257/0.JPEG has label "parachute"
+    assert "val/n03888257/0.JPEG" in val["image_id"]
+    row = val[val["image_id"].index("val/n03888257/0.JPEG")]
+    assert NAMES[row["label"]] == "parachute"
+    assert isinstance(row["image"], Image.Image) and row["image"].size == (12, 10)
+
+
+def test_imagenette_nested_archive_folder_and_partial_classes(tmp_path):
+    make_layout(tmp_path / "imagenette2-320", WNIDS[:3], n_train=4, n_val=1)
+    splits = load_splits("imagenette", data_dir=str(tmp_path), dev_split_ratio=0.25, download=False)
+    assert splits["val"].features["label"].names == NAMES  # all 10 classes even when folders are missing
+    assert sorted(set(splits["val"]["label"])) == [0, 1, 2]
+    assert splits["val"]["image_id"][0].startswith("val/n01440764/")
+
+
+@pytest.mark.parametrize(
+    "breakage, message",
+    [
+        ("unknown_wnid", "n03888605"),
+        ("no_val", "val/"),
+        ("empty_class", "n01440764"),
+        ("empty_val", "no class folders with images"),
+    ],
+)
+def test_imagenette_layout_errors(tmp_path, breakage, message):
+    make_layout(tmp_path, WNIDS[:2], n_train=2, n_val=1)
+    if breakage == "unknown_wnid":
+        write_image(tmp_path / "train" / "n03888605" / "bars.JPEG", seed=1)
+    elif breakage == "no_val":
+        shutil.rmtree(tmp_path / "val")
+    elif breakage == "empty_val":
+        shutil.rmtree(tmp_path / "val")
+        (tmp_path / "val").mkdir()
+    else:
+        shutil.rmtree(tmp_path / "train" / "n01440764")
+        (tmp_path / "train" / "n01440764").mkdir()
+        (tmp_path / "train" / "n01440764" / "notes.txt").write_text("no images here")
+    with pytest.raises(DataError, match=message):
+        load_splits("imagenette", data_dir=str(tmp_path), download=False)
+
+
+def test_no_data_without_download_says_where_and_what(tmp_path):
+    with pytest.raises(DataError) as err:
+        load_splits("imagenette", data_dir=str(tmp_path / "empty"), download=False)
+    assert str(tmp_path / "empty") in str(err.value) and "--data_dir" in str(err.value)
+    assert "\n" not in str(err.value)
+    with pytest.raises(DataError, match="imagenette_size"):
+        load_splits("imagenette", data_dir=str(tmp_path), imagenette_size="224", download=False)
+
+
+# ---------------------------------------------------------------- dev split and subsets
+def test_dev_split_stratified_seeded_disjoint(tmp_path):
+    make_layout(tmp_path, WNIDS[:4], n_train=10, n_val=1)
+    a = load_splits("imagenette", data_dir=str(tmp_path), dev_split_ratio=0.2, seed=7, download=False)
+    b = load_splits("imagenette", data_dir=str(tmp_path), dev_split_ratio=0.2, seed=7, download=False)
+    c = load_splits("imagenette", data_dir=str(tmp_path), dev_split_ratio=0.2, seed=8, download=False)
+    assert Counter(a["dev"]["label"]) == {0: 2, 1: 2, 2: 2, 3: 2}
+    assert a["dev"]["image_id"] == b["dev"]["image_id"] and a["train"]["image_id"] == b["train"]["image_id"]
+    assert a["dev"]["image_id"] != c["dev"]["image_id"]
+    assert not set(a["dev"]["image_id"]) & set(a["train"]["image_id"])
+    assert len(set(a["dev"]["image_id"]) | set(a["train"]["image_id"])) == 40
+
+
+@pytest.mark.parametrize("ratio", [0, -0.1, 0.6])
+def test_dev_split_ratio_must_be_usable(tmp_path, ratio):
+    make_layout(tmp_path, WNIDS[:2], n_train=2, n_val=1)
+    with pytest.raises(DataError, match="dev_split_ratio"):
+        load_splits("imagenette", data_dir=str(tmp_path), dev_split_ratio=ratio, download=False)
+
+
+def test_dev_split_tiny_train_keeps_one_train_image_per_class(tmp_path):
+    make_layout(tmp_path, WNIDS[:3], n_train=2, n_val=1)
+    splits = load_splits("imagenette", data_dir=str(tmp_path), dev_split_ratio=0.05, download=False)
+    assert len(splits["dev"]) == 1 and len(splits["train"]) == 5  # at least one dev image
+    for wnid in WNIDS[1:3]:
+        (tmp_path / "train" / wnid / "1.JPEG").unlink()  # class sizes 2, 1, 1
+    splits = load_splits("imagenette", data_dir=str(tmp_path), dev_split_ratio=0.5, download=False)
+    assert splits["dev"]["label"] == [0] and sorted(splits["train"]["label"]) == [0, 1, 2]
+
+
+def test_max_samples_balanced_deterministic_and_nested(tmp_path):
+    make_layout(tmp_path, WNIDS[:4], n_train=10, n_val=5)
+    kwargs = dict(data_dir=str(tmp_path), dev_split_ratio=0.2, download=False)
+    small = load_splits("imagenette", max_train_samples=8, max_eval_samples=6, **kwargs)
+    again = load_splits("imagenette", max_train_samples=8, max_eval_samples=6, **kwargs)
+    larger = load_splits("imagenette", max_train_samples=8, max_eval_samples=10, **kwargs)
+    assert len(small["train"]) == 8 and len(small["dev"]) == 6 and len(small["val"]) == 6
+    assert Counter(small["train"]["label"]) == {0: 2, 1: 2, 2: 2, 3: 2}
+    assert max(Counter(small["val"]["label"]).values()) == 2
+    assert small["val"]["image_id"] == again["val"]["image_id"]
+    assert set(small["val"]["image_id"]) < set(larger["val"]["image_id"])
+    assert len(load_splits("imagenette", max_eval_samples=1000, **kwargs)["val"]) == 20
+
+
+# ---------------------------------------------------------------- generic imagefolder and hub
+def test_generic_imagefolder_with_class_names_file(tmp_path, caplog):
+    root = make_layout(tmp_path / "pets", ["dog", "cat"], n_train=4, n_val=2, val_name="validation", ext=".PNG")
+    (root / "train" / "cat" / "README.md").write_text("not an image")
+    (root / "train" / "LICENSE").write_text("not an image")
+    with caplog.at_level(logging.WARNING, logger="data"):
+        plain = load_splits(str(root), dev_split_ratio=0.25)
+    assert plain["val"].features["label"].names == ["cat", "dog"]
+    assert "Ignored 2 non-image file(s)" in caplog.text
+    assert len(plain["train"]) + len(plain["dev"]) == 8 and len(plain["val"]) == 4
+    assert plain["val"]["image_id"][0] == "validation/cat/0.PNG"
+    names_file = tmp_path / "names.json"
+    names_file.write_text(json.dumps({"cat": "tabby cat", "dog": "golden retriever"}))
+    named = load_splits(str(root), dev_split_ratio=0.25, class_names_file=str(names_file))
+    assert named["train"].features["label"].names == ["tabby cat", "golden retriever"]
+    names_file.write_text(json.dumps({"cat": "tabby cat"}))
+    with pytest.raises(DataError, match="dog"):
+        load_splits(str(root), class_names_file=str(names_file))
+    names_file.write_text("{not json")
+    with pytest.raises(DataError, match="cannot read class_names_file"):
+        load_splits(str(root), class_names_file=str(names_file))
+
+
+def test_generic_imagefolder_named_by_wnids_gets_readable_names(tmp_path):
+    root = make_layout(tmp_path / "nette", WNIDS[::-1][:2], n_train=2, n_val=1, val_name="test")
+    splits = load_splits(str(root), dev_split_ratio=0.5)
+    assert splits["val"].features["label"].names == ["golf ball", "parachute"]
+
+
+def fake_hub(with_label=True):
+    img = Image.new("RGB", (6, 6), (10, 200, 30))
+    feats = {"img": datasets.Image(), "caption": datasets.Value("string")}
+    feats["fine_label"] = datasets.ClassLabel(names=["ant", "bee"]) if with_label else datasets.Value("int64")
+    rows = {"img": [img] * 6, "caption": ["x"] * 6, "fine_label": [0, 1, 0, 1, 0, 1]}
+    ds = datasets.Dataset.from_dict(rows, features=datasets.Features(feats))
+    return datasets.DatasetDict({"train": ds, "test": ds.select(range(4))})
+
+
+def test_hub_dataset_columns_renamed(monkeypatch):
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, **kw: calls.append(name) or fake_hub())
+    splits = load_splits("someone/insects", dev_split_ratio=0.34)
+    assert calls == ["someone/insects"]
+    assert list(splits["val"].features) == ["image", "label", "image_id"]
+    assert splits["val"].features["label"].names == ["ant", "bee"]
+    assert splits["val"]["image_id"] == ["test/0", "test/1", "test/2", "test/3"]
+    assert len(splits["dev"]) == 2 and all(i.startswith("train/") for i in splits["train"]["image_id"])
+    assert splits["val"][0]["image"].getpixel((0, 0)) == (10, 200, 30)
+
+
+def test_hub_dataset_without_classlabel_is_refused(monkeypatch):
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, **kw: fake_hub(with_label=False))
+    with pytest.raises(DataError, match="ClassLabel"):
+        load_splits("someone/unlabelled")
+
+
+# ---------------------------------------------------------------- download, verify, extract
+def test_download_extracts_once_and_loads(tmp_path, archive, fake_download):
+    fake_download["source"] = archive
+    data_dir = tmp_path / "cache"
+    first = load_splits("imagenette", data_dir=str(data_dir), dev_split_ratio=0.34)
+    second = load_splits("imagenette", data_dir=str(data_dir), dev_split_ratio=0.34)
+    assert fake_download["calls"] == 1
+    assert (data_dir / "imagenette2-320" / data.COMPLETE_MARKER).exists()
+    assert not list(data_dir.glob(".extract-*"))
+    assert len(first["train"]) + len(first["dev"]) == 30 and len(first["val"]) == 10
+    assert first["val"]["image_id"] == second["val"]["image_id"]
+    assert first["val"]["image_id"][0] == "val/n01440764/0.JPEG"
+
+
+def test_download_md5_mismatch(tmp_path, archive, fake_download, monkeypatch):
+    fake_download["source"] = archive
+    monkeypatch.setitem(data.IMAGENETTE_ARCHIVES, "320", ("https://example.invalid/imagenette2-320.tgz", "0" * 32))
+    with pytest.raises(DataError, match="delete it and rerun") as err:
+        load_splits("imagenette", data_dir=str(tmp_path / "cache"))
+    assert "0" * 32 in str(err.value) and hashlib.md5(archive.read_bytes()).hexdigest() in str(err.value)
+    assert not (tmp_path / "cache" / "imagenette2-320").exists()
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink"])
+def test_unsafe_archive_refused_and_nothing_written_outside(tmp_path, fake_download, monkeypatch, kind):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    tgz = tmp_path / "imagenette2-320.tgz"
+    md5 = unsafe_archive(tgz, kind, outside)
+    monkeypatch.setitem(data.IMAGENETTE_ARCHIVES, "320", ("https://example.invalid/imagenette2-320.tgz", md5))
+    fake_download["source"] = tgz
+    data_dir = tmp_path / "a" / "cache"  # '../../outside' from the extract folder would land in tmp_path/outside
+    with pytest.raises(DataError, match="unsafe archive"):
+        load_splits("imagenette", data_dir=str(data_dir))
+    assert list(outside.iterdir()) == []
+    assert not (data_dir / "imagenette2-320").exists() and not list(data_dir.glob(".extract-*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "imagenette2-320.tgz", "outside"]
+
+
+def test_damaged_archive(tmp_path, fake_download, monkeypatch):
+    tgz = tmp_path / "imagenette2-320.tgz"
+    tgz.write_bytes(b"\x1f\x8b not really gzip")
+    md5 = hashlib.md5(tgz.read_bytes()).hexdigest()
+    monkeypatch.setitem(data.IMAGENETTE_ARCHIVES, "320", ("https://example.invalid/imagenette2-320.tgz", md5))
+    fake_download["source"] = tgz
+    with pytest.raises(DataError, match="damaged.*delete it and rerun") as err:
+        load_splits("imagenette", data_dir=str(tmp_path / "cache"))
+    assert "\n" not in str(err.value) and not (tmp_path / "cache" / "imagenette2-320").exists()
+
+
+def test_real_downloader_fetches_over_http(tmp_path, archive, monkeypatch):
+    """The datasets download machinery against a local HTTP server (no internet needed)."""
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)  # conftest turns offline mode on
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(archive.parent))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
+        monkeypatch.setitem(data.IMAGENETTE_ARCHIVES, "320", (url, data.IMAGENETTE_ARCHIVES["320"][1]))
+        splits = load_splits("imagenette", data_dir=str(tmp_path / "cache"), dev_split_ratio=0.34)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(splits["val"]) == 10
+    assert list((tmp_path / "cache" / "downloads").glob("*.incomplete")) == []
+
+
+def test_download_failure_is_a_data_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)  # refuses before touching the network
+    with pytest.raises(DataError, match="could not download .*imagenette2-160.tgz") as err:
+        load_splits("imagenette", data_dir=str(tmp_path), imagenette_size="160")
+    assert "\n" not in str(err.value) and str(tmp_path) in str(err.value)
+
+
+# ---------------------------------------------------------------- image conversion and transform
+def rgb_pixel(image: Image.Image) -> tuple:
+    out = to_rgb(image)
+    assert out.mode == "RGB" and out.size == image.size
+    return out.getpixel((0, 0))
+
+
+@pytest.mark.parametrize(
+    "image, expected",
+    [
+        (Image.new("L", (3, 2), 77), (77, 77, 77)),
+        (Image.new("1", (3, 2), 1), (255, 255, 255)),
+        (Image.new("LA", (3, 2), (0, 0)), (255, 255, 255)),  # fully transparent -> white background
+        (Image.new("RGBA", (3, 2), (255, 0, 0, 255)), (255, 0, 0)),
+        (Image.new("RGBA", (3, 2), (0, 0, 0, 0)), (255, 255, 255)),
+        (Image.new("RGBA", (3, 2), (0, 0, 255, 128)), (127, 127, 255)),
+        (Image.new("CMYK", (3, 2), (255, 0, 0, 0)), (0, 255, 255)),
+        (Image.fromarray(np.full((2, 3), 32896, dtype=np.uint16)), (128, 128, 128)),  # I;16 mid-grey, not white
+        (Image.fromarray(np.full((2, 3), 65535, dtype=np.int32)), (255, 255, 255)),  # mode I, 16-bit range
+        (Image.fromarray(np.full((2, 3), 0.5, dtype=np.float32)), (128, 128, 128)),  # mode F in [0, 1]
+    ],
+    ids=["L", "1", "LA", "RGBA-opaque", "RGBA-clear", "RGBA-half", "CMYK", "I;16", "I", "F"],
+)
+def test_to_rgb_modes(image, expected):
+    assert all(abs(a - b) <= 1 for a, b in zip(rgb_pixel(image), expected, strict=True)), rgb_pixel(image)
+
+
+def test_to_rgb_16bit_keeps_gradient_and_palette_transparency():
+    ramp = Image.fromarray(np.array([[0, 257 * 100, 65535]], dtype=np.uint16))
+    assert ramp.mode == "I;16"
+    assert [to_rgb(ramp).getpixel((x, 0))[0] for x in range(3)] == [0, 100, 255]
+    pal = Image.new("P", (2, 1), 0)
+    pal.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    pal.putpixel((1, 0), 1)
+    pal.info["transparency"] = 1  # palette index 1 (blue) is transparent
+    assert [to_rgb(pal).getpixel((x, 0)) for x in range(2)] == [(255, 0, 0), (255, 255, 255)]
+    opaque = pal.copy()
+    opaque.info.pop("transparency")
+    assert to_rgb(opaque).getpixel((1, 0)) == (0, 0, 255)
+
+
+def test_transform_matches_processor(tmp_path):
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    make_layout(tmp_path, WNIDS[:2], n_train=2, n_val=2)
+    val = load_splits("imagenette", data_dir=str(tmp_path), dev_split_ratio=0.5, download=False)["val"]
+    expected = processor(images=[val[i]["image"].convert("RGB") for i in range(4)], return_tensors="pt")
+    val.set_transform(make_transform(processor))
+    batch = val[:4]
+    assert set(batch) == {"pixel_values", "labels"} and batch["labels"] == [0, 0, 1, 1]
+    assert all(p.shape == (3, 32, 32) and p.dtype == torch.float32 for p in batch["pixel_values"])
+    torch.testing.assert_close(torch.stack(batch["pixel_values"]), expected["pixel_values"])
+    gray = make_transform(processor)({"image": [Image.new("I;16", (40, 50))], "label": [3]})
+    assert gray["pixel_values"][0].shape == (3, 32, 32) and gray["labels"] == [3]
+
+
+# ---------------------------------------------------------------- real sample (optional)
+@pytest.mark.skipif(not SHARED_SAMPLE.is_dir(), reason="../shared/data/imagenette2-224-sample not present")
+def test_shared_imagenette_sample():
+    splits = load_splits("imagenette", data_dir=str(SHARED_SAMPLE), download=False)
+    assert len(splits["train"]) + len(splits["dev"]) == 1000 and len(splits["val"]) == 300
+    assert len(splits["dev"]) == 50 and Counter(splits["dev"]["label"]) == dict.fromkeys(range(10), 5)
+    assert splits["val"].features["label"].names == NAMES
+    assert Counter(splits["val"]["label"]) == dict.fromkeys(range(10), 30)
+    row = splits["val"][299]
+    assert row["image_id"].startswith("val/n03888257/") and NAMES[row["label"]] == "parachute"
+    assert to_rgb(row["image"]).size == (224, 224)
