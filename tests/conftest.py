@@ -1,0 +1,48 @@
+"""Shared fixtures: a tiny random CLIP, a generated ImageNette-layout image set, and ../shared when it exists.
+
+Everything is built once per test session in a temporary folder, by the same `tiny_clip` module `make demo` uses.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import tiny_clip  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return tiny_clip.build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def image_root(tmp_path_factory) -> Path:
+    """10 ImageNette classes (WordNet folders), 20 train and 10 val images each, one hue per class."""
+    return tiny_clip.make_image_folder(tmp_path_factory.mktemp("imagenette"), train_per_class=20, val_per_class=10)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED / "imagenette2-224-sample").is_dir():
+        pytest.skip("../shared/data is not here (a fresh clone): real-image tests skipped")
+    return SHARED
+
+
+def smoke_argv(model_dir: Path, data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
+    """The smoke recipe pointed at the test session's tiny model and images (the same main(), other paths)."""
+    return [
+        str(ROOT / "recipes" / "smoke.yaml"),
+        "--model_name_or_path", str(model_dir), "--data_dir", str(data_dir), "--output_dir", str(output_dir),
+        "--use_cpu", "true", *extra,
+    ]  # fmt: skip

@@ -1,0 +1,84 @@
+"""modeling: LoRA placement and counts, adapter save/reload, refusing adapters that cannot be used."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import CLIPModel
+
+from modeling import ModelError, apply_lora, count_parameters, load_adapter, load_clip
+from tiny_clip import vit_b16_clip_config
+
+SEED_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
+
+
+@pytest.mark.parametrize(("towers", "expected"), [("both", 1_966_080), ("vision", 1_179_648), ("text", 786_432)])
+def test_seed_config_trainable_parameters_on_vit_b16_shape(towers, expected):
+    # Built on the meta device: the shape of openai/clip-vit-base-patch16 without 600 MB of random weights.
+    with torch.device("meta"):
+        model = apply_lora(CLIPModel(vit_b16_clip_config()), 16, 32, 0.1, SEED_TARGETS, towers)
+    trainable, total = count_parameters(model)
+    assert trainable == expected
+    assert total == 149_620_737 + trainable  # the base ViT-B/16 CLIP is frozen, untouched
+
+
+def test_lora_only_on_chosen_tower(tiny_model_dir):
+    model, _ = load_clip(str(tiny_model_dir))
+    model = apply_lora(model, 4, 8, 0.0, SEED_TARGETS, towers="vision")
+    adapted = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert adapted and all("vision_model" in name and "lora_" in name for name in adapted)
+
+
+def test_unknown_target_module_is_one_clear_error(tiny_model_dir):
+    model, _ = load_clip(str(tiny_model_dir))
+    with pytest.raises(ModelError, match="qkv not found"):
+        apply_lora(model, 4, 8, 0.0, ["qkv"])
+
+
+def _randomise_lora(model):
+    # LoRA B starts at zero (adapter == base); give it values so save/reload is a real comparison.
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_" in name:
+                p.normal_(0, 0.5)
+
+
+def test_save_reload_gives_identical_logits(tiny_model_dir, tmp_path):
+    model, processor = load_clip(str(tiny_model_dir))
+    model = apply_lora(model, 4, 8, 0.0, SEED_TARGETS)
+    _randomise_lora(model)
+    model.save_pretrained(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
+    inputs = processor(text=["a photo of a tench.", "a photo of a church."], return_tensors="pt", padding=True)
+    pixels = torch.randn(3, 3, 32, 32)
+    model.eval()
+    before = model(**inputs, pixel_values=pixels).logits_per_image
+    base, _ = load_clip(str(tiny_model_dir))
+    reloaded = load_adapter(base, str(tmp_path / "adapter")).eval()
+    assert isinstance(reloaded, PeftModel)
+    after = reloaded(**inputs, pixel_values=pixels).logits_per_image
+    assert torch.equal(before, after)
+    with reloaded.disable_adapter():
+        assert not torch.allclose(reloaded(**inputs, pixel_values=pixels).logits_per_image, after)
+
+
+def test_adapter_folder_without_config_or_safetensors_is_refused(tiny_model_dir, tmp_path):
+    model, _ = load_clip(str(tiny_model_dir))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="no adapter_config.json"):
+        load_adapter(model, str(tmp_path / "empty"))
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    (pickled / "adapter_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(ModelError, match="pickle"):
+        load_adapter(model, str(pickled))
+
+
+def test_missing_model_path_is_one_clear_error(tmp_path):
+    with pytest.raises(ModelError, match="cannot load CLIP"):
+        load_clip(str(tmp_path / "nowhere"))

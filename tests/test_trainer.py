@@ -1,0 +1,104 @@
+"""trainer: the class-prompt loss, what training touches, and evaluation encoding the prompts once per pass."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import CLIPTokenizer
+
+from arguments import ClipLoraTrainingArguments
+from collator import ClipClassificationCollator
+from metrics import compute_metrics
+from modeling import apply_lora, load_clip
+from trainer import MAX_LOGIT_SCALE, ClipLoraTrainer, class_embeddings, clip_class_loss
+
+CLASSES = ["tench", "church", "parachute"]
+
+
+def test_same_class_images_are_not_negatives():
+    classes = torch.eye(3)
+    labels = torch.tensor([0, 0, 1, 2])
+    images = classes[labels]  # both class-0 images sit exactly on their class prompt
+    loss, logits = clip_class_loss(images, classes, labels, torch.tensor(100.0), "contrastive")
+    assert logits.shape == (4, 3)
+    assert loss.item() < 1e-3
+    # A per-image CLIP loss would make image 1 a negative of image 0's prompt and cost log 2 for the duplicate.
+    per_image_t2i = F.cross_entropy(100.0 * classes[labels] @ images.T, torch.arange(4))
+    assert per_image_t2i.item() > math.log(2) / 4
+    # Moving probability between same-class images leaves the loss unchanged: they are never pushed apart.
+    tilted = images.clone()
+    tilted[1] = F.normalize(torch.tensor([1.0, 0.3, 0.0]), dim=0)
+    loss_a, _ = clip_class_loss(tilted, classes, labels, torch.tensor(1.0), "contrastive")
+    swapped = tilted[[1, 0, 2, 3]]
+    loss_b, _ = clip_class_loss(swapped, classes, labels, torch.tensor(1.0), "contrastive")
+    assert torch.allclose(loss_a, loss_b)
+
+
+def test_ce_loss_is_cross_entropy_over_all_classes():
+    torch.manual_seed(0)
+    images, classes = torch.randn(5, 8), F.normalize(torch.randn(3, 8), dim=-1)
+    labels = torch.tensor([0, 1, 2, 2, 1])
+    loss, logits = clip_class_loss(images, classes, labels, torch.tensor(10.0), "ce")
+    assert torch.allclose(loss, F.cross_entropy(10.0 * F.normalize(images, dim=-1) @ classes.T, labels))
+
+
+def test_class_embeddings_are_normalised_template_means():
+    torch.manual_seed(0)
+    text = torch.randn(6, 4)  # 2 classes x 3 templates, class-major
+    expected = F.normalize(F.normalize(text, dim=-1).view(2, 3, 4).mean(1), dim=-1)
+    assert torch.allclose(class_embeddings(text, 2), expected)
+
+
+@pytest.fixture()
+def tiny_trainer(tiny_model_dir, tmp_path):
+    model, processor = load_clip(str(tiny_model_dir))
+    model = apply_lora(model, 4, 8, 0.0, ["q_proj", "k_proj", "v_proj", "out_proj"])
+    torch.manual_seed(0)
+    labels = [i % 3 for i in range(24)]
+    pixels = [(torch.randn(3, 32, 32) * 0.2 + label).tolist() for label in labels]
+    dataset = Dataset.from_dict({"pixel_values": pixels, "labels": labels}).with_format("torch")
+    args = ClipLoraTrainingArguments(
+        output_dir=str(tmp_path), use_cpu=True, num_train_epochs=1, per_device_train_batch_size=8,
+        per_device_eval_batch_size=8, learning_rate=1e-2, save_strategy="no", eval_strategy="no",
+        load_best_model_at_end=False, report_to="none", logging_steps=1,
+    )  # fmt: skip
+    tokenizer = CLIPTokenizer.from_pretrained(tiny_model_dir)
+    collate = ClipClassificationCollator.from_class_names(tokenizer, CLASSES, ["a photo of a {}."])
+    return ClipLoraTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=dataset, data_collator=collate,
+                           processing_class=processor, compute_metrics=compute_metrics, num_classes=3)  # fmt: skip
+
+
+def test_training_moves_every_lora_tensor_in_both_towers_and_nothing_else(tiny_trainer):
+    model = tiny_trainer.model
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    tiny_trainer.train()
+    lora = [name for name in before if "lora_" in name]
+    assert any("vision_model" in n for n in lora) and any("text_model" in n for n in lora)
+    for name, p in model.named_parameters():
+        changed = not torch.equal(before[name], p.detach())
+        assert changed == ("lora_" in name), f"{name} changed={changed}"
+
+
+def test_logit_scale_is_capped(tiny_trainer):
+    with torch.no_grad():
+        tiny_trainer.model.base_model.model.logit_scale.fill_(math.log(1000.0))
+    assert tiny_trainer.logit_scale(tiny_trainer.model).item() == pytest.approx(MAX_LOGIT_SCALE)
+
+
+def test_evaluation_encodes_class_prompts_once_per_pass(tiny_trainer):
+    calls = []
+    text_model = tiny_trainer.model.base_model.model.text_model
+    handle = text_model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        metrics = tiny_trainer.evaluate()  # 24 images / batch 8 = 3 batches
+        assert len(calls) == 1
+        tiny_trainer.predict(tiny_trainer.eval_dataset)
+        assert len(calls) == 2
+    finally:
+        handle.remove()
+    assert tiny_trainer.text_encoder_calls == 2
+    assert {"eval_accuracy", "eval_macro_f1", "eval_loss"} <= set(metrics)
