@@ -1,0 +1,94 @@
+"""train_clip_lora.main end to end on the tiny CLIP: zero-shot -> LoRA -> selected adapter on val, and eval-only."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from peft import PeftModel
+
+import train_clip_lora
+from artifacts import read_predictions
+from conftest import smoke_argv
+from modeling import load_adapter, load_clip
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tiny_model_dir, image_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    results = train_clip_lora.main(smoke_argv(tiny_model_dir, image_root, out))
+    return out, results
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_smoke_run_learns_and_writes_every_artifact(smoke_run):
+    out, results = smoke_run
+    for name in ["adapter_model.safetensors", "adapter_config.json", "all_results.json", "predictions.csv",
+                 "zero_shot_predictions.csv", "classification_report.json", "classification_report.md",
+                 "run_config.json", "trainer_state.json"]:  # fmt: skip
+        assert (out / name).is_file(), name
+    on_disk = json.loads((out / "all_results.json").read_text())
+    assert on_disk["eval_accuracy"] == results["eval_accuracy"]
+    assert results["zero_shot_accuracy"] <= 0.3  # a random tiny CLIP is near chance (0.1)
+    assert results["eval_accuracy"] >= 0.9  # LoRA alone lifts it on the generated task
+    assert {"dev_accuracy", "dev_macro_f1", "trainable_params", "total_params"} <= set(results)
+    assert 0 < results["trainable_params"] < results["total_params"]
+
+
+def test_predictions_and_report_cover_val_once(smoke_run, image_root):
+    out, results = smoke_run
+    rows = _rows(out / "predictions.csv")
+    val_files = sorted(p.relative_to(image_root).as_posix() for p in (image_root / "val").rglob("*.JPEG"))
+    assert sorted(r["image"] for r in rows) == val_files
+    assert list(rows[0])[:3] == ["image", "label", "prediction"] and len(rows[0]) == 3 + 10
+    labels, predictions, _ = read_predictions(out / "predictions.csv")
+    assert (labels == predictions).mean() == pytest.approx(results["eval_accuracy"])
+    zs_labels, zs_predictions, _ = read_predictions(out / "zero_shot_predictions.csv")
+    assert (zs_labels == zs_predictions).mean() == pytest.approx(results["zero_shot_accuracy"])
+    report = json.loads((out / "classification_report.json").read_text())
+    assert sum(c["support"] for c in report["per_class"].values()) == len(rows)
+    assert report["accuracy"] == pytest.approx(results["eval_accuracy"])
+
+
+def test_selected_epoch_is_the_best_dev_epoch(smoke_run):
+    out, results = smoke_run
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    dev = [entry["eval_accuracy"] for entry in history if "eval_accuracy" in entry]
+    assert len(dev) == 8 and results["dev_accuracy"] == pytest.approx(max(dev))
+
+
+def test_eval_only_base_model_equals_zero_shot(tiny_model_dir, image_root, tmp_path):
+    results = train_clip_lora.main(smoke_argv(tiny_model_dir, image_root, tmp_path, "--do_train", "false"))
+    assert results["eval_accuracy"] == results["zero_shot_accuracy"]
+    assert (tmp_path / "predictions.csv").read_bytes() == (tmp_path / "zero_shot_predictions.csv").read_bytes()
+    assert len(_rows(tmp_path / "predictions.csv")) == 100
+
+
+def test_eval_only_with_saved_adapter_reproduces_the_run(smoke_run, tiny_model_dir, image_root, tmp_path):
+    out, results = smoke_run
+    argv = smoke_argv(tiny_model_dir, image_root, tmp_path, "--do_train", "false", "--adapter_name_or_path", str(out))
+    again = train_clip_lora.main(argv)
+    assert again["eval_accuracy"] == results["eval_accuracy"]
+    assert again["zero_shot_accuracy"] == results["zero_shot_accuracy"]
+    assert (tmp_path / "predictions.csv").read_text() == (out / "predictions.csv").read_text()
+    model = load_adapter(load_clip(str(tiny_model_dir))[0], str(out))
+    assert isinstance(model, PeftModel)
+
+
+def test_finished_run_is_not_overwritten_by_accident(smoke_run, tiny_model_dir, image_root):
+    out, _ = smoke_run
+    assert train_clip_lora.cli(smoke_argv(tiny_model_dir, image_root, out)) == 2
+
+
+def test_zero_shot_on_the_real_imagenette_sample(shared_data, tiny_model_dir, tmp_path):
+    argv = smoke_argv(tiny_model_dir, shared_data / "imagenette2-224-sample", tmp_path, "--do_train", "false")
+    results = train_clip_lora.main(argv)
+    rows = _rows(tmp_path / "predictions.csv")
+    assert len(rows) == 300 and results["eval_accuracy"] == results["zero_shot_accuracy"]
+    assert {r["label"] for r in rows} == {"tench", "English springer", "cassette player", "chain saw", "church",
+                                          "French horn", "garbage truck", "gas pump", "golf ball", "parachute"}

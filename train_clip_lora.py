@@ -1,0 +1,158 @@
+"""LoRA-fine-tune CLIP on ImageNette (or any image-classification dataset), the Hugging Face way.
+
+    accelerate launch --config_file accelerate_config.yaml train_clip_lora.py     # the seed experiment on GPUs
+    python train_clip_lora.py recipes/smoke.yaml                                  # tiny offline run (see `make demo`)
+
+Steps: zero-shot baseline on val -> LoRA training with the best epoch chosen on a dev split carved from train ->
+one final evaluation of the selected adapter on val -> report, adapter, predictions -> (optional) push to the Hub.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import transformers
+from peft import PeftModel
+from transformers.trainer_utils import get_last_checkpoint
+
+import artifacts
+from arguments import ArgumentError, parse_args
+from collator import ClipClassificationCollator
+from data import DataError, load_splits, make_transform
+from metrics import classification_report, compute_metrics, format_report, save_report
+from modeling import ModelError, apply_lora, count_parameters, load_adapter, load_clip
+from trainer import ClipLoraTrainer
+
+logger = logging.getLogger("train_clip_lora")
+
+USER_ERRORS = (ArgumentError, DataError, ModelError)
+
+
+def resolve_output_dir(training_args) -> str | None:
+    """Refuse to overwrite a finished run; return the last checkpoint of an interrupted one (resumed on its own)."""
+    out = Path(training_args.output_dir)
+    if training_args.overwrite_output_dir or not out.is_dir():
+        return None
+    if (out / artifacts.ALL_RESULTS).exists() and training_args.do_train:
+        raise ArgumentError(
+            f"{out} already holds a finished run; pass --overwrite_output_dir to replace it or choose another --output_dir."
+        )
+    return get_last_checkpoint(str(out)) if training_args.do_train else None
+
+
+def evaluate_split(trainer, dataset, prefix: str, image_ids, class_names, output_dir: Path, csv_name: str | None):
+    """Predict on one split: metrics under `prefix`, and (main process only) a predictions CSV."""
+    result = trainer.predict(dataset, metric_key_prefix=prefix)
+    if csv_name and trainer.is_world_process_zero():
+        artifacts.write_predictions(output_dir / csv_name, image_ids, result.label_ids, result.predictions, class_names)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    # 1. Arguments and logging.
+    model_args, data_args, lora_args, training_args = parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    transformers.set_seed(training_args.seed)
+    output_dir = Path(training_args.output_dir)
+    last_checkpoint = resolve_output_dir(training_args)
+    if last_checkpoint:
+        logger.info("Resuming the interrupted run from %s", last_checkpoint)
+
+    # 2. Data: train / dev (carved from train, used for selection) / val (evaluated once at the end).
+    splits = load_splits(
+        dataset_name=data_args.dataset_name, data_dir=data_args.data_dir, imagenette_size=data_args.imagenette_size,
+        dev_split_ratio=data_args.dev_split_ratio, seed=training_args.seed, download=data_args.download,
+        max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
+        class_names_file=data_args.class_names_file,
+    )  # fmt: skip
+    class_names = splits["train"].features["label"].names
+    val_ids = list(splits["val"]["image_id"])
+    logger.info("Data: %s", {name: len(split) for name, split in splits.items()})
+
+    # 3. Model: CLIP, then LoRA (new, or an existing adapter). Eval-only without an adapter stays the base model.
+    model, processor = load_clip(model_args.model_name_or_path, model_args.cache_dir, model_args.attn_implementation)
+    if model_args.adapter_name_or_path:
+        model = load_adapter(model, model_args.adapter_name_or_path, is_trainable=training_args.do_train)
+    elif training_args.do_train:
+        model = apply_lora(
+            model, r=lora_args.lora_r, alpha=lora_args.lora_alpha, dropout=lora_args.lora_dropout,
+            target_modules=lora_args.target_module_list, towers=lora_args.lora_towers,
+        )  # fmt: skip
+    trainable_params, total_params = count_parameters(model)
+    logger.info("Trainable parameters: %s of %s (%.3f%%)", f"{trainable_params:,}", f"{total_params:,}",
+                100 * trainable_params / total_params)  # fmt: skip
+
+    # 4. Images become pixel_values on the fly; every batch carries the tokenized class prompts.
+    transform = make_transform(processor.image_processor)
+    for split in splits.values():
+        split.set_transform(transform)
+    collator = ClipClassificationCollator.from_class_names(
+        processor.tokenizer, class_names, [data_args.prompt_template]
+    )
+
+    trainer = ClipLoraTrainer(
+        model=model, args=training_args, train_dataset=splits["train"], eval_dataset=splits["dev"],
+        data_collator=collator, processing_class=processor, compute_metrics=compute_metrics,
+        num_classes=len(class_names), loss_kind=lora_args.loss,
+    )  # fmt: skip
+    if trainer.is_world_process_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        run_config = {**vars(model_args), **vars(data_args), **vars(lora_args), **training_args.to_dict()}
+        artifacts.write_json(output_dir / artifacts.RUN_CONFIG, run_config)
+
+    # 5. Zero-shot baseline: the base model (adapter switched off) on val, with the same prompts.
+    adapter_off = model.disable_adapter() if isinstance(model, PeftModel) else nullcontext()
+    with adapter_off:
+        zero_shot = evaluate_split(trainer, splits["val"], "zero_shot", val_ids, class_names, output_dir,
+                                   artifacts.ZERO_SHOT_PREDICTIONS)  # fmt: skip
+    trainer.log_metrics("zero_shot", zero_shot.metrics)
+    results = {**zero_shot.metrics, "trainable_params": trainable_params, "total_params": total_params}
+
+    # 6. Train; after each epoch evaluate on dev; the best dev epoch is restored at the end.
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
+        trainer.save_model()  # the selected adapter + processor files, in output_dir
+        trainer.save_state()
+        results.update(train_result.metrics)
+        results.update(trainer.evaluate(splits["dev"], metric_key_prefix="dev"))
+
+    # 7. Final evaluation on val, once, with the selected adapter (or the zero-shot model in an eval-only run).
+    if training_args.do_train or model_args.adapter_name_or_path:
+        final = evaluate_split(trainer, splits["val"], "eval", val_ids, class_names, output_dir, artifacts.PREDICTIONS)
+    else:
+        final = zero_shot
+        if trainer.is_world_process_zero():
+            (output_dir / artifacts.PREDICTIONS).write_bytes((output_dir / artifacts.ZERO_SHOT_PREDICTIONS).read_bytes())
+    results.update({key.replace("zero_shot_", "eval_", 1): value for key, value in final.metrics.items()})
+
+    # 8. Per-class report, results file.
+    if trainer.is_world_process_zero():
+        final_predictions = np.asarray(final.predictions).argmax(axis=1)
+        report = classification_report(final.label_ids, final_predictions, class_names)
+        save_report(report, output_dir)
+        print(format_report(report))
+        artifacts.write_json(output_dir / artifacts.ALL_RESULTS, results)
+        logger.info("zero-shot accuracy %.4f -> fine-tuned %.4f (val, %d images)",
+                    results["zero_shot_accuracy"], results["eval_accuracy"], len(val_ids))  # fmt: skip
+    return results
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """Console entry: user errors print one line (no traceback) and exit 2."""
+    try:
+        main(argv)
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(cli())
