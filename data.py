@@ -10,20 +10,18 @@ and image_id (str). This module imports no other project module.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import logging
 import math
-import os
-import shutil
-import tarfile
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import datasets
 import numpy as np
 from PIL import Image
+
+from download import DataError, download_file, md5sum, safe_extract
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +45,6 @@ IMAGENETTE_ARCHIVES: dict[str, tuple[str, str]] = {
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 VAL_SPLIT_NAMES = ("val", "validation", "test")
 DEFAULT_IMAGENETTE_DIR = Path("~/.cache/clip_lora/imagenette")
-COMPLETE_MARKER = ".complete"
-
-
-class DataError(ValueError):
-    """A one-line, user-facing data problem: says what is wrong and what to do."""
 
 
 def _features(names: list[str]) -> datasets.Features:
@@ -144,76 +137,6 @@ def _load_imagefolder(root: Path, class_names_file: str | None) -> datasets.Data
     return _load_folder(root, folders, names)
 
 
-# ---------------------------------------------------------------- ImageNette download
-def _download_file(url: str, cache_dir: Path) -> str:
-    """Downloads url into cache_dir via datasets (temp *.incomplete file, progress bar); returns the local path."""
-    from datasets.utils.file_utils import cached_path
-
-    # use_etag=False: a finished download is reused without asking the server again (works offline).
-    config = datasets.DownloadConfig(cache_dir=cache_dir, use_etag=False, download_desc=f"Downloading {url}")
-    return cached_path(url, download_config=config)
-
-
-def _md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
-    """Refuses members that could write outside the target folder (absolute, '..', escaping links, devices)."""
-
-    def escapes(name: str) -> bool:
-        name = name.replace("\\", "/")
-        return name.startswith("/") or os.path.isabs(name) or ".." in PurePosixPath(os.path.normpath(name)).parts
-
-    problem = None
-    if escapes(member.name) or ".." in PurePosixPath(member.name).parts:
-        problem = "path outside the archive folder"
-    elif member.issym() and escapes(os.path.join(os.path.dirname(member.name), member.linkname)):
-        problem = f"symlink to {member.linkname}"
-    elif member.islnk() and escapes(member.linkname):
-        problem = f"hard link to {member.linkname}"
-    elif not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-        problem = "special file"
-    if problem:
-        raise DataError(
-            f"refusing unsafe archive {archive}: member {member.name!r} is a {problem}; delete it and check its source"
-        )
-
-
-def _extract(archive: Path, data_dir: Path, folder: str) -> Path:
-    # Extract into a scratch folder, then rename: the final folder appears only when complete.
-    scratch = data_dir / f".extract-{folder}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    scratch.mkdir(parents=True)
-    logger.info("Extracting %s into %s", archive, data_dir)
-
-    def check(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-        _check_member(member, archive)  # runs before the member is written; data_filter is a second defence
-        return tarfile.data_filter(member, dest)
-
-    try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(scratch, filter=check)  # one streaming pass over the (up to 1.5 GB) archive
-    except (DataError, tarfile.TarError, EOFError) as err:
-        shutil.rmtree(scratch, ignore_errors=True)
-        if isinstance(err, DataError):
-            raise
-        raise DataError(f"archive {archive} is damaged ({' '.join(str(err).split())}); delete it and rerun") from err
-    if not (scratch / folder / "train").is_dir():
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise DataError(f"archive {archive} has no {folder}/train folder; delete it and rerun")
-    target = data_dir / folder
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(scratch / folder, target)
-    shutil.rmtree(scratch, ignore_errors=True)
-    (target / COMPLETE_MARKER).write_text(f"{archive.name}\n", encoding="utf-8")
-    return target
-
-
 def _resolve_imagenette_root(data_dir: str | None, size: str, download: bool) -> Path:
     size = str(size)
     if size not in IMAGENETTE_ARCHIVES:
@@ -224,7 +147,7 @@ def _resolve_imagenette_root(data_dir: str | None, size: str, download: bool) ->
     if (base / "train").is_dir():
         return base
     nested = base / folder
-    if (nested / "train").is_dir():  # _extract renames a finished folder into place, so it is never partial
+    if (nested / "train").is_dir():  # safe_extract renames a finished folder into place, so it is never partial
         return nested
     if not download:
         raise DataError(
@@ -233,16 +156,16 @@ def _resolve_imagenette_root(data_dir: str | None, size: str, download: bool) ->
         )
     base.mkdir(parents=True, exist_ok=True)
     try:
-        archive = Path(_download_file(url, base / "downloads"))
+        archive = Path(download_file(url, base / "downloads"))
     except OSError as err:  # ConnectionError (offline mode too), FileNotFoundError, TimeoutError
         raise DataError(
             f"could not download {url} ({type(err).__name__}: {' '.join(str(err).split())}); "
             f"check the connection (HF_HUB_OFFLINE), or extract the archive into {base} yourself"
         ) from err
-    actual = _md5(archive)
+    actual = md5sum(archive)
     if actual != md5:
         raise DataError(f"md5 mismatch for {archive}: expected {md5}, got {actual}; delete it and rerun")
-    return _extract(archive, base, folder)
+    return safe_extract(archive, base, folder)
 
 
 # ---------------------------------------------------------------- Hub datasets
