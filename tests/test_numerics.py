@@ -1,0 +1,87 @@
+"""Numerics: the logit scale never exceeds 100; a bf16-autocast training step on CPU gives a finite loss and finite
+LoRA gradients, and the LoRA master weights (and their gradients and optimizer state) stay fp32.
+
+Run: python -m pytest tests/test_numerics.py -q
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from datasets import Dataset
+from transformers import CLIPTokenizer, TrainerCallback
+
+from arguments import ClipLoraTrainingArguments
+from collator import ClipClassificationCollator
+from modeling import apply_lora, load_clip
+from trainer import MAX_LOGIT_SCALE, ClipLoraTrainer
+
+CLASSES = ["tench", "church", "parachute"]
+
+
+def make_trainer(tiny_model_dir, tmp_path, **overrides) -> ClipLoraTrainer:
+    model, processor = load_clip(str(tiny_model_dir))
+    model = apply_lora(model, 4, 8, 0.0, ["q_proj", "k_proj", "v_proj", "out_proj"])
+    torch.manual_seed(0)
+    labels = [i % 3 for i in range(8)]
+    pixels = [(torch.randn(3, 32, 32) * 0.2 + label).tolist() for label in labels]
+    dataset = Dataset.from_dict({"pixel_values": pixels, "labels": labels}).with_format("torch")
+    args = ClipLoraTrainingArguments(**{
+        "output_dir": str(tmp_path), "use_cpu": True, "max_steps": 1, "per_device_train_batch_size": 8,
+        "learning_rate": 1e-3, "save_strategy": "no", "eval_strategy": "no", "load_best_model_at_end": False,
+        "report_to": "none", "logging_steps": 1, **overrides,
+    })  # fmt: skip
+    collate = ClipClassificationCollator.from_class_names(
+        CLIPTokenizer.from_pretrained(tiny_model_dir), CLASSES, ["a photo of a {}."]
+    )
+    return ClipLoraTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate,
+                           processing_class=processor, num_classes=len(CLASSES))  # fmt: skip
+
+
+def test_logits_never_sharper_than_100_even_if_the_temperature_drifts(tiny_model_dir, tmp_path):
+    trainer = make_trainer(tiny_model_dir, tmp_path)
+    clip = trainer.model.base_model.model
+    assert not clip.logit_scale.requires_grad  # frozen: LoRA training cannot move it
+    with torch.no_grad():
+        clip.logit_scale.fill_(math.log(1e4))  # a checkpoint with an absurd temperature
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    loss, outputs = trainer.compute_loss(trainer.model, batch, return_outputs=True)
+    assert outputs["logits"].abs().max().item() <= MAX_LOGIT_SCALE + 1e-4
+    assert trainer.logit_scale(trainer.model).item() == pytest.approx(MAX_LOGIT_SCALE)
+    assert torch.isfinite(loss)
+
+
+class Probe(TrainerCallback):
+    """Records, just before the optimizer step, the LoRA parameters' dtypes and gradients."""
+
+    def __init__(self):
+        self.params = {}
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        self.params = {n: (p.dtype, p.grad.detach().clone()) for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_bf16_autocast_step_on_cpu_is_finite_and_keeps_fp32_master_weights(tiny_model_dir, tmp_path):
+    trainer = make_trainer(tiny_model_dir, tmp_path, bf16=True)
+    probe = Probe()
+    trainer.add_callback(probe)
+    activations = []
+    q_proj = trainer.model.base_model.model.vision_model.encoder.layers[0].self_attn.q_proj
+    handle = q_proj.register_forward_hook(lambda module, args, out: activations.append(out.dtype))
+    try:
+        result = trainer.train()
+    finally:
+        handle.remove()
+    assert activations and set(activations) == {torch.bfloat16}  # autocast really ran the matmuls in bf16
+    assert math.isfinite(result.training_loss)
+    assert probe.params and all("lora_" in name for name in probe.params)
+    for name, (dtype, grad) in probe.params.items():
+        assert dtype == torch.float32 and grad.dtype == torch.float32, name
+        assert torch.isfinite(grad).all(), name
+    assert any(grad.abs().sum() > 0 for _, grad in probe.params.values())
+    for name, p in trainer.model.named_parameters():  # after the step too, and the optimizer state with them
+        assert p.dtype == torch.float32, name
+    states = [s for s in trainer.optimizer.state.values() if "exp_avg" in s]
+    assert states and all(s["exp_avg"].dtype == torch.float32 for s in states)
