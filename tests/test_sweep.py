@@ -1,0 +1,63 @@
+"""sweep.py: one run per seed into seed-<k>/, a summary equal to each seed's files, and the README block from it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import artifacts
+import sweep
+from conftest import smoke_argv
+from stats import mcnemar, mean_std
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tiny_model_dir, image_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    argv = ["--seeds", "0,1", *smoke_argv(tiny_model_dir, image_root, out, "--num_train_epochs", "1",
+                                           "--max_train_samples", "32")]  # fmt: skip
+    return out, sweep.main(argv)
+
+
+def test_sweep_writes_seed_folders_and_a_summary_equal_to_them(sweep_run):
+    out, summary = sweep_run
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    assert [run["seed"] for run in summary["per_seed"]] == [0, 1]
+    accuracies = []
+    for run in summary["per_seed"]:
+        folder = out / f"seed-{run['seed']}"
+        results = json.loads((folder / "all_results.json").read_text())
+        assert json.loads((folder / "run_config.json").read_text())["seed"] == run["seed"]
+        for key in ("zero_shot_accuracy", "eval_accuracy", "eval_macro_f1", "dev_accuracy", "trainable_params"):
+            assert run[key] == results[key], key
+        labels, tuned, _ = artifacts.read_predictions(folder / "predictions.csv")
+        _, zero_shot, _ = artifacts.read_predictions(folder / "zero_shot_predictions.csv")
+        assert run["mcnemar_vs_zero_shot"] == mcnemar(labels, zero_shot, tuned)
+        test = run["mcnemar_vs_zero_shot"]
+        assert test["c"] - test["b"] == round((results["eval_accuracy"] - results["zero_shot_accuracy"]) * 100)
+        accuracies.append(results["eval_accuracy"])
+    mean, std = mean_std(accuracies)
+    assert summary["aggregate"]["eval_accuracy"] == {"mean": mean, "std": std}
+    markdown = (out / "summary.md").read_text()
+    assert f"{100 * mean:.2f}%" in markdown and "McNemar" in markdown
+
+
+def test_rerun_reuses_finished_seeds_and_summarize_rebuilds(sweep_run, monkeypatch):
+    out, summary = sweep_run
+    monkeypatch.setattr(sweep.train_clip_lora, "main", lambda argv: pytest.fail("a finished seed was retrained"))
+    assert sweep.run_seeds([0, 1], ["--output_dir", str(out)]) == out
+    assert sweep.main(["--summarize", str(out)]) == summary
+
+
+def test_readme_block_is_generated_from_the_summary(sweep_run, tmp_path):
+    out, summary = sweep_run
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\nbefore\n{sweep.README_START}\nold typed numbers 99.99%\n{sweep.README_END}\nafter\n")
+    assert sweep.cli(["--readme", str(out / "summary.json"), "--readme_path", str(readme)]) == 0
+    text = readme.read_text()
+    assert "99.99%" not in text and text.startswith("# x\nbefore\n") and text.endswith(f"{sweep.README_END}\nafter\n")
+    block = text.split(sweep.README_START)[1].split(sweep.README_END)[0]
+    assert block.strip() == sweep.to_markdown(summary).strip()
+    readme.write_text("no markers\n")
+    assert sweep.cli(["--readme", str(out / "summary.json"), "--readme_path", str(readme)]) == 2
