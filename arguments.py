@@ -9,16 +9,20 @@ A single YAML/JSON file works instead of flags (HfArgumentParser's convention); 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 SEED_MODEL = "openai/clip-vit-base-patch16"
 LORA_TOWERS = ("both", "vision", "text")
 LOSSES = ("contrastive", "ce")
+ON_BAD_IMAGE = ("skip", "error")
+PREPROCESSING = ("auto", "on_the_fly", "cached")  # = preprocessing.PREPROCESSING_MODES
 
 
 class ArgumentError(ValueError):
@@ -43,7 +47,7 @@ class ModelArguments:
 class DataArguments:
     dataset_name: str = field(
         default="imagenette",
-        metadata={"help": "'imagenette', a local imagefolder path (train/<class>/, val/<class>/), or a hub dataset id."},
+        metadata={"help": "'imagenette', 'imagewoof', a local imagefolder path (train/<class>/, val/<class>/), or a hub dataset id."},
     )
     data_dir: str | None = field(
         default=None,
@@ -53,6 +57,10 @@ class DataArguments:
         default="320", metadata={"help": "Which fast.ai archive to download: full, 320 or 160 (shortest side, px)."}
     )
     download: bool = field(default=True, metadata={"help": "Download ImageNette when --data_dir holds no data."})
+    on_bad_image: str = field(
+        default="skip",
+        metadata={"help": "Unreadable images found by the pre-training check: skip (listed in skipped_images.txt) or error."},
+    )
     dev_split_ratio: float = field(
         default=0.05, metadata={"help": "Fraction of train held out (stratified, seeded) to select the best epoch."}
     )
@@ -64,6 +72,28 @@ class DataArguments:
     class_names_file: str | None = field(
         default=None, metadata={"help": "JSON mapping folder name -> class name, for an imagefolder dataset."}
     )
+    preprocessing: str = field(  # issue 4: preprocessing.py; the measurements behind `auto` are in bench/RESULTS.md
+        default="auto",
+        metadata={"help": "on_the_fly (decode + resize every epoch), cached (resized once into the datasets cache as "
+                          "uint8, normalised in the collator) or auto (cached on a GPU, on_the_fly on CPU)."},
+    )  # fmt: skip
+    # Issue 6: prompt ensembles, few-shot, streaming, WiSE-FT (logic in prompts.py, data.py, wise_ft.py).
+    prompt_templates: str = field(
+        default="single",
+        metadata={"help": "single (--prompt_template), openai_imagenet (the CLIP paper's 80) or a file, one per line."},
+    )
+    shots_per_class: int | None = field(
+        default=None, metadata={"help": "Train on K images per class (stratified, seeded; dev is carved first)."}
+    )
+    streaming: bool = field(
+        default=False, metadata={"help": "Stream a hub dataset's train split (needs --max_steps); sharded per process."}
+    )
+    wise_alphas: str | None = field(
+        default=None, metadata={"help": "WiSE-FT: comma-separated LoRA scales to evaluate after training, e.g. 0,0.5,1."}
+    )
+    robustness_eval_dir: str | None = field(
+        default=None, metadata={"help": "A shifted eval folder (<class>/ or val/<class>/) for --wise_alphas."}
+    )
 
     def __post_init__(self):
         if "{}" not in self.prompt_template:
@@ -73,6 +103,20 @@ class DataArguments:
             )
         if not 0.0 < self.dev_split_ratio <= 0.5:
             raise ArgumentError(f"--dev_split_ratio {self.dev_split_ratio} must be in (0, 0.5]; e.g. 0.05.")
+        if self.preprocessing not in PREPROCESSING:
+            raise ArgumentError(f"--preprocessing {self.preprocessing!r} is not one of {', '.join(PREPROCESSING)}.")
+        if self.on_bad_image not in ON_BAD_IMAGE:
+            raise ArgumentError(f"--on_bad_image {self.on_bad_image!r} is not one of {', '.join(ON_BAD_IMAGE)}.")
+        if self.shots_per_class is not None and self.shots_per_class < 1:
+            raise ArgumentError(f"--shots_per_class {self.shots_per_class} must be a positive integer, e.g. 16.")
+        _ = self.wise_alpha_list  # a typo in --wise_alphas fails here, not after training
+
+    @property
+    def wise_alpha_list(self) -> list[float]:
+        try:
+            return [float(a) for a in (self.wise_alphas or "").split(",") if a.strip()]
+        except ValueError:
+            raise ArgumentError(f"--wise_alphas {self.wise_alphas!r} must be numbers, e.g. 0,0.25,0.5,0.75,1") from None
 
 
 @dataclass
@@ -128,6 +172,28 @@ class ClipLoraTrainingArguments(TrainingArguments):
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep 'image' for the on-the-fly transform."})
     label_names: list[str] | None = field(default_factory=lambda: ["labels"], metadata={"help": "Label key."})
     seed: int = field(default=42, metadata={"help": "Seed for init, shuffling and the dev split."})
+    # Data loader defaults measured in bench/ (issue 4): see bench/RESULTS.md.
+    dataloader_num_workers: int | None = field(
+        default=None, metadata={"help": "Loader processes; default: min(8, CPUs per GPU) on a GPU, 0 on CPU (model-bound)."}
+    )
+    dataloader_persistent_workers: bool = field(
+        default=False, metadata={"help": "Keep workers across epochs (off: Trainer would reuse one eval loader)."}
+    )
+
+    def __post_init__(self):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+            # torchrun / accelerate on a machine without GPUs: without use_cpu, Trainer would run N independent
+            # copies (no DDP) that all write the same output files.
+            self.use_cpu = True
+        if self.dataloader_num_workers is None:
+            self.dataloader_num_workers = default_loader_workers(torch.cuda.is_available() and not self.use_cpu)
+        super().__post_init__()
+
+
+def default_loader_workers(gpu: bool) -> int:
+    """A GPU waits on JPEG decode/resize (or cached reads) unless workers run beside it; on CPU the model is the wall
+    (bench/RESULTS.md: P1_step_ratio with 0 workers), and workers would only take cores from the matmuls."""
+    return min(8, max(1, (os.cpu_count() or 1) // max(1, torch.cuda.device_count()))) if gpu else 0  # per GPU
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, LoraArguments, ClipLoraTrainingArguments)

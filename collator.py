@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -31,15 +32,33 @@ class ClipClassificationCollator:
 
     prompt_input_ids: torch.Tensor
     prompt_attention_mask: torch.Tensor
+    # uint8 pixels (`--preprocessing cached`) are rescaled and normalised here; float pixels pass through unchanged.
+    image_mean: list[float] | None = None
+    image_std: list[float] | None = None
+    rescale_factor: float = 1 / 255
 
     @classmethod
-    def from_class_names(cls, tokenizer, class_names: list[str], templates: list[str]) -> ClipClassificationCollator:
+    def from_class_names(
+        cls, tokenizer, class_names: list[str], templates: list[str], **normalization
+    ) -> ClipClassificationCollator:
         prompts = [template.format(name) for name in class_names for template in templates]
         tokens = tokenizer(prompts, padding=True, return_tensors="pt")
-        return cls(prompt_input_ids=tokens["input_ids"], prompt_attention_mask=tokens["attention_mask"])
+        return cls(prompt_input_ids=tokens["input_ids"], prompt_attention_mask=tokens["attention_mask"], **normalization)
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
-        pixel_values = torch.stack([torch.as_tensor(f["pixel_values"]) for f in features])
+        # numpy, single-threaded: torch's intra-op pool is the model's, and under load its stack/cast stall (bench/).
+        pixels = np.stack([np.asarray(f["pixel_values"]) for f in features])
+        if pixels.dtype == np.uint8:
+            if self.image_mean is None or self.image_std is None:
+                raise ValueError("uint8 pixel_values (--preprocessing cached) need the collator's image_mean/image_std; "
+                                 "build it with from_class_names(..., **preprocessing.normalization(image_processor)).")
+            pixels = pixels.astype(np.float32)
+            pixels *= np.float32(self.rescale_factor)  # in place: stays float32, as the image processor computes
+            pixels -= np.asarray(self.image_mean, dtype=np.float32).reshape(-1, 1, 1)
+            pixels /= np.asarray(self.image_std, dtype=np.float32).reshape(-1, 1, 1)
+        elif pixels.dtype == np.float64:  # plain Python lists: float32, as torch.as_tensor would give
+            pixels = pixels.astype(np.float32)
+        pixel_values = torch.from_numpy(pixels)
         labels = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
         return {
             "pixel_values": pixel_values,

@@ -78,9 +78,15 @@ def load_adapter(model, adapter_name_or_path: str, is_trainable: bool = False):
         return PeftModel.from_pretrained(model, adapter_name_or_path, is_trainable=is_trainable, use_safetensors=True)
     except RuntimeError as err:  # size mismatch: the adapter was trained on a differently shaped model
         raise ModelError(
-            f"adapter {adapter_name_or_path} does not fit this base model ({str(err).splitlines()[0][:200]}); "
+            f"adapter {adapter_name_or_path} does not fit this base model ({_first_mismatch(err)}); "
             "pass the --model_name_or_path it was trained on."
         ) from None
+
+
+def _first_mismatch(err: RuntimeError) -> str:
+    """The informative line of torch's multi-line load_state_dict error (the first 'size mismatch ...')."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return next((line for line in lines if "size mismatch" in line), lines[0] if lines else "")[:240]
 
 
 def _check_adapter_base(model, adapter_config: dict, path: Path) -> None:
@@ -90,6 +96,16 @@ def _check_adapter_base(model, adapter_config: dict, path: Path) -> None:
     if recorded and loaded and Path(recorded).name != Path(loaded).name:
         # Same-shaped bases (a moved folder, a fine-tuned derivative) are legitimate; shape mismatches raise below.
         logger.warning("adapter %s was trained on %r; loading it on %r", path, recorded, loaded)
+
+
+def adapter_base_model(adapter_name_or_path: str) -> str | None:
+    """The base model an adapter records in its adapter_config.json (folder or hub id); None when unreadable."""
+    from peft import PeftConfig
+
+    try:
+        return PeftConfig.from_pretrained(adapter_name_or_path).base_model_name_or_path
+    except (OSError, ValueError):
+        return None
 
 
 def count_parameters(model) -> tuple[int, int]:

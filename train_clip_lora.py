@@ -16,33 +16,52 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+import torch
 import transformers
 from peft import PeftModel
-from transformers.trainer_utils import get_last_checkpoint
 
 import artifacts
+import hub
+import model_card
+import plots
+import prompts
+import streaming
+import tracking
+import wise_ft
 from arguments import ArgumentError, parse_args
 from collator import ClipClassificationCollator
-from data import DataError, load_splits, make_transform
+from data import DataError, load_splits
+from image_check import verify_splits
+from images import make_transform
 from metrics import classification_report, compute_metrics, format_report, save_report
 from modeling import ModelError, apply_lora, count_parameters, load_adapter, load_clip
-from trainer import ClipLoraTrainer
+from preprocessing import prepare_splits
+from trainer import ClipLoraTrainer, last_complete_checkpoint
 
 logger = logging.getLogger("train_clip_lora")
 
-USER_ERRORS = (ArgumentError, DataError, ModelError)
+USER_ERRORS = (ArgumentError, DataError, ModelError, prompts.PromptError, hub.HubError)
 
 
 def resolve_output_dir(training_args) -> str | None:
     """Refuse to overwrite a finished run; return the last checkpoint of an interrupted one (resumed on its own)."""
     out = Path(training_args.output_dir)
-    if training_args.overwrite_output_dir or not out.is_dir():
-        return None
-    if (out / artifacts.ALL_RESULTS).exists() and training_args.do_train:
+    fresh = training_args.overwrite_output_dir or not out.is_dir()
+    if not fresh and (out / artifacts.ALL_RESULTS).exists() and training_args.do_train:
         raise ArgumentError(
             f"{out} already holds a finished run; pass --overwrite_output_dir to replace it or choose another --output_dir."
         )
-    return get_last_checkpoint(str(out)) if training_args.do_train else None
+    try:  # fail now, not after hours of training, when nothing can be written there
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ArgumentError(f"--output_dir {out} is not writable ({err.strerror or err}); choose another one.") from None
+    if fresh or not training_args.do_train:
+        return None
+    # Only checkpoints whose save finished count; half-written newer ones (a kill mid-save) are removed.
+    return last_complete_checkpoint(out, remove_partial=training_args.process_index == 0)
 
 
 def evaluate_split(trainer, dataset, prefix: str, image_ids, class_names, output_dir: Path, csv_name: str | None):
@@ -59,21 +78,30 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     transformers.set_seed(training_args.seed)
+    if torch.cuda.is_available():  # TF32 tensor cores for fp32 matmuls (also those bf16 autocast leaves in fp32)
+        torch.set_float32_matmul_precision("high")
     output_dir = Path(training_args.output_dir)
     last_checkpoint = resolve_output_dir(training_args)
     if last_checkpoint:
         logger.info("Resuming the interrupted run from %s", last_checkpoint)
+    # Before any data or model: a push that cannot work fails now; wandb without credentials goes offline.
+    repo_id = hub.check_write_access(training_args) if training_args.push_to_hub else None
+    tracking.prepare(training_args.report_to)
 
     # 2. Data: train / dev (carved from train, used for selection) / val (evaluated once at the end).
-    splits = load_splits(
-        dataset_name=data_args.dataset_name, data_dir=data_args.data_dir, imagenette_size=data_args.imagenette_size,
-        dev_split_ratio=data_args.dev_split_ratio, seed=training_args.seed, download=data_args.download,
-        max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
-        class_names_file=data_args.class_names_file,
-    )  # fmt: skip
+    if data_args.streaming:  # train streamed and sharded per process; dev and val in memory (streaming.py)
+        splits = streaming.load_streaming_splits(data_args, training_args)
+    else:
+        splits = load_splits(
+            dataset_name=data_args.dataset_name, data_dir=data_args.data_dir, imagenette_size=data_args.imagenette_size,
+            dev_split_ratio=data_args.dev_split_ratio, seed=training_args.seed, download=data_args.download,
+            max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
+            class_names_file=data_args.class_names_file, shots_per_class=data_args.shots_per_class,
+        )  # fmt: skip
+        splits = verify_splits(splits, data_args.on_bad_image, output_dir, training_args.process_index == 0)
     class_names = splits["train"].features["label"].names
     val_ids = list(splits["val"]["image_id"])
-    logger.info("Data: %s", {name: len(split) for name, split in splits.items()})
+    logger.info("Data: %s", {name: getattr(split, "num_rows", "streamed") for name, split in splits.items()})
 
     # 3. Model: CLIP, then LoRA (new, or an existing adapter). Eval-only without an adapter stays the base model.
     model, processor = load_clip(model_args.model_name_or_path, model_args.cache_dir, model_args.attn_implementation)
@@ -88,16 +116,22 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("Trainable parameters: %s of %s (%.3f%%)", f"{trainable_params:,}", f"{total_params:,}",
                 100 * trainable_params / total_params)  # fmt: skip
 
-    # 4. Images become pixel_values on the fly; every batch carries the tokenized class prompts.
+    # 4. Images become pixel_values on the fly, or once into the datasets cache (--preprocessing, normalised by the
+    #    collator); every batch carries the tokenized class prompts.
     transform = make_transform(processor.image_processor)
-    for split in splits.values():
-        split.set_transform(transform)
-    collator = ClipClassificationCollator.from_class_names(
-        processor.tokenizer, class_names, [data_args.prompt_template]
-    )
+    streamed = splits.pop("train") if data_args.streaming else None  # a stream is transformed lazily, never cached
+    with training_args.main_process_first(desc="preprocessing"):  # rank 0 writes the cache, the others read it
+        splits, normalization = prepare_splits(splits, processor.image_processor, data_args.preprocessing,
+                                               on_gpu=training_args.device.type == "cuda",
+                                               num_proc=training_args.dataloader_num_workers)  # fmt: skip
+    if streamed is not None:
+        splits["train"] = streaming.with_transform(streamed, transform)
+    templates = prompts.resolve_templates(data_args.prompt_templates, data_args.prompt_template)
+    collator = ClipClassificationCollator.from_class_names(processor.tokenizer, class_names, templates, **normalization)
 
-    trainer = ClipLoraTrainer(
-        model=model, args=training_args, train_dataset=splits["train"], eval_dataset=splits["dev"],
+    trainer = (streaming.StreamingTrainer if data_args.streaming else ClipLoraTrainer)(
+        model=model, args=hub.without_trainer_push(training_args),  # the push happens once, in step 10
+        train_dataset=splits["train"], eval_dataset=splits["dev"],
         data_collator=collator, processing_class=processor, compute_metrics=compute_metrics,
         num_classes=len(class_names), loss_kind=lora_args.loss,
     )  # fmt: skip
@@ -112,7 +146,12 @@ def main(argv: list[str] | None = None) -> dict:
         zero_shot = evaluate_split(trainer, splits["val"], "zero_shot", val_ids, class_names, output_dir,
                                    artifacts.ZERO_SHOT_PREDICTIONS)  # fmt: skip
     trainer.log_metrics("zero_shot", zero_shot.metrics)
-    results = {**zero_shot.metrics, "trainable_params": trainable_params, "total_params": total_params}
+    results = {**zero_shot.metrics, "trainable_params": trainable_params, "total_params": total_params,
+               "num_prompt_templates": len(templates)}  # fmt: skip
+    if len(templates) > 1:  # the report shows what the ensemble adds over --prompt_template alone
+        with model.disable_adapter() if isinstance(model, PeftModel) else nullcontext():
+            results.update(prompts.single_template_metrics(trainer, splits["val"], processor.tokenizer, class_names,
+                                                           data_args.prompt_template, "zero_shot_single"))  # fmt: skip
 
     # 6. Train; after each epoch evaluate on dev; the best dev epoch is restored at the end.
     if training_args.do_train:
@@ -140,6 +179,20 @@ def main(argv: list[str] | None = None) -> dict:
         artifacts.write_json(output_dir / artifacts.ALL_RESULTS, results)
         logger.info("zero-shot accuracy %.4f -> fine-tuned %.4f (val, %d images)",
                     results["zero_shot_accuracy"], results["eval_accuracy"], len(val_ids))  # fmt: skip
+
+    # 9. WiSE-FT (optional): the adapter scaled by alpha on val and on a shifted set -> wise_ft.json / .png.
+    if data_args.wise_alpha_list:
+        sets = wise_ft.eval_sets(splits["val"], val_ids, transform, data_args.robustness_eval_dir, class_names,
+                                 data_args.class_names_file)  # fmt: skip
+        wise_ft.run(trainer, model, sets, class_names, output_dir, data_args.wise_alpha_list)
+
+    # 10. What a user looks at and shares: plots, the model card (README.md), the wandb summary, the push.
+    if trainer.is_world_process_zero():
+        plots.save_plots(output_dir)
+        model_card.write_model_card(output_dir, repo_id)  # replaces the template README.md PEFT saved
+        tracking.log_final(training_args.report_to, output_dir)
+        if repo_id:
+            hub.push_run(output_dir, repo_id, training_args)
     return results
 
 
@@ -151,6 +204,13 @@ def cli(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def eval_cli(argv: list[str] | None = None) -> int:
+    """clip-lora-eval: the same entry, evaluating only (--do_train false) unless a flag says otherwise."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    recipe = argv[:1] if argv and argv[0].endswith((".yaml", ".yml", ".json")) else []
+    return cli([*recipe, "--do_train", "false", *argv[len(recipe):]])
 
 
 if __name__ == "__main__":

@@ -10,13 +10,41 @@ once per evaluation pass and reused for every batch; `prediction_step` returns l
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import re
+import shutil
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+logger = logging.getLogger(__name__)
 
 MAX_LOGIT_SCALE = 100.0  # CLIP clamps its learned temperature here; we never score with a sharper one.
+CHECKPOINT_COMPLETE = ".complete"  # written last, by rename: a checkpoint without it was cut off mid-save
+
+
+def last_complete_checkpoint(output_dir: str | Path, remove_partial: bool = False) -> str | None:
+    """The newest checkpoint-N in output_dir whose save finished; optionally delete the half-written ones after it."""
+    found = sorted(
+        (int(m.group(1)), path)
+        for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+        if path.is_dir() and (m := re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", path.name))
+    )
+    complete = [(step, path) for step, path in found if (path / CHECKPOINT_COMPLETE).is_file()]
+    if not complete:
+        return None
+    last_step, last = complete[-1]
+    if remove_partial:
+        for step, path in found:
+            if step > last_step:  # a kill during its save; training reaches that step again and rewrites it
+                logger.warning("Removing %s: its save was interrupted", path)
+                shutil.rmtree(path, ignore_errors=True)
+    return str(last)
 
 
 def class_embeddings(text_embeds: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -55,6 +83,23 @@ class ClipLoraTrainer(Trainer):
         self.loss_kind = loss_kind
         self._eval_class_embeds: torch.Tensor | None = None
         self.text_encoder_calls = 0  # how often the class prompts went through the text tower in evaluation
+
+    def _save_checkpoint(self, model, trial):
+        # Trainer writes checkpoint-N file by file. A checkpoint counts only once its .complete marker exists (made
+        # by rename after every file is written), and older ones are rotated out only after that, so a kill at
+        # any moment leaves the previous complete checkpoint in place for resuming.
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        self.accelerator.wait_for_everyone()  # every process has written its RNG state into the checkpoint
+        if self.args.should_save:
+            run_dir = self._get_output_dir(trial=trial)
+            folder = Path(run_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            (folder / f"{CHECKPOINT_COMPLETE}.tmp").write_text(f"{self.state.global_step}\n")
+            os.replace(folder / f"{CHECKPOINT_COMPLETE}.tmp", folder / CHECKPOINT_COMPLETE)
+            rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
 
     def logit_scale(self, model) -> torch.Tensor:
         return self.accelerator.unwrap_model(model).logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)

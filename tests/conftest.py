@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -17,8 +18,13 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tiny models gain nothing from intra-op threads; on 2 CPUs, spinning thread pools cost several-fold (measured in
+# issue 6). Subprocess runs (torchrun, kill/resume) inherit the variable.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import tiny_clip  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
@@ -46,3 +52,13 @@ def smoke_argv(model_dir: Path, data_dir: Path, output_dir: Path, *extra: str) -
         "--model_name_or_path", str(model_dir), "--data_dir", str(data_dir), "--output_dir", str(output_dir),
         "--use_cpu", "true", *extra,
     ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_model_dir, image_root, tmp_path_factory):
+    """The session's ONE smoke training (shared by every test that needs a trained adapter), run through
+    cli() with --push_to_hub to a recording fake Hub and --report_to wandb without credentials: see trained_run.py."""
+    import trained_run as runner
+
+    tmp = tmp_path_factory.mktemp("trained")
+    return runner.run(smoke_argv(tiny_model_dir, image_root, tmp / "out"), tmp)

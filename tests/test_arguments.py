@@ -65,3 +65,4 @@ def test_bad_recipes(tmp_path):
     unknown.write_text("lora_rank: 4\n")
     with pytest.raises(ArgumentError, match="unknown argument.*--lora_rank"):
         parse_args([str(unknown)])
+
