@@ -62,3 +62,35 @@ def trained_run(tiny_model_dir, image_root, tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("trained")
     return runner.run(smoke_argv(tiny_model_dir, image_root, tmp / "out"), tmp)
+
+
+TINY_CLASSES = ["tench", "church", "parachute"]
+
+
+def make_tiny_trainer(model_dir: Path, output_dir: Path, num_images: int = 24, **overrides):
+    """A ClipLoraTrainer on the tiny CLIP with LoRA and a 3-class tensor dataset (no images to decode)."""
+    from datasets import Dataset
+    from transformers import CLIPTokenizer
+
+    from arguments import ClipLoraTrainingArguments
+    from collator import ClipClassificationCollator
+    from metrics import compute_metrics
+    from modeling import apply_lora, load_clip
+    from trainer import ClipLoraTrainer
+
+    model, processor = load_clip(str(model_dir))
+    model = apply_lora(model, 4, 8, 0.0, ["q_proj", "k_proj", "v_proj", "out_proj"])
+    torch.manual_seed(0)
+    labels = [i % 3 for i in range(num_images)]
+    pixels = [(torch.randn(3, 32, 32) * 0.2 + label).tolist() for label in labels]
+    dataset = Dataset.from_dict({"pixel_values": pixels, "labels": labels}).with_format("torch")
+    args = ClipLoraTrainingArguments(**{
+        "output_dir": str(output_dir), "use_cpu": True, "num_train_epochs": 1, "per_device_train_batch_size": 8,
+        "per_device_eval_batch_size": 8, "learning_rate": 1e-2, "save_strategy": "no", "eval_strategy": "no",
+        "load_best_model_at_end": False, "report_to": "none", "logging_steps": 1, **overrides,
+    })  # fmt: skip
+    collate = ClipClassificationCollator.from_class_names(
+        CLIPTokenizer.from_pretrained(model_dir), TINY_CLASSES, ["a photo of a {}."]
+    )
+    return ClipLoraTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=dataset, data_collator=collate,
+                           processing_class=processor, compute_metrics=compute_metrics, num_classes=3)  # fmt: skip

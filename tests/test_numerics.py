@@ -10,34 +10,14 @@ import math
 
 import pytest
 import torch
-from datasets import Dataset
-from transformers import CLIPTokenizer, TrainerCallback
+from transformers import TrainerCallback
 
-from arguments import ClipLoraTrainingArguments
-from collator import ClipClassificationCollator
-from modeling import apply_lora, load_clip
-from trainer import MAX_LOGIT_SCALE, ClipLoraTrainer
-
-CLASSES = ["tench", "church", "parachute"]
+from conftest import make_tiny_trainer
+from trainer import MAX_LOGIT_SCALE
 
 
-def make_trainer(tiny_model_dir, tmp_path, **overrides) -> ClipLoraTrainer:
-    model, processor = load_clip(str(tiny_model_dir))
-    model = apply_lora(model, 4, 8, 0.0, ["q_proj", "k_proj", "v_proj", "out_proj"])
-    torch.manual_seed(0)
-    labels = [i % 3 for i in range(8)]
-    pixels = [(torch.randn(3, 32, 32) * 0.2 + label).tolist() for label in labels]
-    dataset = Dataset.from_dict({"pixel_values": pixels, "labels": labels}).with_format("torch")
-    args = ClipLoraTrainingArguments(**{
-        "output_dir": str(tmp_path), "use_cpu": True, "max_steps": 1, "per_device_train_batch_size": 8,
-        "learning_rate": 1e-3, "save_strategy": "no", "eval_strategy": "no", "load_best_model_at_end": False,
-        "report_to": "none", "logging_steps": 1, **overrides,
-    })  # fmt: skip
-    collate = ClipClassificationCollator.from_class_names(
-        CLIPTokenizer.from_pretrained(tiny_model_dir), CLASSES, ["a photo of a {}."]
-    )
-    return ClipLoraTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate,
-                           processing_class=processor, num_classes=len(CLASSES))  # fmt: skip
+def make_trainer(tiny_model_dir, tmp_path, **overrides):
+    return make_tiny_trainer(tiny_model_dir, tmp_path, num_images=8, **{"max_steps": 1, "learning_rate": 1e-3, **overrides})
 
 
 def test_logits_never_sharper_than_100_even_if_the_temperature_drifts(tiny_model_dir, tmp_path):

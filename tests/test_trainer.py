@@ -7,16 +7,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from datasets import Dataset
-from transformers import CLIPTokenizer
 
-from arguments import ClipLoraTrainingArguments
-from collator import ClipClassificationCollator
-from metrics import compute_metrics
-from modeling import apply_lora, load_clip
-from trainer import MAX_LOGIT_SCALE, ClipLoraTrainer, class_embeddings, clip_class_loss
-
-CLASSES = ["tench", "church", "parachute"]
+from conftest import make_tiny_trainer
+from trainer import MAX_LOGIT_SCALE, class_embeddings, clip_class_loss
 
 
 def test_same_class_images_are_not_negatives():
@@ -55,21 +48,7 @@ def test_class_embeddings_are_normalised_template_means():
 
 @pytest.fixture()
 def tiny_trainer(tiny_model_dir, tmp_path):
-    model, processor = load_clip(str(tiny_model_dir))
-    model = apply_lora(model, 4, 8, 0.0, ["q_proj", "k_proj", "v_proj", "out_proj"])
-    torch.manual_seed(0)
-    labels = [i % 3 for i in range(24)]
-    pixels = [(torch.randn(3, 32, 32) * 0.2 + label).tolist() for label in labels]
-    dataset = Dataset.from_dict({"pixel_values": pixels, "labels": labels}).with_format("torch")
-    args = ClipLoraTrainingArguments(
-        output_dir=str(tmp_path), use_cpu=True, num_train_epochs=1, per_device_train_batch_size=8,
-        per_device_eval_batch_size=8, learning_rate=1e-2, save_strategy="no", eval_strategy="no",
-        load_best_model_at_end=False, report_to="none", logging_steps=1,
-    )  # fmt: skip
-    tokenizer = CLIPTokenizer.from_pretrained(tiny_model_dir)
-    collate = ClipClassificationCollator.from_class_names(tokenizer, CLASSES, ["a photo of a {}."])
-    return ClipLoraTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=dataset, data_collator=collate,
-                           processing_class=processor, compute_metrics=compute_metrics, num_classes=3)  # fmt: skip
+    return make_tiny_trainer(tiny_model_dir, tmp_path)
 
 
 def test_training_moves_every_lora_tensor_in_both_towers_and_nothing_else(tiny_trainer):
