@@ -133,6 +133,11 @@ def _load_folder(root: Path, folder_names: list[str], class_names: list[str]) ->
     )
 
 
+def class_names_for(ids: list[str], class_names_file: str | None) -> list[str]:
+    """Folder or ClassLabel ids -> class names: through --class_names_file when given, else WordNet ids -> words."""
+    return names_from_file(class_names_file, ids) if class_names_file else wnids_to_names(ids)
+
+
 def wnids_to_names(names: list[str]) -> list[str]:
     # Folders/labels named by ImageNette WordNet ids get readable names (CLIP prompts need words, not ids).
     return [KNOWN_WNIDS[n] for n in names] if all(n in KNOWN_WNIDS for n in names) else names
@@ -143,7 +148,7 @@ def _load_imagefolder(root: Path, class_names_file: str | None) -> datasets.Data
     folders = _class_folders(train_dir)
     if not folders:
         raise DataError(f"{train_dir} has no class folders; expected train/<class>/<image files>")
-    names = names_from_file(class_names_file, folders) if class_names_file else wnids_to_names(folders)
+    names = class_names_for(folders, class_names_file)
     return _load_folder(root, folders, names)
 
 
@@ -172,7 +177,7 @@ def load_eval_folder(path: str | Path, class_names: list[str], class_names_file:
         raise DataError(f"evaluation folder {root} does not exist; pass a folder of <class>/<images>")
     split_dir = next((root / n for n in VAL_SPLIT_NAMES if (root / n).is_dir()), root)
     folders = _class_folders(split_dir)
-    names = names_from_file(class_names_file, folders) if class_names_file else wnids_to_names(folders)
+    names = class_names_for(folders, class_names_file)
     unknown = [f for f, n in zip(folders, names, strict=True) if n not in class_names]
     if unknown or not folders:
         raise DataError(f"{split_dir}: class folder(s) {', '.join(unknown) or '(none)'} are not training classes "
@@ -216,6 +221,21 @@ def _resolve_imagenette_root(data_dir: str | None, size: str, download: bool, na
 
 
 # ---------------------------------------------------------------- Hub datasets
+def image_label_columns(features: datasets.Features, name: str) -> tuple[str, str]:
+    """The (Image, ClassLabel) column names of a hub dataset, in memory or streamed."""
+    image_col = next((c for c, f in features.items() if isinstance(f, datasets.Image)), None)
+    label_col = next((c for c, f in features.items() if isinstance(f, datasets.ClassLabel)), None)
+    if image_col is None or label_col is None:
+        raise DataError(f"hub dataset {name} needs an Image column and a ClassLabel column; its features: {features}")
+    return image_col, label_col
+
+
+def standard_columns(ds, image_col: str, label_col: str):
+    """Keep only the image and label columns, named `image` and `label` (a Dataset or an IterableDataset)."""
+    ds = ds.select_columns([image_col, label_col])
+    return ds.rename_columns({c: n for c, n in ((image_col, "image"), (label_col, "label")) if c != n})
+
+
 def _load_hub(name: str, data_dir: str | None, class_names_file: str | None = None) -> datasets.DatasetDict:
     try:
         raw = datasets.load_dataset(name, cache_dir=data_dir) if data_dir else datasets.load_dataset(name)
@@ -229,18 +249,11 @@ def _load_hub(name: str, data_dir: str | None, class_names_file: str | None = No
     val_name = next((n for n in VAL_SPLIT_NAMES if n in raw), None)
     if val_name is None:
         raise DataError(f"hub dataset {name} has no validation/val/test split (splits: {', '.join(raw)})")
-    feats = raw["train"].features
-    image_col = next((c for c, f in feats.items() if isinstance(f, datasets.Image)), None)
-    label_col = next((c for c, f in feats.items() if isinstance(f, datasets.ClassLabel)), None)
-    if image_col is None or label_col is None:
-        raise DataError(f"hub dataset {name} needs an Image column and a ClassLabel column; its features: {feats}")
-    names = wnids_to_names(feats[label_col].names)
-    if class_names_file:  # the ClassLabel's names are ids: the file maps them to words
-        names = names_from_file(class_names_file, feats[label_col].names)
+    image_col, label_col = image_label_columns(raw["train"].features, name)
+    names = class_names_for(raw["train"].features[label_col].names, class_names_file)
     out = {}
     for key, split in (("train", "train"), ("val", val_name)):
-        ds = raw[split].select_columns([image_col, label_col])
-        ds = ds.rename_columns({c: n for c, n in ((image_col, "image"), (label_col, "label")) if c != n})
+        ds = standard_columns(raw[split], image_col, label_col)
         ds = ds.add_column("image_id", [f"{split}/{i}" for i in range(len(ds))])
         out[key] = ds.cast(class_features(names))
     return datasets.DatasetDict(out)

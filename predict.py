@@ -27,7 +27,7 @@ from collator import ClipClassificationCollator
 from images import to_rgb
 from model_card import DEFAULT_TEMPLATE, label_info
 from modeling import ModelError, adapter_base_model, load_adapter, load_clip
-from trainer import MAX_LOGIT_SCALE, class_embeddings, clip_class_loss
+from trainer import capped_logit_scale, class_embeddings, class_logits
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -83,14 +83,13 @@ def predict_images(model, processor, class_names: list[str], templates: list[str
         input_ids=prompts.prompt_input_ids.to(device), attention_mask=prompts.prompt_attention_mask.to(device)
     ).pooler_output
     classes = class_embeddings(text, len(class_names))
-    scale = model.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+    scale = capped_logit_scale(model)
     probs = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         pixels = processor.image_processor(images=batch, return_tensors="pt")["pixel_values"].float().to(device)
         image = model.get_image_features(pixel_values=pixels).pooler_output
-        dummy = torch.zeros(len(batch), dtype=torch.long, device=device)  # the loss is unused: we want its logits
-        _, logits = clip_class_loss(image, classes, dummy, scale, kind="ce")
+        logits = class_logits(image, classes, scale)
         probs.append(logits.softmax(dim=-1).cpu())
     return torch.cat(probs) if probs else torch.zeros(0, len(class_names))
 

@@ -25,20 +25,19 @@ import torch
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 
-from data import VAL_SPLIT_NAMES, DataError, class_features, names_from_file, wnids_to_names
+from data import (
+    VAL_SPLIT_NAMES,
+    DataError,
+    class_features,
+    class_names_for,
+    image_label_columns,
+    standard_columns,
+)
 from trainer import ClipLoraTrainer
 
 logger = logging.getLogger(__name__)
 
 SHUFFLE_BUFFER = 1000
-
-
-def _columns(features, name: str) -> tuple[str, str]:
-    image_col = next((c for c, f in (features or {}).items() if isinstance(f, datasets.Image)), None)
-    label_col = next((c for c, f in (features or {}).items() if isinstance(f, datasets.ClassLabel)), None)
-    if image_col is None or label_col is None:
-        raise DataError(f"streamed dataset {name} needs an Image column and a ClassLabel column; features: {features}")
-    return image_col, label_col
 
 
 def _image_key(example: dict) -> str:
@@ -69,18 +68,15 @@ def load_streaming_splits(data_args, training_args) -> dict:
     val_name = next((n for n in VAL_SPLIT_NAMES if n in raw), None)
     if "train" not in raw or val_name is None:
         raise DataError(f"streamed dataset {name} needs a train and a validation/val/test split; it has {list(raw)}")
-    image_col, label_col = _columns(raw["train"].features, name)
-    ids = raw["train"].features[label_col].names
-    names = names_from_file(data_args.class_names_file, ids) if data_args.class_names_file else wnids_to_names(ids)
+    image_col, label_col = image_label_columns(raw["train"].features or datasets.Features(), name)
+    names = class_names_for(raw["train"].features[label_col].names, data_args.class_names_file)
     features = class_features(names)
     # Images stay undecoded (bytes) until training reads them: dev is recognised by its bytes, and cheap to hold.
     raw_features = datasets.Features({**features, "image": datasets.Image(decode=False)})
     plain = datasets.Features({k: v for k, v in raw_features.items() if k != "image_id"})
 
     def tidy(stream):
-        stream = stream.select_columns([image_col, label_col])
-        stream = stream.rename_columns({c: n for c, n in ((image_col, "image"), (label_col, "label")) if c != n})
-        return stream.cast(plain)
+        return standard_columns(stream, image_col, label_col).cast(plain)
 
     train = tidy(raw["train"])
     n_dev = data_args.max_eval_samples

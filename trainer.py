@@ -53,6 +53,16 @@ def class_embeddings(text_embeds: torch.Tensor, num_classes: int) -> torch.Tenso
     return F.normalize(per_class.mean(dim=1), dim=-1)
 
 
+def capped_logit_scale(clip_model) -> torch.Tensor:
+    """CLIP's learned temperature exp(logit_scale), never above MAX_LOGIT_SCALE."""
+    return clip_model.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+
+
+def class_logits(image_embeds: torch.Tensor, class_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """(B, C) scaled cosine similarities of image embeddings (normalised here) and normalised class embeddings."""
+    return logit_scale * F.normalize(image_embeds.float(), dim=-1) @ class_embeds.float().T
+
+
 def clip_class_loss(
     image_embeds: torch.Tensor, class_embeds: torch.Tensor, labels: torch.Tensor, logit_scale: torch.Tensor, kind: str
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +73,7 @@ def clip_class_loss(
     must pick out its images among the batch's. All images of that class are positives at once
     (-log of their summed probability), so same-class images are never negatives of each other.
     """
-    logits = logit_scale * F.normalize(image_embeds.float(), dim=-1) @ class_embeds.float().T
+    logits = class_logits(image_embeds, class_embeds, logit_scale)
     image_to_text = F.cross_entropy(logits, labels)
     if kind == "ce":
         return image_to_text, logits
@@ -102,7 +112,7 @@ class ClipLoraTrainer(Trainer):
             rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
 
     def logit_scale(self, model) -> torch.Tensor:
-        return self.accelerator.unwrap_model(model).logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+        return capped_logit_scale(self.accelerator.unwrap_model(model))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         # One forward through the (possibly DDP-wrapped) model, so gradient sync sees every adapted weight.
