@@ -5,27 +5,32 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned so pip takes the local CPU wheel here (on a GPU machine: the CUDA build).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test quality bench clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install --progress-bar on --upgrade pip
+	$(BIN)/pip install --progress-bar on $(TORCH)
+	$(BIN)/pip install --progress-bar on -e ".[dev]"
 	touch $@
 
 setup: $(BIN)/.installed
 
-runs/demo-assets/.done: $(BIN)/.installed tiny_clip.py
-	$(BIN)/python tiny_clip.py --output_dir runs/demo-assets
+runs/demo-assets/.done: $(BIN)/.installed clip_lora/testing_utils.py
+	$(BIN)/python -m clip_lora.testing_utils --output_dir runs/demo-assets
 	touch $@
 
 demo: runs/demo-assets/.done
-	$(BIN)/python train_clip_lora.py recipes/smoke.yaml --output_dir runs/demo --overwrite_output_dir true
+	$(BIN)/clip-lora train smoke --output_dir runs/demo --overwrite_output_dir true
 
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q --timeout 600
+
+quality: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 bench: setup
 	$(BIN)/python bench/run.py

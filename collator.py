@@ -43,17 +43,25 @@ class ClipClassificationCollator:
     ) -> ClipClassificationCollator:
         prompts = [template.format(name) for name in class_names for template in templates]
         tokens = tokenizer(prompts, padding=True, return_tensors="pt")
-        return cls(prompt_input_ids=tokens["input_ids"], prompt_attention_mask=tokens["attention_mask"], **normalization)
+        return cls(
+            prompt_input_ids=tokens["input_ids"],
+            prompt_attention_mask=tokens["attention_mask"],
+            **normalization,
+        )
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         # numpy, single-threaded: torch's intra-op pool is the model's, and under load its stack/cast stall (bench/).
         pixels = np.stack([np.asarray(f["pixel_values"]) for f in features])
         if pixels.dtype == np.uint8:
             if self.image_mean is None or self.image_std is None:
-                raise ValueError("uint8 pixel_values (--preprocessing cached) need the collator's image_mean/image_std; "
-                                 "build it with from_class_names(..., **preprocessing.normalization(image_processor)).")
+                raise ValueError(
+                    "uint8 pixel_values (--preprocessing cached) need the collator's image_mean/image_std; "
+                    "build it with from_class_names(..., **preprocessing.normalization(image_processor))."
+                )
             pixels = pixels.astype(np.float32)
-            pixels *= np.float32(self.rescale_factor)  # in place: stays float32, as the image processor computes
+            pixels *= np.float32(
+                self.rescale_factor
+            )  # in place: stays float32, as the image processor computes
             pixels -= np.asarray(self.image_mean, dtype=np.float32).reshape(-1, 1, 1)
             pixels /= np.asarray(self.image_std, dtype=np.float32).reshape(-1, 1, 1)
         elif pixels.dtype == np.float64:  # plain Python lists: float32, as torch.as_tensor would give

@@ -1,7 +1,7 @@
 """LoRA-fine-tune CLIP on ImageNette (or any image-classification dataset), the Hugging Face way.
 
     accelerate launch --config_file accelerate_config.yaml train_clip_lora.py     # the seed experiment on GPUs
-    python train_clip_lora.py recipes/smoke.yaml                                  # tiny offline run (see `make demo`)
+    python train_clip_lora.py smoke                                  # tiny offline run (see `make demo`)
 
 Steps: zero-shot baseline on val -> LoRA training with the best epoch chosen on a dev split carved from train ->
 one final evaluation of the selected adapter on val -> report, adapter, predictions -> (optional) push to the Hub.
@@ -20,27 +20,20 @@ import torch
 import transformers
 from peft import PeftModel
 
-import artifacts
-import hub
-import model_card
-import plots
-import prompts
-import streaming
-import tracking
-import wise_ft
-from arguments import ArgumentError, parse_args
+from clip_lora import artifacts, hub, model_card, plots, prompts, streaming, tracking, wise_ft
+from clip_lora.arguments import parse_args
+from clip_lora.data import load_splits
+from clip_lora.errors import ArgumentError
+from clip_lora.image_check import verify_splits
+from clip_lora.images import make_transform
+from clip_lora.modeling import apply_lora, count_parameters, load_adapter, load_clip
+from clip_lora.preprocessing import prepare_splits
+from clip_lora.resources import looks_like_recipe
+from clip_lora.trainer import ClipLoraTrainer, last_complete_checkpoint
 from collator import ClipClassificationCollator
-from data import DataError, load_splits
-from image_check import verify_splits
-from images import make_transform
 from metrics import classification_report, compute_metrics, format_report, save_report
-from modeling import ModelError, apply_lora, count_parameters, load_adapter, load_clip
-from preprocessing import prepare_splits
-from trainer import ClipLoraTrainer, last_complete_checkpoint
 
 logger = logging.getLogger("train_clip_lora")
-
-USER_ERRORS = (ArgumentError, DataError, ModelError, prompts.PromptError, hub.HubError)
 
 
 def resolve_output_dir(training_args) -> str | None:
@@ -57,18 +50,24 @@ def resolve_output_dir(training_args) -> str | None:
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise ArgumentError(f"--output_dir {out} is not writable ({err.strerror or err}); choose another one.") from None
+        raise ArgumentError(
+            f"--output_dir {out} is not writable ({err.strerror or err}); choose another one."
+        ) from None
     if fresh or not training_args.do_train:
         return None
     # Only checkpoints whose save finished count; half-written newer ones (a kill mid-save) are removed.
     return last_complete_checkpoint(out, remove_partial=training_args.process_index == 0)
 
 
-def evaluate_split(trainer, dataset, prefix: str, image_ids, class_names, output_dir: Path, csv_name: str | None):
+def evaluate_split(
+    trainer, dataset, prefix: str, image_ids, class_names, output_dir: Path, csv_name: str | None
+):
     """Predict on one split: metrics under `prefix`, and (main process only) a predictions CSV."""
     result = trainer.predict(dataset, metric_key_prefix=prefix)
     if csv_name and trainer.is_world_process_zero():
-        artifacts.write_predictions(output_dir / csv_name, image_ids, result.label_ids, result.predictions, class_names)
+        artifacts.write_predictions(
+            output_dir / csv_name, image_ids, result.label_ids, result.predictions, class_names
+        )
     return result
 
 
@@ -78,7 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     transformers.set_seed(training_args.seed)
-    if torch.cuda.is_available():  # TF32 tensor cores for fp32 matmuls (also those bf16 autocast leaves in fp32)
+    if (
+        torch.cuda.is_available()
+    ):  # TF32 tensor cores for fp32 matmuls (also those bf16 autocast leaves in fp32)
         torch.set_float32_matmul_precision("high")
     output_dir = Path(training_args.output_dir)
     last_checkpoint = resolve_output_dir(training_args)
@@ -104,7 +105,9 @@ def main(argv: list[str] | None = None) -> dict:
     logger.info("Data: %s", {name: getattr(split, "num_rows", "streamed") for name, split in splits.items()})
 
     # 3. Model: CLIP, then LoRA (new, or an existing adapter). Eval-only without an adapter stays the base model.
-    model, processor = load_clip(model_args.model_name_or_path, model_args.cache_dir, model_args.attn_implementation)
+    model, processor = load_clip(
+        model_args.model_name_or_path, model_args.cache_dir, model_args.attn_implementation
+    )
     if model_args.adapter_name_or_path:
         model = load_adapter(model, model_args.adapter_name_or_path, is_trainable=training_args.do_train)
     elif training_args.do_train:
@@ -119,15 +122,21 @@ def main(argv: list[str] | None = None) -> dict:
     # 4. Images become pixel_values on the fly, or once into the datasets cache (--preprocessing, normalised by the
     #    collator); every batch carries the tokenized class prompts.
     transform = make_transform(processor.image_processor)
-    streamed = splits.pop("train") if data_args.streaming else None  # a stream is transformed lazily, never cached
-    with training_args.main_process_first(desc="preprocessing"):  # rank 0 writes the cache, the others read it
+    streamed = (
+        splits.pop("train") if data_args.streaming else None
+    )  # a stream is transformed lazily, never cached
+    with training_args.main_process_first(
+        desc="preprocessing"
+    ):  # rank 0 writes the cache, the others read it
         splits, normalization = prepare_splits(splits, processor.image_processor, data_args.preprocessing,
                                                on_gpu=training_args.device.type == "cuda",
                                                num_proc=training_args.dataloader_num_workers)  # fmt: skip
     if streamed is not None:
         splits["train"] = streaming.with_transform(streamed, transform)
     templates = prompts.resolve_templates(data_args.prompt_templates, data_args.prompt_template)
-    collator = ClipClassificationCollator.from_class_names(processor.tokenizer, class_names, templates, **normalization)
+    collator = ClipClassificationCollator.from_class_names(
+        processor.tokenizer, class_names, templates, **normalization
+    )
 
     trainer = (streaming.StreamingTrainer if data_args.streaming else ClipLoraTrainer)(
         model=model, args=hub.without_trainer_push(training_args),  # the push happens once, in step 10
@@ -163,11 +172,15 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 7. Final evaluation on val, once, with the selected adapter (or the zero-shot model in an eval-only run).
     if training_args.do_train or model_args.adapter_name_or_path:
-        final = evaluate_split(trainer, splits["val"], "eval", val_ids, class_names, output_dir, artifacts.PREDICTIONS)
+        final = evaluate_split(
+            trainer, splits["val"], "eval", val_ids, class_names, output_dir, artifacts.PREDICTIONS
+        )
     else:
         final = zero_shot
         if trainer.is_world_process_zero():
-            (output_dir / artifacts.PREDICTIONS).write_bytes((output_dir / artifacts.ZERO_SHOT_PREDICTIONS).read_bytes())
+            (output_dir / artifacts.PREDICTIONS).write_bytes(
+                (output_dir / artifacts.ZERO_SHOT_PREDICTIONS).read_bytes()
+            )
     results.update({key.replace("zero_shot_", "eval_", 1): value for key, value in final.metrics.items()})
 
     # 8. Per-class report, results file.
@@ -196,23 +209,16 @@ def main(argv: list[str] | None = None) -> dict:
     return results
 
 
-def cli(argv: list[str] | None = None) -> int:
-    """Console entry: user errors print one line (no traceback) and exit 2."""
-    try:
-        main(argv)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def eval_cli(argv: list[str] | None = None) -> int:
-    """clip-lora-eval: the same entry, evaluating only (--do_train false) unless a flag says otherwise."""
+def eval_main(argv: list[str] | None = None) -> dict:
+    """clip-lora eval: the same pipeline, evaluating only (--do_train false) unless a flag says otherwise."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    recipe = argv[:1] if argv and argv[0].endswith((".yaml", ".yml", ".json")) else []
-    return cli([*recipe, "--do_train", "false", *argv[len(recipe):]])
+    recipe = argv[:1] if argv and looks_like_recipe(argv[0]) else []
+    return main([*recipe, "--do_train", "false", *argv[len(recipe) :]])
 
 
-if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    sys.exit(cli())
+if (
+    __name__ == "__main__"
+):  # accelerate launch / torchrun / python train_clip_lora.py: the `clip-lora train` contract
+    from clip_lora.cli import run
+
+    sys.exit(run("train", sys.argv[1:]))

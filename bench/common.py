@@ -25,10 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
-from tiny_clip import IMAGENETTE_WNIDS, vit_b16_clip_config, write_tiny_tokenizer_files  # noqa: E402
+from clip_lora.testing_utils import IMAGENETTE_WNIDS, vit_b16_clip_config, write_tiny_tokenizer_files  # noqa: E402
 
 FULL_SIZE = (500, 375)  # ImageNet's typical photo (ImageNette "full" is the same images)
-SEED_LORA = dict(r=16, alpha=32, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"], towers="both")
+SEED_LORA = dict(
+    r=16, alpha=32, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"], towers="both"
+)
 TEMPLATE = "a photo of a {}."
 
 
@@ -36,7 +38,9 @@ def make_jpegs(root: Path, train_per_class: int, val_per_class: int, seed: int =
     """root/{train,val}/<wnid>/*.JPEG at ~500x375; returns (root, where the pixels came from)."""
     rng = np.random.default_rng(seed)
     sources = sorted((SHARED / "imagenette2-224-sample" / "train").rglob("*.JPEG"))
-    origin = "../shared/data/imagenette2-224-sample, upscaled (bicubic)" if sources else "generated (smooth noise)"
+    origin = (
+        "../shared/data/imagenette2-224-sample, upscaled (bicubic)" if sources else "generated (smooth noise)"
+    )
     k = 0
     for split, count in (("train", train_per_class), ("val", val_per_class)):
         for wnid in IMAGENETTE_WNIDS:
@@ -44,7 +48,9 @@ def make_jpegs(root: Path, train_per_class: int, val_per_class: int, seed: int =
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
                 if sources:
-                    image = Image.open(sources[k % len(sources)]).convert("RGB").resize(FULL_SIZE, Image.BICUBIC)
+                    image = (
+                        Image.open(sources[k % len(sources)]).convert("RGB").resize(FULL_SIZE, Image.BICUBIC)
+                    )
                 else:
                     small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
                     image = Image.fromarray(small).resize(FULL_SIZE, Image.BICUBIC)
@@ -59,11 +65,18 @@ def tokenizer_and_processor(workdir: Path):
 
     real = SHARED / "clip-tokenizer"
     if (real / "vocab.json").is_file():
-        tokenizer, origin = CLIPTokenizer.from_pretrained(real), "real CLIP tokenizer (../shared/data/clip-tokenizer)"
+        tokenizer, origin = (
+            CLIPTokenizer.from_pretrained(real),
+            "real CLIP tokenizer (../shared/data/clip-tokenizer)",
+        )
     else:
         write_tiny_tokenizer_files(workdir / "tokenizer")
         tokenizer, origin = CLIPTokenizer.from_pretrained(workdir / "tokenizer"), "tiny byte-level tokenizer"
-    return tokenizer, CLIPImageProcessor(), origin  # defaults = ViT-B/16's: 224 bicubic resize + crop, OpenAI mean/std
+    return (
+        tokenizer,
+        CLIPImageProcessor(),
+        origin,
+    )  # defaults = ViT-B/16's: 224 bicubic resize + crop, OpenAI mean/std
 
 
 def vit_b16_clip(attn_implementation: str = "sdpa", tiny: bool = False, seed: int = 0):
@@ -71,7 +84,7 @@ def vit_b16_clip(attn_implementation: str = "sdpa", tiny: bool = False, seed: in
     import torch
     from transformers import CLIPModel
 
-    from tiny_clip import tiny_clip_config
+    from clip_lora.testing_utils import tiny_clip_config
 
     torch.manual_seed(seed)
     config = tiny_clip_config(49408, image_size=224) if tiny else vit_b16_clip_config()
@@ -79,21 +92,25 @@ def vit_b16_clip(attn_implementation: str = "sdpa", tiny: bool = False, seed: in
 
 
 def vit_b16_lora(tiny: bool = False):
-    from modeling import apply_lora
+    from clip_lora.modeling import apply_lora
 
     return apply_lora(vit_b16_clip(tiny=tiny), **SEED_LORA)
 
 
 def splits_for(data_dir: Path, max_train: int | None = None, max_eval: int | None = None):
-    from data import load_splits
+    from clip_lora.data import load_splits
 
-    return load_splits(str(data_dir), dev_split_ratio=0.05, max_train_samples=max_train, max_eval_samples=max_eval)
+    return load_splits(
+        str(data_dir), dev_split_ratio=0.05, max_train_samples=max_train, max_eval_samples=max_eval
+    )
 
 
 def peak_rss_mb() -> float:
     """This process's peak resident set (VmHWM). Not ru_maxrss: after fork + exec that keeps the parent's peak."""
     hwm = _status_mb("VmHWM")
-    return hwm if hwm == hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: the best there is
+    return (
+        hwm if hwm == hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )  # no /proc: the best there is
 
 
 class AnonPeak:

@@ -32,12 +32,12 @@ from PIL import Image  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-from arguments import ClipLoraTrainingArguments, default_loader_workers  # noqa: E402
 from bench.common import FULL_SIZE, TEMPLATE, splits_for, tokenizer_and_processor, vit_b16_lora  # noqa: E402
+from clip_lora.arguments import ClipLoraTrainingArguments, default_loader_workers  # noqa: E402
+from clip_lora.preprocessing import prepare_splits  # noqa: E402
+from clip_lora.testing_utils import IMAGENETTE_WNIDS  # noqa: E402
+from clip_lora.trainer import ClipLoraTrainer  # noqa: E402
 from collator import ClipClassificationCollator  # noqa: E402
-from preprocessing import prepare_splits  # noqa: E402
-from tiny_clip import IMAGENETTE_WNIDS  # noqa: E402
-from trainer import ClipLoraTrainer  # noqa: E402
 
 # ImageNette (imagenette2, any size): 9469 train / 3925 val; the project carves 5% of train for dev.
 IMAGENETTE = {"train": 9469, "val": 3925, "epochs": 10, "dev_ratio": 0.05}
@@ -113,7 +113,7 @@ def train_run(model, train, val, collate, batch: int, precision: str, args, work
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
     peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else float("nan")
-    gap, compute = np.array(clock.gap_s[args.warmup:]), np.array(clock.compute_s[args.warmup:])
+    gap, compute = np.array(clock.gap_s[args.warmup :]), np.array(clock.compute_s[args.warmup :])
     start = time.perf_counter()
     trainer.evaluate(val)
     eval_s = time.perf_counter() - start
@@ -163,14 +163,18 @@ def main(argv=None) -> dict:
     names = splits["train"].features["label"].names
     workers = default_loader_workers(torch.cuda.is_available() and not args.cpu)
     start = time.perf_counter()
-    cached, norm = prepare_splits(splits, processor, "cached", cache_dir=workdir / "cache", num_proc=workers or None)
+    cached, norm = prepare_splits(
+        splits, processor, "cached", cache_dir=workdir / "cache", num_proc=workers or None
+    )
     build_img_s = sum(len(s) for s in cached.values()) / (time.perf_counter() - start)
     collate = ClipClassificationCollator.from_class_names(tokenizer, names, [TEMPLATE], **norm)
     fly, _ = prepare_splits(splits_for(images), processor, "on_the_fly")
     plain = ClipClassificationCollator.from_class_names(tokenizer, names, [TEMPLATE])
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     data = {f"cached_b{b}": loader_img_s(cached["train"], b, collate, workers) for b in batch_sizes}
-    data[f"on_the_fly_b{batch_sizes[-1]}"] = loader_img_s(fly["train"], batch_sizes[-1], plain, workers, epochs=1)
+    data[f"on_the_fly_b{batch_sizes[-1]}"] = loader_img_s(
+        fly["train"], batch_sizes[-1], plain, workers, epochs=1
+    )
     model = vit_b16_lora(tiny=args.tiny)
     runs = [train_run(model, cached["train"], cached["val"], collate, b, p, args, workdir)
             for p in args.precisions.split(",") for b in batch_sizes]  # fmt: skip
@@ -187,11 +191,13 @@ def main(argv=None) -> dict:
               "command": "bash bench/gpu_check.sh", "wall_s": time.perf_counter() - begin}  # fmt: skip
     for run in runs:
         p = run["projection"]
-        print(f"{run['precision']} batch {run['batch']}{' persistent' if run['persistent_workers'] else ''}: train {run['train_img_s']:.0f} img/s (GPU alone "
-              f"{run['gpu_only_img_s']:.0f}), data path {run['data_img_s']:.0f} img/s, GPU waits "
-              f"{100 * run['data_wait_fraction']:.1f}% of the step, peak {run['peak_gpu_mem_mb']:.0f} MB, eval "
-              f"{run['eval_img_s']:.0f} img/s -> 10-epoch run {p['minutes']:.2f} min, busy "
-              f"{100 * p['gpu_busy_fraction']:.0f}% (goal <3 min, >=85%: {'met' if p['goal_met'] else 'NOT met'})")
+        print(
+            f"{run['precision']} batch {run['batch']}{' persistent' if run['persistent_workers'] else ''}: train {run['train_img_s']:.0f} img/s (GPU alone "
+            f"{run['gpu_only_img_s']:.0f}), data path {run['data_img_s']:.0f} img/s, GPU waits "
+            f"{100 * run['data_wait_fraction']:.1f}% of the step, peak {run['peak_gpu_mem_mb']:.0f} MB, eval "
+            f"{run['eval_img_s']:.0f} img/s -> 10-epoch run {p['minutes']:.2f} min, busy "
+            f"{100 * p['gpu_busy_fraction']:.0f}% (goal <3 min, >=85%: {'met' if p['goal_met'] else 'NOT met'})"
+        )
     print(f"device: {device}; cache build {build_img_s:.0f} img/s; data path {json.dumps(data)}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

@@ -20,12 +20,12 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from transformers import CLIPProcessor, TrainerCallback
 
-from arguments import ClipLoraTrainingArguments
 from bench.common import TEMPLATE, Timer, splits_for
+from clip_lora.arguments import ClipLoraTrainingArguments
+from clip_lora.preprocessing import prepare_splits
+from clip_lora.trainer import MAX_LOGIT_SCALE, ClipLoraTrainer, class_embeddings, clip_class_loss
 from collator import ClipClassificationCollator
 from metrics import compute_metrics
-from preprocessing import prepare_splits
-from trainer import MAX_LOGIT_SCALE, ClipLoraTrainer, class_embeddings, clip_class_loss
 
 
 def _clip(model):
@@ -49,7 +49,9 @@ class _Interleave(TrainerCallback):
         self.last = time.perf_counter()
 
 
-def train_step_ratio(model, tokenizer, processor, data_dir: Path, workdir: Path, steps: int = 3, batch: int = 8):
+def train_step_ratio(
+    model, tokenizer, processor, data_dir: Path, workdir: Path, steps: int = 3, batch: int = 8
+):
     """P1: ClipLoraTrainer step (loader + on-the-fly transform + collator + loss + AdamW) / a bare loop's step."""
     splits = splits_for(data_dir)
     names = splits["train"].features["label"].names
@@ -93,7 +95,9 @@ def eval_ratio(trainer, val, collate, repeats: int = 2) -> dict:
 
     @torch.no_grad()
     def bare_eval():
-        text = clip.get_text_features(input_ids=batches[0]["input_ids"], attention_mask=batches[0]["attention_mask"])
+        text = clip.get_text_features(
+            input_ids=batches[0]["input_ids"], attention_mask=batches[0]["attention_mask"]
+        )
         classes = class_embeddings(text.pooler_output, trainer.num_classes)
         scale = clip.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
         for b in batches:
@@ -138,7 +142,9 @@ def _epoch(loader) -> tuple[float, int, float]:
     return time.perf_counter() - start, images, first
 
 
-def data_path_speedup(tokenizer, processor, data_dir: Path, workdir: Path, images: int, naive_images: int) -> dict:
+def data_path_speedup(
+    tokenizer, processor, data_dir: Path, workdir: Path, images: int, naive_images: int
+) -> dict:
     """P2: the cached path's 2nd epoch (and the other variants) in images/s / naive per-item CLIPProcessor calls."""
     splits = splits_for(data_dir, max_train=images)
     names = splits["train"].features["label"].names
@@ -157,12 +163,19 @@ def data_path_speedup(tokenizer, processor, data_dir: Path, workdir: Path, image
     collate = ClipClassificationCollator.from_class_names(tokenizer, names, [TEMPLATE], **norm)
     fly, _ = prepare_splits(splits_for(data_dir, max_train=images), processor, "on_the_fly")
     plain = ClipClassificationCollator.from_class_names(tokenizer, names, [TEMPLATE])
-    for name, dataset, collator in (("cached", cached["train"], collate), ("on_the_fly", fly["train"], plain)):
+    for name, dataset, collator in (
+        ("cached", cached["train"], collate),
+        ("on_the_fly", fly["train"], plain),
+    ):
         for workers in (0, 2):
-            loader = DataLoader(dataset, batch_size=32, shuffle=True, collate_fn=collator, num_workers=workers)
+            loader = DataLoader(
+                dataset, batch_size=32, shuffle=True, collate_fn=collator, num_workers=workers
+            )
             seconds, n, first = _epoch(loader)
             if name == "cached" and workers == 0:
-                rates["cached_epoch1"] = n / (seconds + build.seconds)  # the one-time build counts against epoch 1
+                rates["cached_epoch1"] = n / (
+                    seconds + build.seconds
+                )  # the one-time build counts against epoch 1
                 seconds, n, first = _epoch(loader)
             key = f"{name}{'_epoch2' if name == 'cached' else ''}_workers{workers}"
             rates[key] = n / seconds

@@ -1,6 +1,6 @@
 """bench/RESULTS.md from one run's results (bench/results.json); `python bench/run.py --write-results` calls it.
 
-    python bench/report.py bench/results.json     # re-render RESULTS.md from a saved run, without re-measuring
+python bench/report.py bench/results.json     # re-render RESULTS.md from a saved run, without re-measuring
 """
 
 from __future__ import annotations
@@ -11,22 +11,37 @@ from pathlib import Path
 
 # name -> (goal as text, test on the value or None, what the ratio compares)
 FIGURES = {
-    "P1_step_ratio": ("<= 1.05", lambda v: v <= 1.05,
-                      "ClipLoraTrainer step (DataLoader + on-the-fly decode/resize + collator + loss + AdamW) / a bare "
-                      "loop's forward + loss + backward + AdamW step on a batch already in memory; best of the steps "
-                      "after one warm-up, each Trainer step followed by one bare step"),
-    "P2_data_speedup": (">= 10", lambda v: v >= 10,
-                        "images/s of the `cached` path's 2nd epoch (DataLoader, 0 workers, collator normalises) / "
-                        "images/s of a naive per-item `CLIPProcessor(images=Image.open(path))` call"),
-    "P2_rss_growth": ("<= 1.1", lambda v: v <= 1.1,
-                      "peak RSS of the cached path (build the cache + 2 epochs) over 4x the images / over 1x, each in "
-                      "a fresh process"),
-    "P2_anon_rss_growth": ("<= 1.1", lambda v: v <= 1.1,
-                           "the same, private memory only (peak RssAnon, sampled every 5 ms): what P2_rss_growth "
-                           "counts beyond it is the memory-mapped cache file's pages (clean, reclaimable page cache)"),
-    "P3_eval_ratio": ("<= 1.05", lambda v: v <= 1.05,
-                      "`trainer.evaluate` per image (loader + transform + collator + model + metrics, prompts encoded "
-                      "once) / a bare no-grad loop over the same batches already in memory; best of 2, interleaved"),
+    "P1_step_ratio": (
+        "<= 1.05",
+        lambda v: v <= 1.05,
+        "ClipLoraTrainer step (DataLoader + on-the-fly decode/resize + collator + loss + AdamW) / a bare "
+        "loop's forward + loss + backward + AdamW step on a batch already in memory; best of the steps "
+        "after one warm-up, each Trainer step followed by one bare step",
+    ),
+    "P2_data_speedup": (
+        ">= 10",
+        lambda v: v >= 10,
+        "images/s of the `cached` path's 2nd epoch (DataLoader, 0 workers, collator normalises) / "
+        "images/s of a naive per-item `CLIPProcessor(images=Image.open(path))` call",
+    ),
+    "P2_rss_growth": (
+        "<= 1.1",
+        lambda v: v <= 1.1,
+        "peak RSS of the cached path (build the cache + 2 epochs) over 4x the images / over 1x, each in "
+        "a fresh process",
+    ),
+    "P2_anon_rss_growth": (
+        "<= 1.1",
+        lambda v: v <= 1.1,
+        "the same, private memory only (peak RssAnon, sampled every 5 ms): what P2_rss_growth "
+        "counts beyond it is the memory-mapped cache file's pages (clean, reclaimable page cache)",
+    ),
+    "P3_eval_ratio": (
+        "<= 1.05",
+        lambda v: v <= 1.05,
+        "`trainer.evaluate` per image (loader + transform + collator + model + metrics, prompts encoded "
+        "once) / a bare no-grad loop over the same batches already in memory; best of 2, interleaved",
+    ),
     "peak_rss_lora_mb": ("", None, "2 Trainer steps, LoRA (seed config), batch 8, fresh process"),
     "peak_rss_full_mb": ("", None, "the same, every weight trained (full fine-tuning)"),
     "peak_rss_lora_gc_mb": ("", None, "LoRA with `--gradient_checkpointing true`"),
@@ -34,8 +49,12 @@ FIGURES = {
     "lora_gc_vs_lora_rss_ratio": ("< 1", lambda v: v < 1, "peak_rss_lora_gc_mb / peak_rss_lora_mb"),
     "P2_cached_epoch1_speedup": ("", None, "cached path, 1st epoch incl. building the cache / naive"),
     "P2_on_the_fly_speedup": ("", None, "`on_the_fly` path (set_transform, batched processor call) / naive"),
-    "cached_workers2_speedup": ("", None, "cached 2nd epoch, 2 loader workers / 0, steady state (after the first "
-                                "batch; worker start-up is in Raw timings)"),
+    "cached_workers2_speedup": (
+        "",
+        None,
+        "cached 2nd epoch, 2 loader workers / 0, steady state (after the first "
+        "batch; worker start-up is in Raw timings)",
+    ),
     "on_the_fly_workers2_speedup": ("", None, "on_the_fly epoch, 2 loader workers / 0, steady state"),
     "sdpa_speedup": ("", None, "image-tower forward (batch 4) with eager attention / with SDPA"),
 }
@@ -77,18 +96,28 @@ def render(results: dict) -> str:
         f"- P1 (batch {d['P1']['batch']}): Trainer step s = {_list(d['P1']['trainer_step_s'])}; "
         f"bare step s = {_list(d['P1']['bare_step_s'])}.",
         f"- P2: naive {p2['naive_images_per_s']:.1f} img/s over {p2['naive_images']} images; over {p2['images']} "
-        f"images: " + ", ".join(f"{k} {v:.1f} img/s" for k, v in rates.items()) +
-        f"; building the cache took {p2['cache_build_s']:.1f} s; time to the first batch (s): "
-        + ", ".join(f"{k} {v:.2f}" for k, v in p2["first_batch_s"].items()) + ".",
-        "- P2 peak RSS: " + ", ".join(f"{k}: {v['images']} images, {v['peak_rss_mb']:.0f} MB (private "
-                                      f"{v['peak_anon_mb']:.0f} MB), cache build {v['build_s']:.1f} s"
-                                      for k, v in d["P2_rss"].items()) + ".",
+        f"images: "
+        + ", ".join(f"{k} {v:.1f} img/s" for k, v in rates.items())
+        + f"; building the cache took {p2['cache_build_s']:.1f} s; time to the first batch (s): "
+        + ", ".join(f"{k} {v:.2f}" for k, v in p2["first_batch_s"].items())
+        + ".",
+        "- P2 peak RSS: "
+        + ", ".join(
+            f"{k}: {v['images']} images, {v['peak_rss_mb']:.0f} MB (private "
+            f"{v['peak_anon_mb']:.0f} MB), cache build {v['build_s']:.1f} s"
+            for k, v in d["P2_rss"].items()
+        )
+        + ".",
         f"- P3 ({d['P3']['images']} images): evaluate s = {_list(d['P3']['evaluate_s'])}; bare s = "
         f"{_list(d['P3']['bare_s'])}.",
         f"- SDPA: forward s = sdpa {_list(d['sdpa']['forward_s']['sdpa'])}, eager {_list(d['sdpa']['forward_s']['eager'])}.",
-        "- Memory runs: " + "; ".join(
+        "- Memory runs: "
+        + "; ".join(
             f"{k}: {v['peak_rss_mb']:.0f} MB, {v['trainable_params']:,} trainable of {v['total_params']:,}, "
-            f"{v['train_s']:.1f} s" for k, v in d["memory"].items()) + ".",
+            f"{v['train_s']:.1f} s"
+            for k, v in d["memory"].items()
+        )
+        + ".",
         f"- Laps (s since start): {d['laps_s']}.",
         "",
         "## What the figures decided",

@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench import measure, report  # noqa: E402
 from bench.common import ROOT, make_jpegs, run_worker, splits_for, tokenizer_and_processor, vit_b16_lora  # noqa: E402
-from preprocessing import prepare_splits  # noqa: E402
+from clip_lora.preprocessing import prepare_splits  # noqa: E402
 
 RESULTS_JSON = ROOT / "bench" / "results.json"
 FULL = dict(train_per_class=44, val_per_class=2, p1_steps=3, p2_images=200, naive_images=100, rss_images=100,
@@ -67,7 +67,9 @@ def run(quick: bool) -> dict:
         data_dir, origin = make_jpegs(workdir / "images", cfg["train_per_class"], cfg["val_per_class"])
         tokenizer, processor, tokenizer_origin = tokenizer_and_processor(workdir)
         lap("images + tokenizer")
-        p2 = measure.data_path_speedup(tokenizer, processor, data_dir, workdir, cfg["p2_images"], cfg["naive_images"])
+        p2 = measure.data_path_speedup(
+            tokenizer, processor, data_dir, workdir, cfg["p2_images"], cfg["naive_images"]
+        )
         lap("P2 data path")
         rss = {f"{k}x": run_worker("data", "--data-dir", str(data_dir), "--cache-dir", str(workdir / f"rss{k}"),
                                    "--train", str(k * cfg["rss_images"])) for k in (1, 4)}  # fmt: skip
@@ -77,7 +79,9 @@ def run(quick: bool) -> dict:
         p1, trainer, _, collate = measure.train_step_ratio(model, tokenizer, processor, data_dir, workdir,
                                                            steps=cfg["p1_steps"])  # fmt: skip
         lap("P1 train step")
-        val = prepare_splits(splits_for(data_dir, max_eval=cfg["eval_images"]), processor, "on_the_fly")[0]["val"]
+        val = prepare_splits(splits_for(data_dir, max_eval=cfg["eval_images"]), processor, "on_the_fly")[0][
+            "val"
+        ]
         p3 = measure.eval_ratio(trainer, val, collate)
         lap("P3 eval")
         sdpa = measure.sdpa_speedup(model)
@@ -104,8 +108,10 @@ def run(quick: bool) -> dict:
         "lora_gc_vs_lora_rss_ratio": memory["lora_gc"]["peak_rss_mb"] / memory["lora"]["peak_rss_mb"],
         "P2_cached_epoch1_speedup": rates["cached_epoch1"] / p2["naive_images_per_s"],
         "P2_on_the_fly_speedup": rates["on_the_fly_workers0"] / p2["naive_images_per_s"],
-        "cached_workers2_speedup": rates["cached_epoch2_workers2_steady"] / rates["cached_epoch2_workers0_steady"],
-        "on_the_fly_workers2_speedup": rates["on_the_fly_workers2_steady"] / rates["on_the_fly_workers0_steady"],
+        "cached_workers2_speedup": rates["cached_epoch2_workers2_steady"]
+        / rates["cached_epoch2_workers0_steady"],
+        "on_the_fly_workers2_speedup": rates["on_the_fly_workers2_steady"]
+        / rates["on_the_fly_workers0_steady"],
         "sdpa_speedup": sdpa["ratio"],
     }
     return {
@@ -122,8 +128,12 @@ def run(quick: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write-results", action="store_true", help="regenerate bench/RESULTS.md from this run")
-    parser.add_argument("--quick", action="store_true", help="dry run: tiny model, few images (figures meaningless)")
+    parser.add_argument(
+        "--write-results", action="store_true", help="regenerate bench/RESULTS.md from this run"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="dry run: tiny model, few images (figures meaningless)"
+    )
     parser.add_argument("--output", default=str(RESULTS_JSON), help="where the JSON results go")
     args = parser.parse_args(argv)
     if args.write_results and args.quick:

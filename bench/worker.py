@@ -1,7 +1,7 @@
 """One measurement in a fresh process, so its peak RSS is its own; prints one JSON line. Called by bench/run.py.
 
-    python bench/worker.py data  --data-dir D --train 100 --cache-dir C     # cached data path: build + 2 epochs
-    python bench/worker.py train --mode lora|full|lora_gc --batch 8         # 2 Trainer steps of the ViT-B/16 shape
+python bench/worker.py data  --data-dir D --train 100 --cache-dir C     # cached data path: build + 2 epochs
+python bench/worker.py train --mode lora|full|lora_gc --batch 8         # 2 Trainer steps of the ViT-B/16 shape
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ def data_path(args) -> dict:
     """The project's cached path over `--train` images: build the cache, then read every epoch through a loader."""
     import torch
 
+    from clip_lora.preprocessing import prepare_splits
     from collator import ClipClassificationCollator
-    from preprocessing import prepare_splits
 
     workdir = Path(tempfile.mkdtemp())
     tokenizer, processor, _ = tokenizer_and_processor(workdir)
@@ -42,7 +42,9 @@ def data_path(args) -> dict:
         with Timer() as build:
             splits, norm = prepare_splits(splits, processor, "cached", cache_dir=args.cache_dir)
         collate = ClipClassificationCollator.from_class_names(tokenizer, names, [TEMPLATE], **norm)
-        loader = torch.utils.data.DataLoader(splits["train"], batch_size=args.batch, shuffle=True, collate_fn=collate)
+        loader = torch.utils.data.DataLoader(
+            splits["train"], batch_size=args.batch, shuffle=True, collate_fn=collate
+        )
         seconds = []
         for _ in range(args.epochs):
             with Timer() as epoch:
@@ -56,11 +58,11 @@ def train_memory(args) -> dict:
     """Peak RSS of `--steps` Trainer steps: LoRA, full fine-tuning, or LoRA with gradient checkpointing."""
     import torch
 
-    from arguments import ClipLoraTrainingArguments
     from bench.common import SEED_LORA
+    from clip_lora.arguments import ClipLoraTrainingArguments
+    from clip_lora.modeling import apply_lora, count_parameters
+    from clip_lora.trainer import ClipLoraTrainer
     from collator import ClipClassificationCollator
-    from modeling import apply_lora, count_parameters
-    from trainer import ClipLoraTrainer
 
     workdir = Path(tempfile.mkdtemp())
     tokenizer, _, _ = tokenizer_and_processor(workdir)
@@ -71,13 +73,17 @@ def train_memory(args) -> dict:
     torch.manual_seed(0)
     # In-memory examples: these figures measure the model's training memory, not the data path (P2_rss_growth does).
     data = [{"pixel_values": torch.randn(3, 224, 224), "labels": i % 10} for i in range(args.batch)]
-    collate = ClipClassificationCollator.from_class_names(tokenizer, [f"class {i}" for i in range(10)], [TEMPLATE])
+    collate = ClipClassificationCollator.from_class_names(
+        tokenizer, [f"class {i}" for i in range(10)], [TEMPLATE]
+    )
     training_args = ClipLoraTrainingArguments(
         output_dir=str(workdir / "out"), use_cpu=True, max_steps=args.steps, per_device_train_batch_size=args.batch,
         save_strategy="no", eval_strategy="no", load_best_model_at_end=False, report_to="none", logging_steps=1000,
         gradient_checkpointing=args.mode == "lora_gc", disable_tqdm=True,
     )  # fmt: skip
-    trainer = ClipLoraTrainer(model=model, args=training_args, train_dataset=data, data_collator=collate, num_classes=10)
+    trainer = ClipLoraTrainer(
+        model=model, args=training_args, train_dataset=data, data_collator=collate, num_classes=10
+    )
     with Timer() as run:
         result = trainer.train()
     return {"mode": args.mode, "peak_rss_mb": peak_rss_mb(), "train_s": run.seconds, "loss": result.training_loss,

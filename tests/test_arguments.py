@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from arguments import ArgumentError, parse_args
-from conftest import ROOT
+from clip_lora.arguments import ArgumentError, parse_args
+from testing_utils import ROOT
 
 
 def test_defaults_are_the_seed_experiment():
@@ -24,19 +24,23 @@ def test_defaults_are_the_seed_experiment():
 
 
 def test_seed_recipe_matches_defaults_where_they_overlap():
-    _, _, lora, train = parse_args([str(ROOT / "recipes" / "imagenette_vitb16.yaml")])
+    _, _, lora, train = parse_args([str(ROOT / "clip_lora" / "recipes" / "imagenette_vitb16.yaml")])
     assert (lora.lora_r, lora.lora_alpha, train.num_train_epochs, train.learning_rate) == (16, 32, 10, 1e-4)
 
 
 def test_recipe_then_flags_override(tmp_path):
     recipe = tmp_path / "r.json"
-    recipe.write_text(json.dumps({"lora_r": 4, "lora_target_modules": ["q_proj", "v_proj"], "do_train": False}))
+    recipe.write_text(
+        json.dumps({"lora_r": 4, "lora_target_modules": ["q_proj", "v_proj"], "do_train": False})
+    )
     _, _, lora, train = parse_args([str(recipe), "--lora_r", "8"])
     assert lora.lora_r == 8 and lora.target_module_list == ["q_proj", "v_proj"] and train.do_train is False
 
 
 def test_any_training_arguments_flag_works():
-    *_, train = parse_args(["--gradient_accumulation_steps", "4", "--weight_decay", "0.05", "--bf16", "false"])
+    *_, train = parse_args(
+        ["--gradient_accumulation_steps", "4", "--weight_decay", "0.05", "--bf16", "false"]
+    )
     assert train.gradient_accumulation_steps == 4 and train.weight_decay == 0.05
 
 
@@ -52,7 +56,9 @@ def test_any_training_arguments_flag_works():
     ],
 )
 def test_bad_values_are_one_line_errors(argv, message):
-    with pytest.raises(ArgumentError, match=message.replace("(", r"\(").replace("{", r"\{").replace("}", r"\}")):
+    with pytest.raises(
+        ArgumentError, match=message.replace("(", r"\(").replace("{", r"\{").replace("}", r"\}")
+    ):
         parse_args(argv)
 
 
@@ -65,4 +71,3 @@ def test_bad_recipes(tmp_path):
     unknown.write_text("lora_rank: 4\n")
     with pytest.raises(ArgumentError, match="unknown argument.*--lora_rank"):
         parse_args([str(unknown)])
-

@@ -15,24 +15,32 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_bad_inputs import WNIDS, _image_check_cache, user_error  # noqa: F401 - an autouse fixture
 
-import data
-import image_check
-import tiny_clip
 import train_clip_lora
-from conftest import smoke_argv
-from images import to_rgb
+from clip_lora import data, image_check
+from clip_lora.images import to_rgb
+from clip_lora.testing_utils import make_image_folder
+from testing_utils import WNIDS, smoke_argv, user_error
+
+pytestmark = pytest.mark.usefixtures("image_check_cache")  # the verdict cache stays in tmp_path
 
 
 # ---------------------------------------------------------------- images, one verdict each
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims width x height (PIL checks the bomb limit from the header, before any pixel)."""
+
     def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        return (
+            struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _encode(image: Image.Image, fmt: str) -> bytes:
@@ -44,7 +52,9 @@ def _encode(image: Image.Image, fmt: str) -> bytes:
 def image_bytes(kind: str) -> bytes:
     rgb = Image.fromarray(np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8))
     jpeg = _encode(rgb, "JPEG")
-    if kind == "corrupt_jpeg":  # the JPEG start marker, then the header tables and frame overwritten with zeros
+    if (
+        kind == "corrupt_jpeg"
+    ):  # the JPEG start marker, then the header tables and frame overwritten with zeros
         return jpeg[:2] + bytes(200) + jpeg[202:]
     if kind == "truncated_jpeg":
         return jpeg[: len(jpeg) // 2]
@@ -73,7 +83,15 @@ BAD = {
     "text_named_jpeg": "not an image PIL can read (unknown format or corrupt header)",
     "decompression_bomb": "larger than PIL's decompression-bomb limit (89,478,485 pixels)",
 }
-USABLE = ["png_named_jpeg", "cmyk_jpeg", "gray16_png", "grayscale_jpeg", "rgba_png", "palette_gif", "one_pixel_jpeg"]
+USABLE = [
+    "png_named_jpeg",
+    "cmyk_jpeg",
+    "gray16_png",
+    "grayscale_jpeg",
+    "rgba_png",
+    "palette_gif",
+    "one_pixel_jpeg",
+]
 
 
 @pytest.mark.parametrize("kind", list(BAD))
@@ -81,7 +99,9 @@ def test_unreadable_image_is_found_with_its_reason(kind, tmp_path):
     path = tmp_path / f"{kind}.JPEG"
     path.write_bytes(image_bytes(kind))
     assert image_check.check_image(str(path)).startswith(BAD[kind])
-    assert image_check.check_image(path.read_bytes()).startswith(BAD[kind])  # hub datasets: bytes, same verdict
+    assert image_check.check_image(path.read_bytes()).startswith(
+        BAD[kind]
+    )  # hub datasets: bytes, same verdict
 
 
 @pytest.mark.parametrize("kind", USABLE)
@@ -108,7 +128,7 @@ def _poison(root: Path) -> dict[str, str]:
 
 
 def test_skip_logs_counts_lists_and_trains_around_bad_images(tiny_model_dir, tmp_path, caplog):
-    root = tiny_clip.make_image_folder(tmp_path / "data", WNIDS[:2], train_per_class=6, val_per_class=3, size=16)
+    root = make_image_folder(tmp_path / "data", WNIDS[:2], train_per_class=6, val_per_class=3, size=16)
     expected = _poison(root)
     out = tmp_path / "out"
     results = train_clip_lora.main(smoke_argv(tiny_model_dir, root, out, "--num_train_epochs", "1"))
@@ -120,13 +140,15 @@ def test_skip_logs_counts_lists_and_trains_around_bad_images(tiny_model_dir, tmp
     assert all(f"Bad image {root / i}" in caplog.text for i in expected)
     assert "Ignored 1 non-image file(s)" in caplog.text and "notes.txt" in caplog.text
     predicted = [line.split(",")[0] for line in (out / "predictions.csv").read_text().splitlines()[1:]]
-    usable_val = [f"val/{WNIDS[i % 2]}/zz_{k}.JPEG" for i, k in enumerate([*BAD, *USABLE]) if i % 2 and k in USABLE]
+    usable_val = [
+        f"val/{WNIDS[i % 2]}/zz_{k}.JPEG" for i, k in enumerate([*BAD, *USABLE]) if i % 2 and k in USABLE
+    ]
     assert set(usable_val) <= set(predicted) and not set(expected) & set(predicted)
     assert len(predicted) == 6 + len(usable_val) and "eval_accuracy" in results
 
 
 def test_error_mode_stops_before_training_with_the_list(tiny_model_dir, tmp_path, capsys):
-    root = tiny_clip.make_image_folder(tmp_path / "data", WNIDS[:2], train_per_class=6, val_per_class=3, size=16)
+    root = make_image_folder(tmp_path / "data", WNIDS[:2], train_per_class=6, val_per_class=3, size=16)
     expected = _poison(root)
     out = tmp_path / "out"
     line = user_error(smoke_argv(tiny_model_dir, root, out, "--on_bad_image", "error"), capsys)
@@ -137,10 +159,12 @@ def test_error_mode_stops_before_training_with_the_list(tiny_model_dir, tmp_path
 
 
 def test_check_is_cached_per_split_fingerprint_and_file_stats(tmp_path, monkeypatch):
-    small_data = tiny_clip.make_image_folder(tmp_path / "data", WNIDS[:2], train_per_class=4, val_per_class=2, size=16)
+    small_data = make_image_folder(tmp_path / "data", WNIDS[:2], train_per_class=4, val_per_class=2, size=16)
     bad = small_data / "train" / WNIDS[0] / "bad.JPEG"
     bad.write_bytes(b"")
-    ds = data.load_splits("imagenette", data_dir=str(small_data), download=False, dev_split_ratio=0.25)["train"]
+    ds = data.load_splits("imagenette", data_dir=str(small_data), download=False, dev_split_ratio=0.25)[
+        "train"
+    ]
     first = image_check.find_bad_images(ds, tmp_path / "cache")
     assert list(first) == ["train/n01440764/bad.JPEG"]
     monkeypatch.setattr(image_check, "check_image", lambda source: pytest.fail("the cache was not used"))

@@ -17,9 +17,16 @@ def test_docstring_example_runs():
 
 def test_prompts_are_class_major_and_shared_by_every_batch(tiny_model_dir):
     tokenizer = CLIPTokenizer.from_pretrained(tiny_model_dir)
-    collate = ClipClassificationCollator.from_class_names(tokenizer, ["tench", "church"], ["a {}.", "a photo of a {}."])
+    collate = ClipClassificationCollator.from_class_names(
+        tokenizer, ["tench", "church"], ["a {}.", "a photo of a {}."]
+    )
     decoded = tokenizer.batch_decode(collate.prompt_input_ids, skip_special_tokens=True)
-    assert [text.replace(" ", "") for text in decoded] == ["atench.", "aphotoofatench.", "achurch.", "aphotoofachurch."]
+    assert [text.replace(" ", "") for text in decoded] == [
+        "atench.",
+        "aphotoofatench.",
+        "achurch.",
+        "aphotoofachurch.",
+    ]
     features = [{"pixel_values": torch.full((3, 8, 8), float(i)), "labels": i % 2} for i in range(5)]
     first, second = collate(features[:3]), collate(features[3:])
     assert first["pixel_values"].shape == (3, 3, 8, 8) and first["labels"].tolist() == [0, 1, 0]

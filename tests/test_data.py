@@ -10,43 +10,33 @@ from collections import Counter
 from pathlib import Path
 
 import datasets
-import numpy as np
 import pytest
 from PIL import Image
 
-import data
-from data import IMAGENETTE_CLASSES, DataError, load_splits
-from images import to_rgb
+from clip_lora import data
+from clip_lora.data import IMAGENETTE_CLASSES, DataError, load_splits
+from clip_lora.images import to_rgb
+from testing_utils import NAMES, WNIDS, fake_hub, make_layout, write_image
 
-WNIDS = list(IMAGENETTE_CLASSES)
-NAMES = list(IMAGENETTE_CLASSES.values())
 SHARED_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "imagenette2-224-sample"
 
 
 # ---------------------------------------------------------------- helpers
-def write_image(path: Path, seed: int, size=(12, 10)) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
-    Image.fromarray(arr).save(path)
-
-
-def make_layout(root: Path, folders, n_train: int, n_val: int, val_name="val", ext=".JPEG") -> Path:
-    """root/train/<folder>/<i><ext> and root/<val_name>/<folder>/<i><ext>, distinct random pixels each."""
-    for c, folder in enumerate(folders):
-        for split, n in (("train", n_train), (val_name, n_val)):
-            for i in range(n):
-                write_image(root / split / folder / f"{i}{ext}", seed=c * 1000 + i + (500 if split != "train" else 0))
-    return root
 
 
 # ---------------------------------------------------------------- class table and imagenette folders
 def test_imagenette_class_table():
     assert len(IMAGENETTE_CLASSES) == 10
     assert IMAGENETTE_CLASSES["n03888257"] == "parachute"
-    assert "n03888605" not in IMAGENETTE_CLASSES  # parallel bars: a neighbouring ImageNet class, not ImageNette
+    assert (
+        "n03888605" not in IMAGENETTE_CLASSES
+    )  # parallel bars: a neighbouring ImageNet class, not ImageNette
     assert NAMES[0] == "tench" and NAMES[1] == "English springer"
     assert {k: v[0].rsplit("/", 1)[1] for k, v in data.IMAGENETTE_ARCHIVES.items()} == {
-        "full": "imagenette2.tgz", "320": "imagenette2-320.tgz", "160": "imagenette2-160.tgz"}
+        "full": "imagenette2.tgz",
+        "320": "imagenette2-320.tgz",
+        "160": "imagenette2-160.tgz",
+    }
 
 
 def test_imagenette_layout_names_labels_counts(tmp_path):
@@ -156,7 +146,9 @@ def test_max_samples_balanced_deterministic_and_nested(tmp_path):
 
 # ---------------------------------------------------------------- generic imagefolder and hub
 def test_generic_imagefolder_with_class_names_file(tmp_path, caplog):
-    root = make_layout(tmp_path / "pets", ["dog", "cat"], n_train=4, n_val=2, val_name="validation", ext=".PNG")
+    root = make_layout(
+        tmp_path / "pets", ["dog", "cat"], n_train=4, n_val=2, val_name="validation", ext=".PNG"
+    )
     (root / "train" / "cat" / "README.md").write_text("not an image")
     (root / "train" / "LICENSE").write_text("not an image")
     with caplog.at_level(logging.WARNING, logger="data"):
@@ -181,15 +173,6 @@ def test_generic_imagefolder_named_by_wnids_gets_readable_names(tmp_path):
     root = make_layout(tmp_path / "nette", WNIDS[::-1][:2], n_train=2, n_val=1, val_name="test")
     splits = load_splits(str(root), dev_split_ratio=0.5)
     assert splits["val"].features["label"].names == ["golf ball", "parachute"]
-
-
-def fake_hub(with_label=True):
-    img = Image.new("RGB", (6, 6), (10, 200, 30))
-    feats = {"img": datasets.Image(), "caption": datasets.Value("string")}
-    feats["fine_label"] = datasets.ClassLabel(names=["ant", "bee"]) if with_label else datasets.Value("int64")
-    rows = {"img": [img] * 6, "caption": ["x"] * 6, "fine_label": [0, 1, 0, 1, 0, 1]}
-    ds = datasets.Dataset.from_dict(rows, features=datasets.Features(feats))
-    return datasets.DatasetDict({"train": ds, "test": ds.select(range(4))})
 
 
 def test_hub_dataset_columns_renamed(monkeypatch):

@@ -17,9 +17,9 @@ from collections import Counter
 
 import pytest
 
-from artifacts import read_predictions
-from conftest import ROOT, smoke_argv
-from data import IMAGENETTE_CLASSES
+from clip_lora.artifacts import read_predictions
+from clip_lora.data import IMAGENETTE_CLASSES
+from testing_utils import ROOT, smoke_argv
 
 VAL_IMAGES = 50  # 4 eval batches of 16 (16+16+16+2) over 2 processes: the last batch is padded on one of them
 
@@ -84,7 +84,12 @@ def test_outputs_written_by_the_main_process_only(ddp_run):
     assert run.stdout.count("macro avg") == 1  # the report is printed (and written) once
     assert (run.stdout + run.stderr).count("zero-shot accuracy") == 1
     assert not list(out.glob(".write-test-*")) and not list(out.glob("**/*.tmp"))
-    for name in ["adapter_model.safetensors", "all_results.json", "predictions.csv", "classification_report.json"]:
+    for name in [
+        "adapter_model.safetensors",
+        "all_results.json",
+        "predictions.csv",
+        "classification_report.json",
+    ]:
         assert (out / name).is_file(), name
 
 
@@ -93,7 +98,11 @@ def test_outputs_written_by_the_main_process_only(ddp_run):
 def test_accelerate_configs_load(name, kind, machines):
     from accelerate.commands.config.config_args import load_config_from_file
 
-    path = ROOT / "accelerate_config.yaml" if name == "multi_gpu" else ROOT / "accelerate_configs" / f"{name}.yaml"
+    path = (
+        ROOT / "accelerate_config.yaml"
+        if name == "multi_gpu"
+        else ROOT / "clip_lora" / "accelerate_configs" / f"{name}.yaml"
+    )
     config = load_config_from_file(str(path))
     assert config.distributed_type.value == kind and config.num_machines == machines
     assert config.mixed_precision == "bf16" and not config.use_cpu

@@ -6,28 +6,16 @@ Run: python -m pytest tests/test_download.py -q   (local archives and a loopback
 import functools
 import hashlib
 import http.server
-import io
 import shutil
-import tarfile
 import threading
 from pathlib import Path
 
 import datasets
 import pytest
-from PIL import Image
-from test_data import WNIDS, make_layout
 
-import data
-import download
-from data import DataError, load_splits
-
-
-def tar_dir(src: Path, tgz: Path) -> str:
-    """Packs every child of src into tgz (arcnames relative to src); returns its md5."""
-    with tarfile.open(tgz, "w:gz") as tar:
-        for child in sorted(src.iterdir()):
-            tar.add(child, arcname=child.name)
-    return hashlib.md5(tgz.read_bytes()).hexdigest()
+from clip_lora import data, download
+from clip_lora.data import DataError, load_splits
+from testing_utils import WNIDS, make_layout, tar_dir, unsafe_archive
 
 
 @pytest.fixture
@@ -54,32 +42,6 @@ def fake_download(monkeypatch):
     return state
 
 
-def unsafe_archive(path: Path, kind: str, outside: Path) -> str:
-    """A .tgz with a valid imagenette2-320 tree plus one escaping member of the given kind; returns md5."""
-    with tarfile.open(path, "w:gz") as tar:
-        buf = io.BytesIO()
-        Image.new("RGB", (4, 4)).save(buf, "PNG")
-
-        def add_file(name, payload):
-            info = tarfile.TarInfo(name)
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-
-        for wnid in WNIDS:
-            for split in ("train", "val"):
-                add_file(f"imagenette2-320/{split}/{wnid}/a.png", buf.getvalue())
-        if kind == "absolute":
-            add_file(str(outside / "evil.txt"), b"x")
-        elif kind == "dotdot":
-            add_file("imagenette2-320/../../outside/evil.txt", b"x")
-        else:
-            link = tarfile.TarInfo("imagenette2-320/link")
-            link.type, link.linkname = tarfile.SYMTYPE, str(outside)
-            tar.addfile(link)
-            add_file("imagenette2-320/link/evil.txt", b"x")
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
 # ---------------------------------------------------------------- download, verify, extract
 def test_download_extracts_once_and_loads(tmp_path, archive, fake_download):
     fake_download["source"] = archive
@@ -96,7 +58,9 @@ def test_download_extracts_once_and_loads(tmp_path, archive, fake_download):
 
 def test_download_md5_mismatch(tmp_path, archive, fake_download, monkeypatch):
     fake_download["source"] = archive
-    monkeypatch.setitem(data.IMAGENETTE_ARCHIVES, "320", ("https://example.invalid/imagenette2-320.tgz", "0" * 32))
+    monkeypatch.setitem(
+        data.IMAGENETTE_ARCHIVES, "320", ("https://example.invalid/imagenette2-320.tgz", "0" * 32)
+    )
     with pytest.raises(DataError, match="delete it and rerun") as err:
         load_splits("imagenette", data_dir=str(tmp_path / "cache"))
     assert "0" * 32 in str(err.value) and hashlib.md5(archive.read_bytes()).hexdigest() in str(err.value)
@@ -111,7 +75,9 @@ def test_unsafe_archive_refused_and_nothing_written_outside(tmp_path, fake_downl
     md5 = unsafe_archive(tgz, kind, outside)
     monkeypatch.setitem(data.IMAGENETTE_ARCHIVES, "320", ("https://example.invalid/imagenette2-320.tgz", md5))
     fake_download["source"] = tgz
-    data_dir = tmp_path / "a" / "cache"  # '../../outside' from the extract folder would land in tmp_path/outside
+    data_dir = (
+        tmp_path / "a" / "cache"
+    )  # '../../outside' from the extract folder would land in tmp_path/outside
     with pytest.raises(DataError, match="unsafe archive"):
         load_splits("imagenette", data_dir=str(data_dir))
     assert list(outside.iterdir()) == []
@@ -153,5 +119,3 @@ def test_download_failure_is_a_data_error(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="could not download .*imagenette2-160.tgz") as err:
         load_splits("imagenette", data_dir=str(tmp_path), imagenette_size="160")
     assert "\n" not in str(err.value) and str(tmp_path) in str(err.value)
-
-

@@ -6,28 +6,37 @@ import torch
 from peft import PeftModel
 from transformers import CLIPModel, CLIPProcessor
 
-import export
-from modeling import load_adapter, load_clip
+from clip_lora.cli import run as run_verb
+from clip_lora.modeling import load_adapter, load_clip
 
 
 def _logits(model, processor):
     torch.manual_seed(0)
     pixels = torch.randn(4, 3, 32, 32)
-    text = processor.tokenizer(["a photo of a tench.", "a photo of a church."], padding=True, return_tensors="pt")
+    text = processor.tokenizer(
+        ["a photo of a tench.", "a photo of a church."], padding=True, return_tensors="pt"
+    )
     with torch.no_grad():
         return model(pixel_values=pixels, **text).logits_per_image
 
 
-def test_merged_export_matches_base_plus_adapter_and_loads_with_transformers_alone(trained_run, tiny_model_dir, tmp_path):
+def test_merged_export_matches_base_plus_adapter_and_loads_with_transformers_alone(
+    trained_run, tiny_model_dir, tmp_path
+):
     out = tmp_path / "merged"
     # No --model_name_or_path: the base comes from the adapter's adapter_config.json.
-    assert export.cli(["--adapter_name_or_path", str(trained_run.output_dir), "--output_dir", str(out)]) == 0
+    assert (
+        run_verb("export", ["--adapter_name_or_path", str(trained_run.output_dir), "--output_dir", str(out)])
+        == 0
+    )
     files = {p.name for p in out.iterdir()}
     assert "model.safetensors" in files and "config.json" in files
     assert not {name for name in files if name.startswith("adapter")}
     merged = CLIPModel.from_pretrained(out).eval()  # transformers alone
     processor = CLIPProcessor.from_pretrained(out)
-    assert not isinstance(merged, PeftModel) and not any("lora" in name for name, _ in merged.named_parameters())
+    assert not isinstance(merged, PeftModel) and not any(
+        "lora" in name for name, _ in merged.named_parameters()
+    )
     base, _ = load_clip(str(tiny_model_dir))
     adapted = load_adapter(base, str(trained_run.output_dir)).eval()
     expected = _logits(adapted, processor)
@@ -38,5 +47,10 @@ def test_merged_export_matches_base_plus_adapter_and_loads_with_transformers_alo
 
 def test_refuses_a_non_empty_output_dir(trained_run, tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
-    assert export.cli(["--adapter_name_or_path", str(trained_run.output_dir), "--output_dir", str(tmp_path)]) == 2
+    assert (
+        run_verb(
+            "export", ["--adapter_name_or_path", str(trained_run.output_dir), "--output_dir", str(tmp_path)]
+        )
+        == 2
+    )
     assert "not empty" in capsys.readouterr().err

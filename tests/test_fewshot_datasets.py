@@ -12,10 +12,10 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytest
-from test_data import make_layout
 
-import data
-from data import IMAGEWOOF_CLASSES, DataError, few_shot_indices, load_eval_folder, load_splits
+from clip_lora import data
+from clip_lora.data import IMAGEWOOF_CLASSES, DataError, few_shot_indices, load_eval_folder, load_splits
+from testing_utils import make_layout
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,9 @@ def test_few_shot_is_stratified_seeded_nested_and_disjoint_from_dev(pets):
         assert not set(_ids(splits["train"])) & set(_ids(splits["dev"]))
         assert set(_ids(splits["train"])) <= set(_ids(full["train"]))
         assert _ids(splits["val"]) == _ids(full["val"])
-    assert set(_ids(shots[1]["train"])) < set(_ids(shots[2]["train"])) < set(_ids(shots[4]["train"]))  # nested
+    assert (
+        set(_ids(shots[1]["train"])) < set(_ids(shots[2]["train"])) < set(_ids(shots[4]["train"]))
+    )  # nested
     again = load_splits(str(pets), dev_split_ratio=0.25, seed=3, shots_per_class=2)
     assert _ids(again["train"]) == _ids(shots[2]["train"])
     others = {tuple(_ids(load_splits(str(pets), dev_split_ratio=0.25, seed=s, shots_per_class=2)["train"]))
@@ -70,7 +72,9 @@ def test_imagewoof_downloads_without_a_checksum_and_says_so(tmp_path, monkeypatc
 
     monkeypatch.setattr(data, "download_file", fake_download)
     with caplog.at_level(logging.WARNING, logger="data"):
-        splits = load_splits("imagewoof", data_dir=str(tmp_path / "woof"), imagenette_size="160", dev_split_ratio=0.25)
+        splits = load_splits(
+            "imagewoof", data_dir=str(tmp_path / "woof"), imagenette_size="160", dev_split_ratio=0.25
+        )
     assert urls == ["https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-160.tgz"]
     assert "NOT verified" in caplog.text
     assert splits["train"].features["label"].names == list(IMAGEWOOF_CLASSES.values())
@@ -96,7 +100,9 @@ def test_hub_dataset_class_names_file(tmp_path, monkeypatch):
     feats = datasets.Features({"img": datasets.Image(), "y": datasets.ClassLabel(names=["id0", "id1"])})
     image = np.zeros((4, 4, 3), dtype=np.uint8)
     split = datasets.Dataset.from_dict({"img": [image] * 4, "y": [0, 1, 0, 1]}, features=feats)
-    monkeypatch.setattr(data.datasets, "load_dataset", lambda *a, **k: datasets.DatasetDict(train=split, test=split))
+    monkeypatch.setattr(
+        data.datasets, "load_dataset", lambda *a, **k: datasets.DatasetDict(train=split, test=split)
+    )
     names_file = tmp_path / "names.json"
     names_file.write_text(json.dumps({"id0": "cat", "id1": "dog"}))
     splits = load_splits("someone/pets", dev_split_ratio=0.5, class_names_file=str(names_file))

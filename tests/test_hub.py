@@ -5,11 +5,11 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from trained_run import HUB_MODEL_ID, FakeHubApi
 
-import hub
 import train_clip_lora
-from conftest import smoke_argv
+from clip_lora import hub
+from clip_lora.cli import run as run_verb
+from testing_utils import HUB_MODEL_ID, FakeHubApi, smoke_argv
 
 EXPECTED_FILES = {
     "adapter_config.json", "adapter_model.safetensors", "README.md", "all_results.json",
@@ -51,7 +51,10 @@ def test_pushed_card_loads_the_adapter_from_the_hub_id(trained_run):
 @pytest.mark.parametrize(
     "whoami, message",
     [
-        ({"name": "tester", "orgs": [], "auth": {"accessToken": {"displayName": "ro", "role": "read"}}}, "read-only"),
+        (
+            {"name": "tester", "orgs": [], "auth": {"accessToken": {"displayName": "ro", "role": "read"}}},
+            "read-only",
+        ),
         (OSError("401 Client Error: Invalid user token."), "Invalid user token"),
     ],
 )
@@ -62,8 +65,10 @@ def test_failing_auth_stops_the_run_before_data_model_or_training(
     monkeypatch.setenv("HF_TOKEN", "hf_test_token")
     monkeypatch.setattr(hub, "hub_api", lambda token=None: FakeHubApi(events, whoami))
     monkeypatch.setattr(train_clip_lora, "load_splits", lambda **kw: pytest.fail("data was loaded"))
-    argv = smoke_argv(tiny_model_dir, image_root, tmp_path / "out", "--push_to_hub", "true", "--hub_model_id", "x")
-    assert train_clip_lora.cli(argv) == 2
+    argv = smoke_argv(
+        tiny_model_dir, image_root, tmp_path / "out", "--push_to_hub", "true", "--hub_model_id", "x"
+    )
+    assert run_verb("train", argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
     assert "Traceback" not in err[0]
@@ -74,10 +79,12 @@ def test_failing_auth_stops_the_run_before_data_model_or_training(
 def test_no_token_at_all_says_how_to_log_in(tiny_model_dir, image_root, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_OIDC_RESOURCE", raising=False)
-    monkeypatch.setattr("huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-token"))  # no `hf auth login`
+    monkeypatch.setattr(
+        "huggingface_hub.constants.HF_TOKEN_PATH", str(tmp_path / "no-token")
+    )  # no `hf auth login`
     monkeypatch.setattr(hub, "hub_api", lambda token=None: pytest.fail("the Hub was called without a token"))
     argv = smoke_argv(tiny_model_dir, image_root, tmp_path / "out", "--push_to_hub", "true")
-    assert train_clip_lora.cli(argv) == 2
+    assert run_verb("train", argv) == 2
     assert "hf auth login" in capsys.readouterr().err
 
 
@@ -103,13 +110,17 @@ def test_write_access_rules():
     assert "repo.write" in hub._can_write(_whoami("fineGrained", [read_me]), "me/model")
     assert "not a member" in hub._can_write(_whoami(), "acme/model")
     assert hub._can_write(_whoami(orgs=[{"name": "acme", "roleInOrg": "write"}]), "acme/model") is None
-    assert "role 'read'" in hub._can_write(_whoami(orgs=[{"name": "acme", "roleInOrg": "read"}]), "acme/model")
+    assert "role 'read'" in hub._can_write(
+        _whoami(orgs=[{"name": "acme", "roleInOrg": "read"}]), "acme/model"
+    )
 
 
 def test_trainer_gets_push_off_while_the_users_flag_is_kept():
     args = SimpleNamespace(push_to_hub=True, hub_model_id="me/x")
     trainer_args = hub.without_trainer_push(args)
-    assert trainer_args.push_to_hub is False and args.push_to_hub is True and trainer_args.hub_model_id == "me/x"
+    assert (
+        trainer_args.push_to_hub is False and args.push_to_hub is True and trainer_args.hub_model_id == "me/x"
+    )
 
 
 def test_failed_upload_keeps_the_run_and_prints_a_retry_command(trained_run, monkeypatch):

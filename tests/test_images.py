@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_data import WNIDS, make_layout
 from transformers import CLIPImageProcessor
 
-from data import load_splits
-from images import make_transform, to_rgb
+from clip_lora.data import load_splits
+from clip_lora.images import make_transform, to_rgb
+from testing_utils import WNIDS, make_layout
 
 
 def rgb_pixel(image: Image.Image) -> tuple:
@@ -30,7 +30,10 @@ def rgb_pixel(image: Image.Image) -> tuple:
         (Image.new("RGBA", (3, 2), (0, 0, 0, 0)), (255, 255, 255)),
         (Image.new("RGBA", (3, 2), (0, 0, 255, 128)), (127, 127, 255)),
         (Image.new("CMYK", (3, 2), (255, 0, 0, 0)), (0, 255, 255)),
-        (Image.fromarray(np.full((2, 3), 32896, dtype=np.uint16)), (128, 128, 128)),  # I;16 mid-grey, not white
+        (
+            Image.fromarray(np.full((2, 3), 32896, dtype=np.uint16)),
+            (128, 128, 128),
+        ),  # I;16 mid-grey, not white
         (Image.fromarray(np.full((2, 3), 65535, dtype=np.int32)), (255, 255, 255)),  # mode I, 16-bit range
         (Image.fromarray(np.full((2, 3), 0.5, dtype=np.float32)), (128, 128, 128)),  # mode F in [0, 1]
     ],
@@ -66,5 +69,3 @@ def test_transform_matches_processor(tmp_path):
     torch.testing.assert_close(torch.stack(batch["pixel_values"]), expected["pixel_values"])
     gray = make_transform(processor)({"image": [Image.new("I;16", (40, 50))], "label": [3]})
     assert gray["pixel_values"][0].shape == (3, 32, 32) and gray["labels"] == [3]
-
-

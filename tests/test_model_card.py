@@ -9,7 +9,7 @@ import shutil
 import pytest
 from huggingface_hub import ModelCard
 
-import model_card
+from clip_lora import model_card
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,14 @@ def test_text_holds_the_runs_numbers_and_replaces_peft_template(trained_run):
     results = trained_run.results
     rows = {line.split("|")[1].strip() + "/" + line.split("|")[2].strip(): line for line in text.splitlines()
             if line.startswith("| zero-shot") or line.startswith("| LoRA")}  # fmt: skip
-    assert f"| {results['zero_shot_accuracy']:.4f} | {results['zero_shot_macro_f1']:.4f} |" in rows["zero-shot (base model)/val"]
-    assert f"| {results['eval_accuracy']:.4f} | {results['eval_macro_f1']:.4f} |" in rows["LoRA, selected adapter/val"]
+    assert (
+        f"| {results['zero_shot_accuracy']:.4f} | {results['zero_shot_macro_f1']:.4f} |"
+        in rows["zero-shot (base model)/val"]
+    )
+    assert (
+        f"| {results['eval_accuracy']:.4f} | {results['eval_macro_f1']:.4f} |"
+        in rows["LoRA, selected adapter/val"]
+    )
     assert f"| {results['dev_accuracy']:.4f} |" in rows["LoRA, selected adapter/dev (selection)"]
     assert "| tench |" in text and "| parachute |" in text  # per-class table
     assert "| `lora_r` | `16` |" in text and "| `learning_rate` | `0.005` |" in text
@@ -55,10 +61,14 @@ def test_selected_epoch_named_in_the_card_is_the_best_dev_epoch(trained_run):
     import json
 
     state = json.loads((trained_run.output_dir / "trainer_state.json").read_text())
-    dev = [(e["eval_accuracy"], -e["epoch"], e["epoch"]) for e in state["log_history"] if "eval_accuracy" in e]
+    dev = [
+        (e["eval_accuracy"], -e["epoch"], e["epoch"]) for e in state["log_history"] if "eval_accuracy" in e
+    ]
     best_epoch = max(dev)[2]  # the first epoch with the best dev accuracy (Trainer keeps the first best)
     text = (trained_run.output_dir / "README.md").read_text()
-    assert re.search(rf"; epoch {best_epoch:g} \(dev accuracy {max(dev)[0]:.4f}\) of {len(dev)} evaluations", text)
+    assert re.search(
+        rf"; epoch {best_epoch:g} \(dev accuracy {max(dev)[0]:.4f}\) of {len(dev)} evaluations", text
+    )
 
 
 def test_snippet_runs_against_the_saved_adapter(local_card, image_root, tmp_path, monkeypatch, capsys):

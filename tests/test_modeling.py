@@ -9,13 +9,15 @@ import torch
 from peft import PeftModel
 from transformers import CLIPModel
 
-from modeling import ModelError, apply_lora, count_parameters, load_adapter, load_clip
-from tiny_clip import vit_b16_clip_config
+from clip_lora.modeling import ModelError, apply_lora, count_parameters, load_adapter, load_clip
+from clip_lora.testing_utils import vit_b16_clip_config
 
 SEED_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 
 
-@pytest.mark.parametrize(("towers", "expected"), [("both", 1_966_080), ("vision", 1_179_648), ("text", 786_432)])
+@pytest.mark.parametrize(
+    ("towers", "expected"), [("both", 1_966_080), ("vision", 1_179_648), ("text", 786_432)]
+)
 def test_seed_config_trainable_parameters_on_vit_b16_shape(towers, expected):
     # Built on the meta device: the shape of openai/clip-vit-base-patch16 without 600 MB of random weights.
     with torch.device("meta"):
@@ -53,7 +55,9 @@ def test_save_reload_gives_identical_logits(tiny_model_dir, tmp_path):
     _randomise_lora(model)
     model.save_pretrained(tmp_path / "adapter")
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
-    inputs = processor(text=["a photo of a tench.", "a photo of a church."], return_tensors="pt", padding=True)
+    inputs = processor(
+        text=["a photo of a tench.", "a photo of a church."], return_tensors="pt", padding=True
+    )
     pixels = torch.randn(3, 3, 32, 32)
     model.eval()
     before = model(**inputs, pixel_values=pixels).logits_per_image

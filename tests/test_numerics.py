@@ -12,12 +12,14 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from conftest import make_tiny_trainer
-from trainer import MAX_LOGIT_SCALE
+from clip_lora.trainer import MAX_LOGIT_SCALE
+from testing_utils import make_tiny_trainer
 
 
 def make_trainer(tiny_model_dir, tmp_path, **overrides):
-    return make_tiny_trainer(tiny_model_dir, tmp_path, num_images=8, **{"max_steps": 1, "learning_rate": 1e-3, **overrides})
+    return make_tiny_trainer(
+        tiny_model_dir, tmp_path, num_images=8, **{"max_steps": 1, "learning_rate": 1e-3, **overrides}
+    )
 
 
 def test_logits_never_sharper_than_100_even_if_the_temperature_drifts(tiny_model_dir, tmp_path):
@@ -40,7 +42,9 @@ class Probe(TrainerCallback):
         self.params = {}
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        self.params = {n: (p.dtype, p.grad.detach().clone()) for n, p in model.named_parameters() if p.requires_grad}
+        self.params = {
+            n: (p.dtype, p.grad.detach().clone()) for n, p in model.named_parameters() if p.requires_grad
+        }
 
 
 def test_bf16_autocast_step_on_cpu_is_finite_and_keeps_fp32_master_weights(tiny_model_dir, tmp_path):

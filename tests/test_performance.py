@@ -9,10 +9,10 @@ import torch
 from datasets import Dataset
 from transformers import CLIPTokenizer
 
-from arguments import ClipLoraTrainingArguments, default_loader_workers, parse_args
+from clip_lora.arguments import ClipLoraTrainingArguments, default_loader_workers, parse_args
+from clip_lora.modeling import apply_lora, load_clip
+from clip_lora.trainer import ClipLoraTrainer
 from collator import ClipClassificationCollator
-from modeling import apply_lora, load_clip
-from trainer import ClipLoraTrainer
 
 CLASSES = ["tench", "church", "parachute"]
 
@@ -45,7 +45,9 @@ def test_gradient_checkpointing_trains_every_lora_tensor_with_the_same_gradients
         save_strategy="no", eval_strategy="no", load_best_model_at_end=False, report_to="none",
         gradient_checkpointing=True,
     )  # fmt: skip
-    trainer = ClipLoraTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate, num_classes=3)
+    trainer = ClipLoraTrainer(
+        model=model, args=args, train_dataset=dataset, data_collator=collate, num_classes=3
+    )
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     trainer.train()
     clip = model.base_model.model
@@ -80,7 +82,9 @@ def test_sdpa_is_the_attention_that_runs(tiny_model_dir, monkeypatch):
 
 def test_loader_defaults_follow_the_device(tmp_path, monkeypatch):
     *_, args = parse_args(["--output_dir", str(tmp_path), "--use_cpu", "true"])
-    assert args.dataloader_num_workers == 0 and not args.dataloader_persistent_workers  # CPU: the model is the wall
+    assert (
+        args.dataloader_num_workers == 0 and not args.dataloader_persistent_workers
+    )  # CPU: the model is the wall
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     assert default_loader_workers(gpu=True) == 8 and default_loader_workers(gpu=False) == 0
     *_, args = parse_args(["--output_dir", str(tmp_path), "--dataloader_num_workers", "3"])

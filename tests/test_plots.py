@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import artifacts
-import plots
+from clip_lora import artifacts, plots
 
 
 def _counts_from_csv(path):
@@ -23,7 +22,9 @@ def _counts_from_csv(path):
     return names, [[pairs[(true, pred)] for pred in names] for true in names]
 
 
-@pytest.mark.parametrize("png", [plots.TRAINING_CURVES, plots.CONFUSION_MATRIX, plots.ZERO_SHOT_CONFUSION_MATRIX])
+@pytest.mark.parametrize(
+    "png", [plots.TRAINING_CURVES, plots.CONFUSION_MATRIX, plots.ZERO_SHOT_CONFUSION_MATRIX]
+)
 def test_plots_are_valid_pngs_of_sensible_size(trained_run, png):
     path = trained_run.output_dir / png
     with Image.open(path) as image:
@@ -37,7 +38,10 @@ def test_plots_are_valid_pngs_of_sensible_size(trained_run, png):
 
 @pytest.mark.parametrize(
     "png, csv_name",
-    [(plots.CONFUSION_MATRIX, artifacts.PREDICTIONS), (plots.ZERO_SHOT_CONFUSION_MATRIX, artifacts.ZERO_SHOT_PREDICTIONS)],
+    [
+        (plots.CONFUSION_MATRIX, artifacts.PREDICTIONS),
+        (plots.ZERO_SHOT_CONFUSION_MATRIX, artifacts.ZERO_SHOT_PREDICTIONS),
+    ],
 )
 def test_confusion_matrix_counts_equal_the_predictions_csv(trained_run, png, csv_name):
     with Image.open(trained_run.output_dir / png) as image:
@@ -51,7 +55,9 @@ def test_evaluation_only_run_gets_matrices_but_no_training_curves(tmp_path):
     names = ["cat", "dog", "car"]
     labels = np.array([0, 0, 1, 2, 2, 2])
     logits = np.eye(3)[[0, 1, 1, 2, 0, 2]] * 5.0
-    artifacts.write_predictions(tmp_path / artifacts.PREDICTIONS, [f"{i}.jpg" for i in range(6)], labels, logits, names)
+    artifacts.write_predictions(
+        tmp_path / artifacts.PREDICTIONS, [f"{i}.jpg" for i in range(6)], labels, logits, names
+    )
     written = plots.save_plots(tmp_path)
     assert [p.name for p in written] == [plots.CONFUSION_MATRIX]
     with Image.open(tmp_path / plots.CONFUSION_MATRIX) as image:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-import predict
-from conftest import ROOT
+from clip_lora.cli import run as run_verb
+from testing_utils import ROOT
 
 IMAGENETTE_NAMES = ("tench,English springer,cassette player,chain saw,church,French horn,garbage truck,gas pump,"
                     "golf ball,parachute")  # fmt: skip
@@ -37,16 +37,26 @@ def _check_against_run(output_json, run_csv, image_root):
 
 def test_adapter_on_a_folder_reproduces_the_runs_val_predictions(trained_run, image_root, tmp_path):
     out = tmp_path / "preds.json"
-    argv = ["--adapter_name_or_path", str(trained_run.output_dir), str(image_root / "val"), "--output", str(out)]
-    assert predict.cli(argv) == 0  # class names and prompts come from the model card, the base from adapter_config
+    argv = [
+        "--adapter_name_or_path",
+        str(trained_run.output_dir),
+        str(image_root / "val"),
+        "--output",
+        str(out),
+    ]
+    assert (
+        run_verb("predict", argv) == 0
+    )  # class names and prompts come from the model card, the base from adapter_config
     _check_against_run(out, trained_run.output_dir / "predictions.csv", image_root)
 
 
-def test_zero_shot_with_labels_reproduces_the_zero_shot_baseline(trained_run, tiny_model_dir, image_root, tmp_path):
+def test_zero_shot_with_labels_reproduces_the_zero_shot_baseline(
+    trained_run, tiny_model_dir, image_root, tmp_path
+):
     out = tmp_path / "zs.json"
     argv = ["--model_name_or_path", str(tiny_model_dir), "--labels", IMAGENETTE_NAMES, str(image_root / "val"),
             "--output", str(out), "--top_k", "3"]  # fmt: skip
-    assert predict.cli(argv) == 0
+    assert run_verb("predict", argv) == 0
     _check_against_run(out, trained_run.output_dir / "zero_shot_predictions.csv", image_root)
     assert all(len(item["top_k"]) == 3 for item in json.loads(out.read_text())["predictions"])
 
@@ -64,33 +74,55 @@ def mixed_folder(image_root, tmp_path):
 
 def test_unreadable_file_is_reported_and_skipped_csv(trained_run, mixed_folder, tmp_path, capsys):
     out = tmp_path / "preds.csv"
-    argv = ["--adapter_name_or_path", str(trained_run.output_dir), str(mixed_folder), "--output", str(out), "--top_k", "2"]
-    assert predict.cli(argv) == 0
+    argv = [
+        "--adapter_name_or_path",
+        str(trained_run.output_dir),
+        str(mixed_folder),
+        "--output",
+        str(out),
+        "--top_k",
+        "2",
+    ]
+    assert run_verb("predict", argv) == 0
     err = capsys.readouterr().err
     assert f"skipped {mixed_folder / 'broken.jpg'}" in err and "notes.txt" not in err
     with open(out, newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["image", "label_1", "score_1", "label_2", "score_2"]
-    assert [r[0] for r in rows[1:]] == [str(mixed_folder / "sub" / "ok0.png"), str(mixed_folder / "sub" / "ok1.png")]
+    assert [r[0] for r in rows[1:]] == [
+        str(mixed_folder / "sub" / "ok0.png"),
+        str(mixed_folder / "sub" / "ok1.png"),
+    ]
     assert all(1.0 >= float(r[2]) >= float(r[4]) >= 0.0 for r in rows[1:])
 
 
 def test_table_and_json_skipped_list(trained_run, mixed_folder, tmp_path, capsys):
     image = mixed_folder / "sub" / "ok0.png"
-    assert predict.cli(["--adapter_name_or_path", str(trained_run.output_dir), str(image), "--top_k", "1"]) == 0
+    assert (
+        run_verb(
+            "predict", ["--adapter_name_or_path", str(trained_run.output_dir), str(image), "--top_k", "1"]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("image") and lines[1].startswith(str(image)) and len(lines) == 2
     out = tmp_path / "p.json"
     argv = ["--adapter_name_or_path", str(trained_run.output_dir), str(mixed_folder), "--output", str(out)]
-    assert predict.cli(argv) == 0
+    assert run_verb("predict", argv) == 0
     data = json.loads(out.read_text())
     assert [s["image"] for s in data["skipped"]] == [str(mixed_folder / "broken.jpg")]
     assert len(data["predictions"]) == 2 and len(data["predictions"][0]["top_k"]) == 5
 
 
 def test_labels_replace_the_class_names(tiny_model_dir, mixed_folder, capsys):
-    argv = ["--model_name_or_path", str(tiny_model_dir), "--labels", "red, green,blue", str(mixed_folder / "sub")]
-    assert predict.cli(argv) == 0
+    argv = [
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--labels",
+        "red, green,blue",
+        str(mixed_folder / "sub"),
+    ]
+    assert run_verb("predict", argv) == 0
     body = capsys.readouterr().out.strip().splitlines()[1:]
     assert len(body) == 2
     for line in body:
@@ -100,12 +132,16 @@ def test_labels_replace_the_class_names(tiny_model_dir, mixed_folder, capsys):
 
 @pytest.mark.parametrize(
     "extra, message",
-    [([], "--labels"), (["--labels", "a,b", "--output", "x.txt"], ".csv or .json"), (["--labels", "a,b"], None)],
+    [
+        ([], "--labels"),
+        (["--labels", "a,b", "--output", "x.txt"], ".csv or .json"),
+        (["--labels", "a,b"], None),
+    ],
 )
 def test_user_errors_exit_2_with_one_line(extra, message, tiny_model_dir, tmp_path, capsys):
     (tmp_path / "bad.jpg").write_bytes(b"\x00" * 10)  # the only file is unreadable
     argv = ["--model_name_or_path", str(tiny_model_dir), str(tmp_path / "bad.jpg"), *extra]
-    assert predict.cli(argv) == 2
+    assert run_verb("predict", argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: ") and (message or "no readable images") in err
 
@@ -116,7 +152,13 @@ def test_console_scripts_are_declared_and_resolve():
     scripts = dict(
         line.split(" = ") for line in config["options.entry_points"]["console_scripts"].strip().splitlines()
     )
-    assert set(scripts) >= {"clip-lora-train", "clip-lora-eval", "clip-lora-predict", "clip-lora-export"}
+    assert set(scripts) >= {
+        "clip-lora",
+        "clip-lora-train",
+        "clip-lora-eval",
+        "clip-lora-predict",
+        "clip-lora-export",
+    }
     for target in scripts.values():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function))
@@ -126,8 +168,14 @@ def test_eval_entry_is_train_main_with_do_train_false_after_the_recipe(monkeypat
     import train_clip_lora
 
     seen = []
-    monkeypatch.setattr(train_clip_lora, "cli", lambda argv: seen.append(argv) or 0)
-    assert train_clip_lora.eval_cli(["r.yaml", "--adapter_name_or_path", "A"]) == 0
-    assert train_clip_lora.eval_cli(["--output_dir", "o", "--do_train", "true"]) == 0
-    assert seen == [["r.yaml", "--do_train", "false", "--adapter_name_or_path", "A"],
-                    ["--do_train", "false", "--output_dir", "o", "--do_train", "true"]]  # fmt: skip
+    monkeypatch.setattr(train_clip_lora, "main", lambda argv: seen.append(argv) or {})
+    assert run_verb("eval", ["r.yaml", "--adapter_name_or_path", "A"]) == 0
+    assert (
+        run_verb("eval", ["smoke", "--output_dir", "o"]) == 0
+    )  # a packaged recipe's name counts as the recipe
+    assert run_verb("eval", ["--output_dir", "o", "--do_train", "true"]) == 0
+    assert seen == [
+        ["r.yaml", "--do_train", "false", "--adapter_name_or_path", "A"],
+        ["smoke", "--do_train", "false", "--output_dir", "o"],
+        ["--do_train", "false", "--output_dir", "o", "--do_train", "true"],
+    ]

@@ -8,13 +8,13 @@ import torch
 from PIL import Image
 from transformers import CLIPImageProcessor
 
-import preprocessing
 import train_clip_lora
-from artifacts import read_predictions
+from clip_lora import preprocessing
+from clip_lora.artifacts import read_predictions
+from clip_lora.data import load_splits
+from clip_lora.images import make_transform
 from collator import ClipClassificationCollator
-from conftest import smoke_argv
-from data import load_splits
-from images import make_transform
+from testing_utils import smoke_argv
 
 PROMPTS = {"prompt_input_ids": torch.ones(2, 3, dtype=torch.long), "prompt_attention_mask": torch.ones(2, 3)}
 
@@ -69,13 +69,17 @@ def test_cached_pixels_equal_on_the_fly_within_one_level(odd_images, tmp_path):
 
 def test_uint8_pixels_without_normalisation_are_refused():
     with pytest.raises(ValueError, match="image_mean"):
-        ClipClassificationCollator(**PROMPTS)([{"pixel_values": torch.zeros(3, 2, 2, dtype=torch.uint8), "labels": 0}])
+        ClipClassificationCollator(**PROMPTS)(
+            [{"pixel_values": torch.zeros(3, 2, 2, dtype=torch.uint8), "labels": 0}]
+        )
 
 
 def test_cache_is_reused_and_rebuilt_when_processor_settings_change(odd_images, tmp_path, monkeypatch):
     calls = []
     resize_crop = preprocessing._resize_crop
-    monkeypatch.setattr(preprocessing, "_resize_crop", lambda batch, **kw: calls.append(1) or resize_crop(batch, **kw))
+    monkeypatch.setattr(
+        preprocessing, "_resize_crop", lambda batch, **kw: calls.append(1) or resize_crop(batch, **kw)
+    )
 
     def run(processor):
         splits = load_splits(str(odd_images), dev_split_ratio=0.2)  # a fresh load, as a second run would do
@@ -89,7 +93,9 @@ def test_cache_is_reused_and_rebuilt_when_processor_settings_change(odd_images, 
     mtimes = [f.stat().st_mtime_ns for f in files]
     again, rebuilt = run(_processor(32))
     assert rebuilt == 0  # read back from the cache, not decoded again
-    assert sorted(tmp_path.glob("pixels-*.arrow")) == files and [f.stat().st_mtime_ns for f in files] == mtimes
+    assert (
+        sorted(tmp_path.glob("pixels-*.arrow")) == files and [f.stat().st_mtime_ns for f in files] == mtimes
+    )
     assert torch.equal(again["train"][0]["pixel_values"], first["train"][0]["pixel_values"])
     smaller, built = run(_processor(24))  # another crop size: a new cache, new shapes
     assert built > 0 and len(list(tmp_path.glob("pixels-*.arrow"))) == 6
@@ -112,7 +118,9 @@ def test_main_cached_predicts_like_on_the_fly(tiny_model_dir, image_root, tmp_pa
     monkeypatch.setattr(preprocessing.datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
     runs = {}
     for mode in ("on_the_fly", "cached"):
-        argv = smoke_argv(tiny_model_dir, image_root, tmp_path / mode, "--do_train", "false", "--preprocessing", mode)
+        argv = smoke_argv(
+            tiny_model_dir, image_root, tmp_path / mode, "--do_train", "false", "--preprocessing", mode
+        )
         runs[mode] = train_clip_lora.main(argv)
     assert list((tmp_path / "hf-cache" / "clip_lora_pixels").glob("pixels-*.arrow"))
     assert runs["cached"]["eval_accuracy"] == runs["on_the_fly"]["eval_accuracy"]
@@ -126,7 +134,9 @@ def test_main_cached_predicts_like_on_the_fly(tiny_model_dir, image_root, tmp_pa
 
 def test_on_the_fly_transform_is_the_data_module_one(odd_images):
     """on_the_fly keeps images.make_transform: the float pixels the collator passes through untouched."""
-    splits, _ = preprocessing.prepare_splits(load_splits(str(odd_images), dev_split_ratio=0.2), _processor(), "on_the_fly")
+    splits, _ = preprocessing.prepare_splits(
+        load_splits(str(odd_images), dev_split_ratio=0.2), _processor(), "on_the_fly"
+    )
     raw = load_splits(str(odd_images), dev_split_ratio=0.2)["val"]
     expected = make_transform(_processor())(raw[:1])["pixel_values"][0]
     assert torch.equal(splits["val"][0]["pixel_values"], expected)

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from clip_lora.modeling import load_clip
+from clip_lora.prompts import OPENAI_IMAGENET_TEMPLATES, PromptError, resolve_templates
+from clip_lora.trainer import class_embeddings
 from collator import ClipClassificationCollator
-from modeling import load_clip
-from prompts import OPENAI_IMAGENET_TEMPLATES, PromptError, resolve_templates
-from trainer import class_embeddings
 
 CLASSES = ["tench", "church", "golf ball", "parachute"]
 TEMPLATES = ["a photo of a {}.", "a blurry photo of the {}.", "itap of my {}."]
@@ -19,7 +19,9 @@ def test_template_sets(tmp_path):
     assert resolve_templates("single", "a sketch of a {}.") == ["a sketch of a {}."]
     paper = resolve_templates("openai_imagenet")
     assert len(paper) == 80 == len(set(paper)) and all(t.count("{}") == 1 for t in paper)
-    assert paper[0] == "a bad photo of a {}." and paper[-1] == "a tattoo of the {}." and "itap of a {}." in paper
+    assert (
+        paper[0] == "a bad photo of a {}." and paper[-1] == "a tattoo of the {}." and "itap of a {}." in paper
+    )
     assert tuple(paper) == OPENAI_IMAGENET_TEMPLATES
     path = tmp_path / "mine.txt"
     path.write_text("# my templates\n\na photo of a {}.\n  a drawing of a {}.  \n")
@@ -38,7 +40,9 @@ def test_ensemble_is_the_normalised_mean_of_single_template_embeddings(tiny_mode
 
     def encode(templates):
         collate = ClipClassificationCollator.from_class_names(processor.tokenizer, CLASSES, templates)
-        text = model.get_text_features(input_ids=collate.prompt_input_ids, attention_mask=collate.prompt_attention_mask)
+        text = model.get_text_features(
+            input_ids=collate.prompt_input_ids, attention_mask=collate.prompt_attention_mask
+        )
         return text.pooler_output
 
     ensemble = class_embeddings(encode(TEMPLATES), len(CLASSES))

@@ -18,16 +18,18 @@ from datasets import Dataset
 from transformers import CLIPTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 
-import trainer as trainer_module
-from arguments import ClipLoraTrainingArguments
+from clip_lora import trainer as trainer_module
+from clip_lora.arguments import ClipLoraTrainingArguments
+from clip_lora.modeling import apply_lora, load_clip
+from clip_lora.trainer import CHECKPOINT_COMPLETE, ClipLoraTrainer, last_complete_checkpoint
 from collator import ClipClassificationCollator
 from metrics import compute_metrics
-from modeling import apply_lora, load_clip
-from smoke_runs import command, env, finish, start_reference
-from trainer import CHECKPOINT_COMPLETE, ClipLoraTrainer, last_complete_checkpoint
+from testing_utils import command, env, finish, start_reference
 
 
-def test_kill_9_in_second_epoch_then_rerun_resumes_and_matches(tiny_model_dir, image_root, tmp_path, tmp_path_factory):
+def test_kill_9_in_second_epoch_then_rerun_resumes_and_matches(
+    tiny_model_dir, image_root, tmp_path, tmp_path_factory
+):
     out = tmp_path / "interrupted"
     # The uninterrupted reference goes alongside the run that gets killed (two cores; it only has to finish). It
     # also serves tests/test_secrets.py, hence its fake tokens and wandb: neither changes a number.
@@ -36,7 +38,9 @@ def test_kill_9_in_second_epoch_then_rerun_resumes_and_matches(tiny_model_dir, i
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 240
     while not (out / "checkpoint-6" / CHECKPOINT_COMPLETE).exists():  # epoch 1 saved: epoch 2 is under way
-        assert victim.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+        assert victim.poll() is None and time.monotonic() < deadline, (
+            "the run ended before its first checkpoint"
+        )
         time.sleep(0.02)
     os.kill(victim.pid, signal.SIGKILL)
     assert victim.wait() == -signal.SIGKILL
@@ -53,7 +57,9 @@ def test_kill_9_in_second_epoch_then_rerun_resumes_and_matches(tiny_model_dir, i
     assert resumed["eval_accuracy"] == uninterrupted["eval_accuracy"]
     assert resumed["dev_accuracy"] == uninterrupted["dev_accuracy"]
     assert (out / "predictions.csv").read_bytes() == (ref_out / "predictions.csv").read_bytes()
-    assert (out / "adapter_model.safetensors").read_bytes() == (ref_out / "adapter_model.safetensors").read_bytes()
+    assert (out / "adapter_model.safetensors").read_bytes() == (
+        ref_out / "adapter_model.safetensors"
+    ).read_bytes()
     history = [json.loads((d / "trainer_state.json").read_text())["log_history"] for d in (out, ref_out)]
     dev_curves = [[e["eval_accuracy"] for e in h if "eval_accuracy" in e] for h in history]
     assert dev_curves[0][-3:] == dev_curves[1] and len(dev_curves[1]) == 3  # epochs 2-3 replayed identically
@@ -88,7 +94,9 @@ def test_kill_during_save_keeps_previous_checkpoint_usable(small_trainer, monkey
     original = trainer_module.Trainer._save_rng_state
 
     def rng_state_then_die(self, output_dir):
-        if self.state.global_step == 4:  # the second epoch's save: weights and optimizer written, state not yet
+        if (
+            self.state.global_step == 4
+        ):  # the second epoch's save: weights and optimizer written, state not yet
             raise Killed
         return original(self, output_dir)
 
@@ -107,5 +115,7 @@ def test_kill_during_save_keeps_previous_checkpoint_usable(small_trainer, monkey
     assert not partial.exists()
     result = small_trainer.train(resume_from_checkpoint=str(out / "checkpoint-2"))
     assert small_trainer.state.global_step == 6 and result.global_step == 6
-    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-6"]  # rotated only after it completed
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == [
+        "checkpoint-6"
+    ]  # rotated only after it completed
     assert (out / "checkpoint-6" / CHECKPOINT_COMPLETE).exists()

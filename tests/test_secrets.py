@@ -15,10 +15,9 @@ import torch
 from peft import PeftModel
 from transformers import CLIPModel, CLIPProcessor
 
-import modeling
-from conftest import ROOT
-from modeling import ModelError, load_adapter, load_clip
-from smoke_runs import FAKE_HF_TOKEN, FAKE_WANDB_KEY, finish, start_reference
+from clip_lora import modeling
+from clip_lora.modeling import ModelError, load_adapter, load_clip
+from testing_utils import FAKE_HF_TOKEN, FAKE_WANDB_KEY, ROOT, finish, start_reference
 
 
 def test_no_token_in_any_output_file_or_log(tiny_model_dir, image_root, tmp_path_factory):
@@ -58,13 +57,19 @@ def test_loading_asks_for_safetensors_and_never_remote_code(tiny_model_dir, tmp_
     model, _ = load_clip(str(tiny_model_dir))
     modeling.apply_lora(model, 2, 4, 0.0, ["q_proj"]).save_pretrained(tmp_path / "adapter")
     load_adapter(load_clip(str(tiny_model_dir))[0], str(tmp_path / "adapter"))
-    assert [name for name, _ in calls] == ["CLIPModel", "CLIPProcessor", "CLIPModel", "CLIPProcessor", "PeftModel"]
+    assert [name for name, _ in calls] == [
+        "CLIPModel",
+        "CLIPProcessor",
+        "CLIPModel",
+        "CLIPProcessor",
+        "PeftModel",
+    ]
     assert all(not kwargs.get("trust_remote_code") for _, kwargs in calls)
     assert all(kwargs.get("use_safetensors") is True for name, kwargs in calls if name != "CLIPProcessor")
 
 
 def test_no_project_module_turns_on_remote_code():
-    sources = {p.name: p.read_text() for p in ROOT.glob("*.py")}
+    sources = {p.name: p.read_text() for p in [*ROOT.glob("*.py"), *ROOT.glob("clip_lora/*.py")]}
     assert "modeling.py" in sources and "train_clip_lora.py" in sources
     assert [name for name, text in sources.items() if "trust_remote_code=True" in text.replace(" ", "")] == []
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from stats import mcnemar, mcnemar_exact_p, mean_std
+from clip_lora.stats import mcnemar, mcnemar_exact_p, mean_std
 
 
 @pytest.mark.parametrize(

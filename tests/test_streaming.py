@@ -16,10 +16,11 @@ import datasets
 import numpy as np
 import pytest
 
-import streaming
 import train_clip_lora
-from conftest import smoke_argv
-from data import load_splits
+from clip_lora import streaming
+from clip_lora.cli import run as run_verb
+from clip_lora.data import load_splits
+from testing_utils import smoke_argv
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,9 @@ def parquet_dir(image_root, tmp_path_factory):
 
 
 def _args(path, rank=0, world_size=1):
-    data_args = SimpleNamespace(dataset_name=str(path), class_names_file=None, max_eval_samples=20, dev_split_ratio=0.1)
+    data_args = SimpleNamespace(
+        dataset_name=str(path), class_names_file=None, max_eval_samples=20, dev_split_ratio=0.1
+    )
     return data_args, SimpleNamespace(max_steps=2, seed=0, process_index=rank, world_size=world_size)
 
 
@@ -53,7 +56,9 @@ def test_stream_is_split_across_processes_disjoint_complete_and_without_dev(parq
     assert len(set(dev)) == 20 and dev == _keys(ranks[1]["dev"])  # the same dev on every process
     parts = [_keys(r["train"]) for r in ranks]
     assert parts[0] and parts[1] and not set(parts[0]) & set(parts[1])
-    assert sorted(parts[0] + parts[1]) == sorted(set(stored) - set(dev))  # every non-dev image once, across ranks
+    assert sorted(parts[0] + parts[1]) == sorted(
+        set(stored) - set(dev)
+    )  # every non-dev image once, across ranks
 
 
 def test_streamed_training_run_through_main(parquet_dir, tiny_model_dir, tmp_path):
@@ -65,4 +70,4 @@ def test_streamed_training_run_through_main(parquet_dir, tiny_model_dir, tmp_pat
     with open(tmp_path / "predictions.csv", newline="") as f:
         assert [row["image"] for row in csv.DictReader(f)] == [f"validation/{i}" for i in range(20)]
     no_steps = [a for a in argv if a not in ("--max_steps", "2")] + ["--output_dir", str(tmp_path / "again")]
-    assert train_clip_lora.cli(no_steps) == 2  # a stream has no length: --max_steps is required
+    assert run_verb("train", no_steps) == 2  # a stream has no length: --max_steps is required

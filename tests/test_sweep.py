@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-import artifacts
-import sweep
-from conftest import smoke_argv
-from stats import mcnemar, mean_std
+from clip_lora import artifacts, sweep
+from clip_lora.cli import run as run_verb
+from clip_lora.stats import mcnemar, mean_std
+from testing_utils import smoke_argv
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +29,21 @@ def test_sweep_writes_seed_folders_and_a_summary_equal_to_them(sweep_run):
         folder = out / f"seed-{run['seed']}"
         results = json.loads((folder / "all_results.json").read_text())
         assert json.loads((folder / "run_config.json").read_text())["seed"] == run["seed"]
-        for key in ("zero_shot_accuracy", "eval_accuracy", "eval_macro_f1", "dev_accuracy", "trainable_params"):
+        for key in (
+            "zero_shot_accuracy",
+            "eval_accuracy",
+            "eval_macro_f1",
+            "dev_accuracy",
+            "trainable_params",
+        ):
             assert run[key] == results[key], key
         labels, tuned, _ = artifacts.read_predictions(folder / "predictions.csv")
         _, zero_shot, _ = artifacts.read_predictions(folder / "zero_shot_predictions.csv")
         assert run["mcnemar_vs_zero_shot"] == mcnemar(labels, zero_shot, tuned)
         test = run["mcnemar_vs_zero_shot"]
-        assert test["c"] - test["b"] == round((results["eval_accuracy"] - results["zero_shot_accuracy"]) * 100)
+        assert test["c"] - test["b"] == round(
+            (results["eval_accuracy"] - results["zero_shot_accuracy"]) * 100
+        )
         accuracies.append(results["eval_accuracy"])
     mean, std = mean_std(accuracies)
     assert summary["aggregate"]["eval_accuracy"] == {"mean": mean, "std": std}
@@ -45,7 +53,9 @@ def test_sweep_writes_seed_folders_and_a_summary_equal_to_them(sweep_run):
 
 def test_rerun_reuses_finished_seeds_and_summarize_rebuilds(sweep_run, monkeypatch):
     out, summary = sweep_run
-    monkeypatch.setattr(sweep.train_clip_lora, "main", lambda argv: pytest.fail("a finished seed was retrained"))
+    monkeypatch.setattr(
+        sweep.train_clip_lora, "main", lambda argv: pytest.fail("a finished seed was retrained")
+    )
     assert sweep.run_seeds([0, 1], ["--output_dir", str(out)]) == out
     assert sweep.main(["--summarize", str(out)]) == summary
 
@@ -53,11 +63,17 @@ def test_rerun_reuses_finished_seeds_and_summarize_rebuilds(sweep_run, monkeypat
 def test_readme_block_is_generated_from_the_summary(sweep_run, tmp_path):
     out, summary = sweep_run
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\nbefore\n{sweep.README_START}\nold typed numbers 99.99%\n{sweep.README_END}\nafter\n")
-    assert sweep.cli(["--readme", str(out / "summary.json"), "--readme_path", str(readme)]) == 0
+    readme.write_text(
+        f"# x\nbefore\n{sweep.README_START}\nold typed numbers 99.99%\n{sweep.README_END}\nafter\n"
+    )
+    assert run_verb("sweep", ["--readme", str(out / "summary.json"), "--readme_path", str(readme)]) == 0
     text = readme.read_text()
-    assert "99.99%" not in text and text.startswith("# x\nbefore\n") and text.endswith(f"{sweep.README_END}\nafter\n")
+    assert (
+        "99.99%" not in text
+        and text.startswith("# x\nbefore\n")
+        and text.endswith(f"{sweep.README_END}\nafter\n")
+    )
     block = text.split(sweep.README_START)[1].split(sweep.README_END)[0]
     assert block.strip() == sweep.to_markdown(summary).strip()
     readme.write_text("no markers\n")
-    assert sweep.cli(["--readme", str(out / "summary.json"), "--readme_path", str(readme)]) == 2
+    assert run_verb("sweep", ["--readme", str(out / "summary.json"), "--readme_path", str(readme)]) == 2

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-import tracking
+from clip_lora import tracking
 
 
 def test_shared_run_went_offline_with_one_notice_and_exit_0(trained_run):

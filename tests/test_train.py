@@ -9,9 +9,10 @@ import pytest
 from peft import PeftModel
 
 import train_clip_lora
-from artifacts import read_predictions
-from conftest import smoke_argv
-from modeling import load_adapter, load_clip
+from clip_lora.artifacts import read_predictions
+from clip_lora.cli import run as run_verb
+from clip_lora.modeling import load_adapter, load_clip
+from testing_utils import smoke_argv
 
 
 @pytest.fixture(scope="module")
@@ -67,13 +68,17 @@ def test_selected_epoch_is_the_best_dev_epoch(smoke_run):
 def test_eval_only_base_model_equals_zero_shot(tiny_model_dir, image_root, tmp_path):
     results = train_clip_lora.main(smoke_argv(tiny_model_dir, image_root, tmp_path, "--do_train", "false"))
     assert results["eval_accuracy"] == results["zero_shot_accuracy"]
-    assert (tmp_path / "predictions.csv").read_bytes() == (tmp_path / "zero_shot_predictions.csv").read_bytes()
+    assert (tmp_path / "predictions.csv").read_bytes() == (
+        tmp_path / "zero_shot_predictions.csv"
+    ).read_bytes()
     assert len(_rows(tmp_path / "predictions.csv")) == 100
 
 
 def test_eval_only_with_saved_adapter_reproduces_the_run(smoke_run, tiny_model_dir, image_root, tmp_path):
     out, results = smoke_run
-    argv = smoke_argv(tiny_model_dir, image_root, tmp_path, "--do_train", "false", "--adapter_name_or_path", str(out))
+    argv = smoke_argv(
+        tiny_model_dir, image_root, tmp_path, "--do_train", "false", "--adapter_name_or_path", str(out)
+    )
     again = train_clip_lora.main(argv)
     assert again["eval_accuracy"] == results["eval_accuracy"]
     assert again["zero_shot_accuracy"] == results["zero_shot_accuracy"]
@@ -84,7 +89,7 @@ def test_eval_only_with_saved_adapter_reproduces_the_run(smoke_run, tiny_model_d
 
 def test_finished_run_is_not_overwritten_by_accident(smoke_run, tiny_model_dir, image_root):
     out, _ = smoke_run
-    assert train_clip_lora.cli(smoke_argv(tiny_model_dir, image_root, out)) == 2
+    assert run_verb("train", smoke_argv(tiny_model_dir, image_root, out)) == 2
 
 
 def test_zero_shot_on_the_real_imagenette_sample(shared_data, tiny_model_dir, tmp_path):
@@ -92,5 +97,15 @@ def test_zero_shot_on_the_real_imagenette_sample(shared_data, tiny_model_dir, tm
     results = train_clip_lora.main(argv)
     rows = _rows(tmp_path / "predictions.csv")
     assert len(rows) == 300 and results["eval_accuracy"] == results["zero_shot_accuracy"]
-    assert {r["label"] for r in rows} == {"tench", "English springer", "cassette player", "chain saw", "church",
-                                          "French horn", "garbage truck", "gas pump", "golf ball", "parachute"}
+    assert {r["label"] for r in rows} == {
+        "tench",
+        "English springer",
+        "cassette player",
+        "chain saw",
+        "church",
+        "French horn",
+        "garbage truck",
+        "gas pump",
+        "golf ball",
+        "parachute",
+    }

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import make_tiny_trainer
-from trainer import MAX_LOGIT_SCALE, class_embeddings, clip_class_loss
+from clip_lora.trainer import MAX_LOGIT_SCALE, class_embeddings, clip_class_loss
+from testing_utils import make_tiny_trainer
 
 
 def test_same_class_images_are_not_negatives():

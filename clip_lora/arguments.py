@@ -1,0 +1,291 @@
+"""Command-line arguments: model, data and LoRA dataclasses plus a TrainingArguments subclass with this project's defaults.
+
+    python train_clip_lora.py --help                                # every flag, with its help text
+    python train_clip_lora.py smoke --num_train_epochs 2   # a recipe, then overrides
+
+A single YAML/JSON file works instead of flags (HfArgumentParser's convention); flags after it override its values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+from clip_lora.errors import ArgumentError, OneLineParserMixin
+from clip_lora.resources import looks_like_recipe, recipe_path
+
+SEED_MODEL = "openai/clip-vit-base-patch16"
+LORA_TOWERS = ("both", "vision", "text")
+LOSSES = ("contrastive", "ce")
+ON_BAD_IMAGE = ("skip", "error")
+PREPROCESSING = ("auto", "on_the_fly", "cached")  # = preprocessing.PREPROCESSING_MODES
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default=SEED_MODEL, metadata={"help": "CLIP checkpoint: a hub id or a local save_pretrained folder."}
+    )
+    adapter_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "An existing LoRA adapter (folder or hub id) to evaluate or continue training."},
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models are cached."})
+    attn_implementation: str = field(
+        default="sdpa", metadata={"help": "Attention kernel: sdpa (fused, default) or eager."}
+    )
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str = field(
+        default="imagenette",
+        metadata={
+            "help": "'imagenette', 'imagewoof', a local imagefolder path (train/<class>/, val/<class>/), or a hub dataset id."
+        },
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "ImageNette folder (imagenette2 layout). Empty: the fast.ai archive is downloaded here once."
+        },
+    )
+    imagenette_size: str = field(
+        default="320",
+        metadata={"help": "Which fast.ai archive to download: full, 320 or 160 (shortest side, px)."},
+    )
+    download: bool = field(
+        default=True, metadata={"help": "Download ImageNette when --data_dir holds no data."}
+    )
+    on_bad_image: str = field(
+        default="skip",
+        metadata={
+            "help": "Unreadable images found by the pre-training check: skip (listed in skipped_images.txt) or error."
+        },
+    )
+    dev_split_ratio: float = field(
+        default=0.05,
+        metadata={"help": "Fraction of train held out (stratified, seeded) to select the best epoch."},
+    )
+    max_train_samples: int | None = field(
+        default=None, metadata={"help": "Truncate train (debugging, smoke runs)."}
+    )
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate dev and val (debugging)."})
+    prompt_template: str = field(
+        default="a photo of a {}.", metadata={"help": "Class prompt; '{}' is replaced by the class name."}
+    )
+    class_names_file: str | None = field(
+        default=None, metadata={"help": "JSON mapping folder name -> class name, for an imagefolder dataset."}
+    )
+    preprocessing: str = field(  # issue 4: preprocessing.py; the measurements behind `auto` are in bench/RESULTS.md
+        default="auto",
+        metadata={"help": "on_the_fly (decode + resize every epoch), cached (resized once into the datasets cache as "
+                          "uint8, normalised in the collator) or auto (cached on a GPU, on_the_fly on CPU)."},
+    )  # fmt: skip
+    # Issue 6: prompt ensembles, few-shot, streaming, WiSE-FT (logic in prompts.py, data.py, wise_ft.py).
+    prompt_templates: str = field(
+        default="single",
+        metadata={
+            "help": "single (--prompt_template), openai_imagenet (the CLIP paper's 80) or a file, one per line."
+        },
+    )
+    shots_per_class: int | None = field(
+        default=None,
+        metadata={"help": "Train on K images per class (stratified, seeded; dev is carved first)."},
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Stream a hub dataset's train split (needs --max_steps); sharded per process."},
+    )
+    wise_alphas: str | None = field(
+        default=None,
+        metadata={"help": "WiSE-FT: comma-separated LoRA scales to evaluate after training, e.g. 0,0.5,1."},
+    )
+    robustness_eval_dir: str | None = field(
+        default=None, metadata={"help": "A shifted eval folder (<class>/ or val/<class>/) for --wise_alphas."}
+    )
+
+    def __post_init__(self):
+        if "{}" not in self.prompt_template:
+            raise ArgumentError(
+                f"--prompt_template {self.prompt_template!r} has no '{{}}' for the class name; "
+                "use e.g. 'a photo of a {}.'"
+            )
+        if not 0.0 < self.dev_split_ratio <= 0.5:
+            raise ArgumentError(f"--dev_split_ratio {self.dev_split_ratio} must be in (0, 0.5]; e.g. 0.05.")
+        if self.preprocessing not in PREPROCESSING:
+            raise ArgumentError(
+                f"--preprocessing {self.preprocessing!r} is not one of {', '.join(PREPROCESSING)}."
+            )
+        if self.on_bad_image not in ON_BAD_IMAGE:
+            raise ArgumentError(
+                f"--on_bad_image {self.on_bad_image!r} is not one of {', '.join(ON_BAD_IMAGE)}."
+            )
+        if self.shots_per_class is not None and self.shots_per_class < 1:
+            raise ArgumentError(
+                f"--shots_per_class {self.shots_per_class} must be a positive integer, e.g. 16."
+            )
+        _ = self.wise_alpha_list  # a typo in --wise_alphas fails here, not after training
+
+    @property
+    def wise_alpha_list(self) -> list[float]:
+        try:
+            return [float(a) for a in (self.wise_alphas or "").split(",") if a.strip()]
+        except ValueError:
+            raise ArgumentError(
+                f"--wise_alphas {self.wise_alphas!r} must be numbers, e.g. 0,0.25,0.5,0.75,1"
+            ) from None
+
+
+@dataclass
+class LoraArguments:
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: float = field(default=32, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA input."})
+    lora_target_modules: str = field(
+        default="q_proj,k_proj,v_proj,out_proj", metadata={"help": "Comma-separated module names to adapt."}
+    )
+    lora_towers: str = field(
+        default="both", metadata={"help": "Which towers get LoRA: both, vision or text."}
+    )
+    loss: str = field(
+        default="contrastive",
+        metadata={"help": "contrastive (image<->class prompts, same-class images never negatives) or ce."},
+    )
+
+    def __post_init__(self):
+        if self.lora_r < 1:
+            raise ArgumentError(f"--lora_r {self.lora_r} must be a positive integer, e.g. 16.")
+        if self.lora_towers not in LORA_TOWERS:
+            raise ArgumentError(f"--lora_towers {self.lora_towers!r} is not one of {', '.join(LORA_TOWERS)}.")
+        if self.loss not in LOSSES:
+            raise ArgumentError(f"--loss {self.loss!r} is not one of {', '.join(LOSSES)}.")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ArgumentError(f"--lora_dropout {self.lora_dropout} must be in [0, 1).")
+
+    @property
+    def target_module_list(self) -> list[str]:
+        return [name.strip() for name in self.lora_target_modules.split(",") if name.strip()]
+
+
+@dataclass
+class ClipLoraTrainingArguments(TrainingArguments):
+    """TrainingArguments with the seed experiment's defaults; every Trainer flag still works."""
+
+    output_dir: str | None = field(
+        default="runs/clip-lora-imagenette", metadata={"help": "Where everything is written."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Start over in an output_dir that already holds a finished run."}
+    )
+    do_train: bool = field(default=True, metadata={"help": "Fine-tune (false: evaluate only)."})
+    do_eval: bool = field(
+        default=True, metadata={"help": "Evaluate on dev each epoch and on val at the end."}
+    )
+    num_train_epochs: float = field(default=10.0, metadata={"help": "Epochs."})
+    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch per device."})
+    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch per device."})
+    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate for the LoRA weights."})
+    eval_strategy: str = field(default="epoch", metadata={"help": "Evaluate on dev every epoch."})
+    save_strategy: str = field(default="epoch", metadata={"help": "Checkpoint every epoch (resumable)."})
+    save_total_limit: int | None = field(
+        default=2, metadata={"help": "Keep the best and the last checkpoint."}
+    )
+    load_best_model_at_end: bool = field(
+        default=True, metadata={"help": "Restore the epoch with the best dev metric."}
+    )
+    metric_for_best_model: str | None = field(
+        default="accuracy", metadata={"help": "Dev metric used for selection."}
+    )
+    greater_is_better: bool | None = field(
+        default=True, metadata={"help": "Higher metric_for_best_model is better."}
+    )
+    logging_steps: float = field(default=10, metadata={"help": "Log the training loss every N steps."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep 'image' for the on-the-fly transform."}
+    )
+    label_names: list[str] | None = field(default_factory=lambda: ["labels"], metadata={"help": "Label key."})
+    seed: int = field(default=42, metadata={"help": "Seed for init, shuffling and the dev split."})
+    # Data loader defaults measured in bench/ (issue 4): see bench/RESULTS.md.
+    dataloader_num_workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "Loader processes; default: min(8, CPUs per GPU) on a GPU, 0 on CPU (model-bound)."
+        },
+    )
+    dataloader_persistent_workers: bool = field(
+        default=False,
+        metadata={"help": "Keep workers across epochs (off: Trainer would reuse one eval loader)."},
+    )
+
+    def __post_init__(self):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+            # torchrun / accelerate on a machine without GPUs: without use_cpu, Trainer would run N independent
+            # copies (no DDP) that all write the same output files.
+            self.use_cpu = True
+        if self.dataloader_num_workers is None:
+            self.dataloader_num_workers = default_loader_workers(
+                torch.cuda.is_available() and not self.use_cpu
+            )
+        super().__post_init__()
+
+
+def default_loader_workers(gpu: bool) -> int:
+    """A GPU waits on JPEG decode/resize (or cached reads) unless workers run beside it; on CPU the model is the wall
+    (bench/RESULTS.md: P1_step_ratio with 0 workers), and workers would only take cores from the matmuls."""
+    return min(8, max(1, (os.cpu_count() or 1) // max(1, torch.cuda.device_count()))) if gpu else 0  # per GPU
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, LoraArguments, ClipLoraTrainingArguments)
+
+
+def _recipe_to_flags(path: Path) -> list[str]:
+    """Turn a YAML/JSON recipe into command-line flags, so flags after it can override any value."""
+    try:
+        text = path.read_text()
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, yaml.YAMLError, json.JSONDecodeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ArgumentError(
+            f"cannot read recipe {path}: {first_line}; fix the file or pass flags instead."
+        ) from None
+    if not isinstance(values, dict):
+        raise ArgumentError(
+            f"recipe {path} must be a mapping of argument: value, got {type(values).__name__}."
+        )
+    flags = []
+    for key, value in values.items():
+        if isinstance(value, list):
+            value = ",".join(map(str, value)) if key == "lora_target_modules" else value
+        if isinstance(value, list):
+            flags += [f"--{key}", *map(str, value)]
+        elif isinstance(value, bool):
+            flags += [f"--{key}", str(value).lower()]
+        elif value is not None:
+            flags += [f"--{key}", str(value)]
+    return flags
+
+
+class OneLineHfParser(OneLineParserMixin, HfArgumentParser):
+    """A bad flag value (wrong type, bad choice) is one `error:` line, not argparse's usage + message."""
+
+
+def parse_args(argv: list[str] | None = None):
+    """Parse flags (or one recipe file followed by flags) into the four argument dataclasses."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and looks_like_recipe(argv[0]):  # a packaged recipe's name or a file path
+        argv = _recipe_to_flags(recipe_path(argv[0])) + argv[1:]
+    parser = OneLineHfParser(ARGUMENT_CLASSES, prog="clip-lora train")
+    model_args, data_args, lora_args, training_args, unknown = parser.parse_args_into_dataclasses(
+        args=argv, return_remaining_strings=True
+    )
+    if unknown:
+        raise ArgumentError(f"unknown argument(s): {' '.join(unknown)}; see --help for the valid flags.")
+    return model_args, data_args, lora_args, training_args

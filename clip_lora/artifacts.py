@@ -1,0 +1,62 @@
+"""The files a run leaves behind, written and read in one place (they are the interface between steps and users).
+
+write_predictions(path, image_ids, labels, logits, class_names)   # predictions.csv
+read_predictions(path) -> (labels, predictions, class_names)      # ints, ints, names
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+PREDICTIONS = "predictions.csv"
+ZERO_SHOT_PREDICTIONS = "zero_shot_predictions.csv"
+ALL_RESULTS = "all_results.json"
+RUN_CONFIG = "run_config.json"
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def write_predictions(
+    path: str | Path, image_ids: list[str], labels: np.ndarray, logits: np.ndarray, class_names: list[str]
+) -> None:
+    """One row per image: image, label, prediction (class names), then one probability column per class."""
+    if not len(image_ids) == len(labels) == len(logits):
+        raise ValueError(f"{len(image_ids)} images, {len(labels)} labels and {len(logits)} logit rows differ")
+    probs = softmax(np.asarray(logits, dtype=np.float64))
+    predictions = probs.argmax(axis=1)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", "label", "prediction", *class_names])
+        for image_id, label, pred, row in zip(image_ids, labels, predictions, probs, strict=True):
+            writer.writerow(
+                [image_id, class_names[int(label)], class_names[int(pred)], *(f"{p:.6f}" for p in row)]
+            )
+
+
+def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(label indices, predicted indices, class names) from a predictions CSV."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        class_names = header[3:]
+        index = {name: i for i, name in enumerate(class_names)}
+        rows = [(index[row[1]], index[row[2]]) for row in reader]
+    labels, predictions = (np.array(column, dtype=np.int64) for column in zip(*rows, strict=True)) if rows else (
+        np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))  # fmt: skip
+    return labels, predictions, class_names
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

@@ -1,0 +1,98 @@
+"""clip-lora <verb>: one command for the whole project (`python -m clip_lora <verb>` is the same).
+
+    clip-lora train smoke --output_dir runs/demo        # a packaged recipe by name (or a path), then flags
+    clip-lora eval  --adapter_name_or_path runs/demo    # evaluate only
+    clip-lora predict --adapter_name_or_path runs/demo photo.jpg folder/
+    clip-lora export --adapter_name_or_path runs/demo --output_dir runs/demo-merged
+    clip-lora sweep --seeds 0,1,2 smoke --output_dir runs/sweep
+    accelerate launch --config_file $(clip-lora config 1gpu) train_clip_lora.py imagenette_vitb16
+
+This is the one place that turns a ClipLoraError into `error: <message>` and exit status 2, for every verb; under
+torchrun / accelerate only the main process prints it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from clip_lora.errors import ClipLoraError, Parser
+from clip_lora.resources import ACCELERATE_CONFIGS_DIR, RECIPES_DIR, accelerate_config_path, names
+
+# verb -> (module, function taking argv, one-line help). Modules are imported only for the verb that runs.
+VERBS = {
+    "train": (
+        "train_clip_lora",
+        "main",
+        "zero-shot -> LoRA fine-tuning -> val evaluation -> report, card, push",
+    ),
+    "eval": ("train_clip_lora", "eval_main", "evaluate a base model or an adapter on val (no training)"),
+    "predict": ("clip_lora.predict", "main", "classify image files and folders with a run's adapter"),
+    "export": ("clip_lora.export", "main", "merge an adapter into a standalone CLIPModel"),
+    "sweep": ("clip_lora.sweep", "main", "the same run over several seeds, with mean/std and McNemar tests"),
+    "config": ("clip_lora.cli", "config_main", "print the path of a packaged accelerate config"),
+}
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def config_main(argv: list[str]) -> None:
+    parser = Parser(prog="clip-lora config", description="Print the path of a packaged accelerate config.")
+    parser.add_argument("name", nargs="?", help=f"one of: {', '.join(names(ACCELERATE_CONFIGS_DIR))}")
+    args = parser.parse_args(argv)
+    if args.name is None:
+        print("accelerate configs:", ", ".join(names(ACCELERATE_CONFIGS_DIR)))
+        print("recipes:", ", ".join(names(RECIPES_DIR)))
+    else:
+        print(accelerate_config_path(args.name).resolve())
+
+
+def usage() -> str:
+    lines = ["usage: clip-lora <verb> [args]   (clip-lora <verb> --help for its flags)", "", "verbs:"]
+    lines += [f"  {verb:<8} {help_text}" for verb, (_, _, help_text) in VERBS.items()]
+    return "\n".join(lines)
+
+
+def run(verb: str, argv: list[str]) -> int:
+    """Run one verb; a ClipLoraError becomes one `error:` line and exit status 2."""
+    module, function, _ = VERBS[verb]
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer's threads vs. loader workers
+    try:
+        getattr(importlib.import_module(module), function)(argv)
+    except ClipLoraError as err:
+        if is_main_process():
+            print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from clip_lora import __version__
+
+        print(f"clip-lora {__version__}")
+        return 0
+    if argv[0] not in VERBS:
+        print(
+            f"error: unknown verb {argv[0]!r}; choose one of {', '.join(VERBS)} (clip-lora --help).",
+            file=sys.stderr,
+        )
+        return 2
+    return run(argv[0], argv[1:])
+
+
+def _entry(verb: str):
+    """The old one-verb console scripts (clip-lora-train, ...): same code, same contract."""
+    return lambda argv=None: run(verb, list(sys.argv[1:] if argv is None else argv))
+
+
+train, eval_, predict, export, sweep = (
+    _entry(verb) for verb in ("train", "eval", "predict", "export", "sweep")
+)

@@ -1,0 +1,383 @@
+"""Datasets for CLIP LoRA fine-tuning: ImageNette, any local imagefolder, or a Hub image-classification set.
+
+Usage:
+    splits = load_splits("imagenette", data_dir="data", imagenette_size="320")  # DatasetDict train/dev/val
+    splits["train"].set_transform(make_transform(processor.image_processor))
+
+Every split has the columns image (datasets.Image, decoded lazily), label (ClassLabel with human class names)
+and image_id (str). This module imports no other project module.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import math
+from pathlib import Path
+
+import datasets
+import numpy as np
+
+from clip_lora.download import DataError, download_file, md5sum, safe_extract
+
+logger = logging.getLogger(__name__)
+
+IMAGENETTE_CLASSES: dict[str, str] = {
+    "n01440764": "tench",
+    "n02102040": "English springer",
+    "n02979186": "cassette player",
+    "n03000684": "chain saw",
+    "n03028079": "church",
+    "n03394916": "French horn",
+    "n03417042": "garbage truck",
+    "n03425413": "gas pump",
+    "n03445777": "golf ball",
+    "n03888257": "parachute",
+}
+IMAGENETTE_ARCHIVES: dict[str, tuple[str, str]] = {
+    "full": (
+        "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz",
+        "fe2fc210e6bb7c5664d602c3cd71e612",
+    ),
+    "320": (
+        "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz",
+        "3df6f0d01a2c9592104656642f5e78a3",
+    ),
+    "160": (
+        "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",
+        "e793b78cc4c9e9a4ccc0c1155377a412",
+    ),
+}
+# Imagewoof: fast.ai's ten dog breeds, same archive scheme. fast.ai publishes no MD5 for these archives, so none is
+# written here (an invented one would be worse than none): the download is used unverified and a warning says so.
+IMAGEWOOF_CLASSES: dict[str, str] = {
+    "n02086240": "Shih-Tzu",
+    "n02087394": "Rhodesian ridgeback",
+    "n02088364": "beagle",
+    "n02089973": "English foxhound",
+    "n02093754": "Border terrier",
+    "n02096294": "Australian terrier",
+    "n02099601": "golden retriever",
+    "n02105641": "Old English sheepdog",
+    "n02111889": "Samoyed",
+    "n02115641": "dingo",
+}
+IMAGEWOOF_ARCHIVES: dict[str, tuple[str, str | None]] = {
+    "full": ("https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2.tgz", None),
+    "320": ("https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-320.tgz", None),
+    "160": ("https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-160.tgz", None),
+}
+FASTAI_DATASETS = {
+    "imagenette": (IMAGENETTE_CLASSES, IMAGENETTE_ARCHIVES),
+    "imagewoof": (IMAGEWOOF_CLASSES, IMAGEWOOF_ARCHIVES),
+}
+KNOWN_WNIDS = {**IMAGENETTE_CLASSES, **IMAGEWOOF_CLASSES}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+VAL_SPLIT_NAMES = ("val", "validation", "test")
+DEFAULT_IMAGENETTE_DIR = Path("~/.cache/clip_lora/imagenette")
+
+
+def class_features(names: list[str]) -> datasets.Features:
+    return datasets.Features(
+        {
+            "image": datasets.Image(),
+            "label": datasets.ClassLabel(names=names),
+            "image_id": datasets.Value("string"),
+        }
+    )
+
+
+# ---------------------------------------------------------------- local folders
+def _find_split_dirs(root: Path) -> tuple[Path, Path]:
+    train = root / "train"
+    val = next((root / n for n in VAL_SPLIT_NAMES if (root / n).is_dir()), None)
+    if not train.is_dir() or val is None:
+        missing = "train/" if not train.is_dir() else "val/ (or validation/, test/)"
+        raise DataError(f"{root} has no {missing} folder; expected the layout train/<class>/, val/<class>/")
+    return train, val
+
+
+def _scan_split(split_dir: Path, root: Path, folder_to_label: dict[str, int]) -> dict[str, list]:
+    """Lists images of split_dir/<class>/ (sorted, so the order is reproducible); ignores other files loudly."""
+    paths, labels, ids, ignored = [], [], [], []
+    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+        found = 0
+        for f in sorted(class_dir.rglob("*")):
+            if not f.is_file():
+                continue
+            if f.suffix.lower() not in IMAGE_EXTENSIONS:
+                ignored.append(f)
+                continue
+            paths.append(str(f.resolve()))
+            labels.append(folder_to_label[class_dir.name])
+            ids.append(f.relative_to(root).as_posix())
+            found += 1
+        if found == 0:
+            raise DataError(
+                f"class folder {class_dir} contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+            )
+    if not paths:
+        raise DataError(
+            f"{split_dir} has no class folders with images; expected {split_dir.name}/<class>/<images>"
+        )
+    ignored += [f for f in split_dir.iterdir() if f.is_file()]
+    if ignored:
+        logger.warning(
+            "Ignored %d non-image file(s) under %s, e.g. %s", len(ignored), split_dir, ignored[0].name
+        )
+    return {"image": paths, "label": labels, "image_id": ids}
+
+
+def _class_folders(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+
+
+def _load_folder(root: Path, folder_names: list[str], class_names: list[str]) -> datasets.DatasetDict:
+    train_dir, val_dir = _find_split_dirs(root)
+    folder_to_label = {f: i for i, f in enumerate(folder_names)}
+    for split_dir in (train_dir, val_dir):
+        unknown = [f for f in _class_folders(split_dir) if f not in folder_to_label]
+        if unknown:
+            raise DataError(
+                f"unknown class folder(s) in {split_dir}: {', '.join(unknown)}; "
+                f"known: {', '.join(folder_names)}"
+            )
+    features = class_features(class_names)
+    return datasets.DatasetDict(
+        {
+            split: datasets.Dataset.from_dict(
+                _scan_split(split_dir, root, folder_to_label), features=features
+            )
+            for split, split_dir in (("train", train_dir), ("val", val_dir))
+        }
+    )
+
+
+def class_names_for(ids: list[str], class_names_file: str | None) -> list[str]:
+    """Folder or ClassLabel ids -> class names: through --class_names_file when given, else WordNet ids -> words."""
+    return names_from_file(class_names_file, ids) if class_names_file else wnids_to_names(ids)
+
+
+def wnids_to_names(names: list[str]) -> list[str]:
+    # Folders/labels named by ImageNette WordNet ids get readable names (CLIP prompts need words, not ids).
+    return [KNOWN_WNIDS[n] for n in names] if all(n in KNOWN_WNIDS for n in names) else names
+
+
+def _load_imagefolder(root: Path, class_names_file: str | None) -> datasets.DatasetDict:
+    train_dir, _ = _find_split_dirs(root)
+    folders = _class_folders(train_dir)
+    if not folders:
+        raise DataError(f"{train_dir} has no class folders; expected train/<class>/<image files>")
+    names = class_names_for(folders, class_names_file)
+    return _load_folder(root, folders, names)
+
+
+def names_from_file(class_names_file: str, folders: list[str]) -> list[str]:
+    """Class names for folders (or ClassLabel ids) from a JSON object {id: name}; every id must be named."""
+    try:
+        mapping = json.loads(Path(class_names_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read class_names_file {class_names_file}: {err}") from err
+    if not isinstance(mapping, dict):
+        raise DataError(f"class_names_file {class_names_file} must hold a JSON object {{folder: class name}}")
+    missing = [f for f in folders if f not in mapping]
+    if missing:
+        raise DataError(f"{class_names_file} has no name for folder(s) {', '.join(missing)}; add them")
+    return [str(mapping[f]) for f in folders]
+
+
+def load_eval_folder(
+    path: str | Path, class_names: list[str], class_names_file: str | None = None
+) -> datasets.Dataset:
+    """Usage: load_eval_folder("imagenette-shifted", class_names) -> a Dataset to evaluate on (e.g. --robustness_eval_dir).
+
+    The folder is <class>/<images>, or holds val/ (validation/, test/) in that layout. Its class folders are matched
+    to the training classes by name, as ImageNette/Imagewoof WordNet ids, or through class_names_file.
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DataError(f"evaluation folder {root} does not exist; pass a folder of <class>/<images>")
+    split_dir = next((root / n for n in VAL_SPLIT_NAMES if (root / n).is_dir()), root)
+    folders = _class_folders(split_dir)
+    names = class_names_for(folders, class_names_file)
+    unknown = [f for f, n in zip(folders, names, strict=True) if n not in class_names]
+    if unknown or not folders:
+        raise DataError(f"{split_dir}: class folder(s) {', '.join(unknown) or '(none)'} are not training classes "
+                        f"({', '.join(class_names)})")  # fmt: skip
+    folder_to_label = {f: class_names.index(n) for f, n in zip(folders, names, strict=True)}
+    return datasets.Dataset.from_dict(
+        _scan_split(split_dir, root, folder_to_label), features=class_features(class_names)
+    )
+
+
+def _resolve_imagenette_root(
+    data_dir: str | None, size: str, download: bool, name: str = "imagenette"
+) -> Path:
+    size = str(size)
+    archives = FASTAI_DATASETS[name][1]
+    if size not in archives:
+        raise DataError(f"imagenette_size must be one of {', '.join(archives)}, got {size!r}")
+    url, md5 = archives[size]
+    folder = url.rsplit("/", 1)[-1].removesuffix(".tgz")
+    base = Path(data_dir or DEFAULT_IMAGENETTE_DIR.parent / name).expanduser()
+    if (base / "train").is_dir():
+        return base
+    nested = base / folder
+    if (
+        nested / "train"
+    ).is_dir():  # safe_extract renames a finished folder into place, so it is never partial
+        return nested
+    if not download:
+        raise DataError(
+            f"no {'ImageNette' if name == 'imagenette' else 'Imagewoof'} data in {base} (looked for train/ and "
+            f"{folder}/train/); pass --data_dir pointing at an extracted {name}2 folder or allow download"
+        )
+    base.mkdir(parents=True, exist_ok=True)
+    try:
+        archive = Path(download_file(url, base / "downloads"))
+    except OSError as err:  # ConnectionError (offline mode too), FileNotFoundError, TimeoutError
+        raise DataError(
+            f"could not download {url} ({type(err).__name__}: {' '.join(str(err).split())}); "
+            f"check the connection (HF_HUB_OFFLINE), or extract the archive into {base} yourself"
+        ) from err
+    actual = md5sum(archive)
+    if md5 is None:
+        logger.warning(
+            "%s: no published MD5 for this archive, so it is NOT verified (its md5 is %s)", url, actual
+        )
+    elif actual != md5:
+        raise DataError(f"md5 mismatch for {archive}: expected {md5}, got {actual}; delete it and rerun")
+    return safe_extract(archive, base, folder)
+
+
+# ---------------------------------------------------------------- Hub datasets
+def image_label_columns(features: datasets.Features, name: str) -> tuple[str, str]:
+    """The (Image, ClassLabel) column names of a hub dataset, in memory or streamed."""
+    image_col = next((c for c, f in features.items() if isinstance(f, datasets.Image)), None)
+    label_col = next((c for c, f in features.items() if isinstance(f, datasets.ClassLabel)), None)
+    if image_col is None or label_col is None:
+        raise DataError(
+            f"hub dataset {name} needs an Image column and a ClassLabel column; its features: {features}"
+        )
+    return image_col, label_col
+
+
+def standard_columns(ds, image_col: str, label_col: str):
+    """Keep only the image and label columns, named `image` and `label` (a Dataset or an IterableDataset)."""
+    ds = ds.select_columns([image_col, label_col])
+    return ds.rename_columns({c: n for c, n in ((image_col, "image"), (label_col, "label")) if c != n})
+
+
+def _load_hub(name: str, data_dir: str | None, class_names_file: str | None = None) -> datasets.DatasetDict:
+    try:
+        raw = datasets.load_dataset(name, cache_dir=data_dir) if data_dir else datasets.load_dataset(name)
+    except OSError as err:  # DatasetNotFoundError, ConnectionError (offline), a missing local file
+        raise DataError(
+            f"--dataset_name {name!r} is not imagenette, an existing folder or a hub dataset reachable here "
+            f"({type(err).__name__}: {' '.join(str(err).split())[:160]}); check the name or the path"
+        ) from None
+    if "train" not in raw:
+        raise DataError(f"hub dataset {name} has no train split (splits: {', '.join(raw)})")
+    val_name = next((n for n in VAL_SPLIT_NAMES if n in raw), None)
+    if val_name is None:
+        raise DataError(f"hub dataset {name} has no validation/val/test split (splits: {', '.join(raw)})")
+    image_col, label_col = image_label_columns(raw["train"].features, name)
+    names = class_names_for(raw["train"].features[label_col].names, class_names_file)
+    out = {}
+    for key, split in (("train", "train"), ("val", val_name)):
+        ds = standard_columns(raw[split], image_col, label_col)
+        ds = ds.add_column("image_id", [f"{split}/{i}" for i in range(len(ds))])
+        out[key] = ds.cast(class_features(names))
+    return datasets.DatasetDict(out)
+
+
+# ---------------------------------------------------------------- splitting and subsetting
+def _dev_indices(labels: np.ndarray, ratio: float, seed: int) -> np.ndarray:
+    """Stratified dev indices: round(ratio * N) in total, spread over classes by largest remainder."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quotas = ratio * counts
+    take = np.floor(quotas).astype(int)  # ratio <= 0.5, so every class keeps at least one train image
+    extra = max(1, round(ratio * len(labels))) - int(take.sum())
+    order = sorted(range(len(classes)), key=lambda i: (-(quotas[i] - math.floor(quotas[i])), rng.random()))
+    for i in order:
+        if extra <= 0:
+            break
+        if take[i] < counts[i] - 1:
+            take[i] += 1
+            extra -= 1
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take, strict=True)]
+    return np.sort(np.concatenate(picked)) if picked else np.array([], dtype=int)
+
+
+def few_shot_indices(labels: np.ndarray, shots: int, seed: int) -> np.ndarray:
+    """K per class (a class with fewer keeps all), seeded; for one seed the K-sample grows with K (nested)."""
+    rng = np.random.default_rng(seed)
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:shots] for c in np.unique(labels)]
+    short = [int(c) for c, idx in zip(np.unique(labels), picked, strict=True) if len(idx) < shots]
+    if short:
+        logger.warning(
+            "shots_per_class=%d: class(es) %s have fewer train images; all of them are used", shots, short
+        )
+    return np.sort(np.concatenate(picked))
+
+
+def _subset(ds: datasets.Dataset, n: int | None, seed: int) -> datasets.Dataset:
+    """First n of a seeded class-interleaved shuffle (balanced and nested: the n-subset grows with n)."""
+    if n is None or n >= len(ds):
+        return ds
+    labels = np.asarray(ds["label"])
+    rng = np.random.default_rng(seed)
+    per_class = [rng.permutation(np.flatnonzero(labels == c)).tolist() for c in np.unique(labels)]
+    interleaved = [i for rank in itertools.zip_longest(*per_class) for i in rank if i is not None]
+    return ds.select(sorted(interleaved[:n]))
+
+
+def load_splits(
+    dataset_name: str = "imagenette",
+    data_dir: str | None = None,
+    imagenette_size: str = "320",
+    dev_split_ratio: float = 0.05,
+    seed: int = 42,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    download: bool = True,
+    class_names_file: str | None = None,
+    shots_per_class: int | None = None,
+) -> datasets.DatasetDict:
+    """Usage: load_splits("imagenette", data_dir="data") -> DatasetDict(train, dev, val).
+
+    dataset_name is "imagenette" or "imagewoof", a local train/<class>/, val/<class>/ folder, or a Hub dataset id.
+    shots_per_class K keeps K train images per class (seeded), sampled after dev is carved.
+    The dev split (ratio in (0, 0.5]) is carved from train, stratified by label and seeded.
+    """
+    if not 0 < dev_split_ratio <= 0.5:
+        raise DataError(
+            f"dev_split_ratio must be in (0, 0.5] (selection needs a dev set), got {dev_split_ratio}"
+        )
+    if dataset_name.lower() in FASTAI_DATASETS:
+        classes = FASTAI_DATASETS[dataset_name.lower()][0]
+        root = _resolve_imagenette_root(data_dir, imagenette_size, download, dataset_name.lower())
+        splits = _load_folder(root, list(classes), list(classes.values()))
+    elif Path(dataset_name).expanduser().is_dir():
+        splits = _load_imagefolder(Path(dataset_name).expanduser(), class_names_file)
+    else:
+        splits = _load_hub(dataset_name, data_dir, class_names_file)
+    train = splits["train"]
+    labels = np.asarray(train["label"])
+    dev_idx = _dev_indices(labels, dev_split_ratio, seed)
+    if len(dev_idx) == 0:
+        raise DataError(
+            f"train split ({len(train)} images) is too small for a dev split; add images per class"
+        )
+    train_idx = np.setdiff1d(np.arange(len(train)), dev_idx)
+    if shots_per_class:  # sampled after the dev split, so dev is the same for every K
+        train_idx = train_idx[few_shot_indices(labels[train_idx], shots_per_class, seed)]
+    return datasets.DatasetDict(
+        {
+            "train": _subset(train.select(train_idx), max_train_samples, seed),
+            "dev": _subset(train.select(dev_idx), max_eval_samples, seed),
+            "val": _subset(splits["val"], max_eval_samples, seed),
+        }
+    )

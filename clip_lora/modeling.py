@@ -1,0 +1,127 @@
+"""Load CLIP and its processor, put LoRA on the chosen towers, load an existing adapter, count parameters.
+
+    model, processor = load_clip("openai/clip-vit-base-patch16")
+    model = apply_lora(model, r=16, alpha=32, dropout=0.1, target_modules=["q_proj", "k_proj", "v_proj", "out_proj"])
+
+The same functions serve the real checkpoint and the tiny test model: only the path differs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import CLIPModel, CLIPProcessor
+
+from clip_lora.errors import ModelError  # noqa: F401 - re-exported: raised here, caught in cli
+
+logger = logging.getLogger(__name__)
+
+TOWER_PREFIXES = {
+    "both": ("vision_model", "text_model"),
+    "vision": ("vision_model",),
+    "text": ("text_model",),
+}
+
+
+def load_clip(model_name_or_path: str, cache_dir: str | None = None, attn_implementation: str = "sdpa"):
+    """CLIPModel in fp32 (mixed precision is autocast's job) and its CLIPProcessor; safetensors only, no remote code.
+
+    A local folder is loaded by its absolute path, so an adapter trained on it records a base that `predict` and
+    `export` find from any working directory; a hub id stays a hub id.
+    """
+    if Path(model_name_or_path).is_dir():
+        model_name_or_path = str(Path(model_name_or_path).resolve())
+    try:
+        model = CLIPModel.from_pretrained(
+            model_name_or_path, cache_dir=cache_dir, use_safetensors=True, attn_implementation=attn_implementation,
+            dtype=torch.float32,
+        )  # fmt: skip
+        processor = CLIPProcessor.from_pretrained(model_name_or_path, cache_dir=cache_dir)
+    except OSError as err:
+        raise ModelError(
+            f"cannot load CLIP from {model_name_or_path!r} ({str(err).splitlines()[0]}); pass a hub id you can reach "
+            "or a folder written by save_pretrained (model.safetensors, config.json, processor files)."
+        ) from None
+    return model, processor
+
+
+def lora_target_pattern(target_modules: list[str], towers: str) -> str:
+    """A regex PEFT matches against full module names, restricting the adapted modules to the chosen towers."""
+    return rf".*({'|'.join(TOWER_PREFIXES[towers])})\..*\.({'|'.join(target_modules)})$"
+
+
+def apply_lora(model, r: int, alpha: float, dropout: float, target_modules: list[str], towers: str = "both"):
+    """Freeze the base model and add LoRA to `target_modules` of the chosen towers (a PeftModel)."""
+    leaf_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [m for m in target_modules if m not in leaf_names]
+    if missing:
+        raise ModelError(
+            f"--lora_target_modules {','.join(missing)} not found in {type(model).__name__}; "
+            "CLIP's attention projections are q_proj,k_proj,v_proj,out_proj (MLP: fc1,fc2)."
+        )
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
+        target_modules=lora_target_pattern(target_modules, towers),
+    )  # fmt: skip
+    return get_peft_model(model, config)
+
+
+def load_adapter(model, adapter_name_or_path: str, is_trainable: bool = False):
+    """Base model + a saved adapter. Refuses pickle-only adapters and adapters made for another base model."""
+    path = Path(adapter_name_or_path)
+    if path.is_dir():
+        if not (path / "adapter_config.json").is_file():
+            raise ModelError(
+                f"{path} has no adapter_config.json; pass the folder a training run wrote its adapter to."
+            )
+        if not (path / "adapter_model.safetensors").is_file():
+            raise ModelError(
+                f"{path} has no adapter_model.safetensors (pickle .bin adapters are refused: they can run code); "
+                "re-save it with safetensors."
+            )
+        _check_adapter_base(model, json.loads((path / "adapter_config.json").read_text()), path)
+    try:
+        return PeftModel.from_pretrained(
+            model, adapter_name_or_path, is_trainable=is_trainable, use_safetensors=True
+        )
+    except RuntimeError as err:  # size mismatch: the adapter was trained on a differently shaped model
+        raise ModelError(
+            f"adapter {adapter_name_or_path} does not fit this base model ({_first_mismatch(err)}); "
+            "pass the --model_name_or_path it was trained on."
+        ) from None
+
+
+def _first_mismatch(err: RuntimeError) -> str:
+    """The informative line of torch's multi-line load_state_dict error (the first 'size mismatch ...')."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return next((line for line in lines if "size mismatch" in line), lines[0] if lines else "")[:240]
+
+
+def _check_adapter_base(model, adapter_config: dict, path: Path) -> None:
+    """Warn when the adapter's recorded base differs by name from the loaded one."""
+    recorded = adapter_config.get("base_model_name_or_path")
+    loaded = getattr(model.config, "_name_or_path", None)
+    if recorded and loaded and Path(recorded).name != Path(loaded).name:
+        # Same-shaped bases (a moved folder, a fine-tuned derivative) are legitimate; shape mismatches raise below.
+        logger.warning("adapter %s was trained on %r; loading it on %r", path, recorded, loaded)
+
+
+def adapter_base_model(adapter_name_or_path: str) -> str | None:
+    """The base model an adapter records in its adapter_config.json (folder or hub id); None when unreadable."""
+    from peft import PeftConfig
+
+    try:
+        return PeftConfig.from_pretrained(adapter_name_or_path).base_model_name_or_path
+    except (OSError, ValueError):
+        return None
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total

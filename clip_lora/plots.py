@@ -1,0 +1,120 @@
+"""Headless plots of a finished run, read from its artifacts in output_dir.
+
+    python plots.py runs/demo          # writes training_curves.png, confusion_matrix.png, zero_shot_confusion_matrix.png
+    plots.save_plots(output_dir)       # the same, as the last step of train_clip_lora.main
+
+Each confusion-matrix PNG also carries its counts as JSON in the PNG text chunk "Description", so a reader (or a
+test) can check the picture against predictions.csv without reading pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers / CI; must precede pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from clip_lora import artifacts  # noqa: E402
+from metrics import confusion_matrix  # noqa: E402
+
+TRAINING_CURVES = "training_curves.png"
+CONFUSION_MATRIX = "confusion_matrix.png"
+ZERO_SHOT_CONFUSION_MATRIX = "zero_shot_confusion_matrix.png"
+TRAINER_STATE = "trainer_state.json"
+
+
+def plot_training_curves(trainer_state: dict, zero_shot_accuracy: float | None, path: str | Path) -> Path:
+    """Train loss per step (left), dev accuracy per epoch with the zero-shot accuracy as a line (right)."""
+    history = trainer_state.get("log_history", [])
+    loss = [(e["step"], e["loss"]) for e in history if "loss" in e and "step" in e]
+    dev = [(e["epoch"], e["eval_accuracy"]) for e in history if "eval_accuracy" in e and "epoch" in e]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    if loss:
+        ax_loss.plot(*zip(*loss, strict=True), marker=".", label="train loss")
+    ax_loss.set(xlabel="step", ylabel="loss", title="Training loss")
+    if dev:
+        ax_acc.plot(*zip(*dev, strict=True), marker="o", label="dev accuracy")
+        best = trainer_state.get("best_metric")
+        if best is not None:
+            ax_acc.axhline(best, color="tab:green", linestyle=":", label=f"selected (dev) {best:.4f}")
+    if zero_shot_accuracy is not None:
+        ax_acc.axhline(
+            zero_shot_accuracy,
+            color="tab:red",
+            linestyle="--",
+            label=f"zero-shot (val) {zero_shot_accuracy:.4f}",
+        )
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Dev accuracy per epoch", ylim=(0, 1.02))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_confusion_matrix(predictions_csv: str | Path, path: str | Path, title: str) -> np.ndarray:
+    """Confusion matrix (rows: true class, columns: predicted) of a predictions CSV; returns the counts."""
+    labels, predictions, class_names = artifacts.read_predictions(predictions_csv)
+    counts = confusion_matrix(labels, predictions, len(class_names))
+    n = len(class_names)
+    size = max(5.0, 0.6 * n + 2.5)
+    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
+    ax.imshow(counts, cmap="Blues")
+    ax.set_xticks(range(n), labels=class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels=class_names, fontsize=8)
+    ax.set(
+        xlabel="predicted",
+        ylabel="true",
+        title=f"{title} (accuracy {np.trace(counts) / max(counts.sum(), 1):.4f})",
+    )
+    threshold = counts.max() / 2 if counts.size else 0
+    if n <= 30:  # numbers stop being readable beyond that
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if counts[i, j] > threshold else "black")  # fmt: skip
+    fig.tight_layout()
+    description = json.dumps({"class_names": class_names, "counts": counts.tolist()})
+    fig.savefig(path, metadata={"Description": description})
+    plt.close(fig)
+    return counts
+
+
+def save_plots(output_dir: str | Path) -> list[Path]:
+    """Write every plot whose inputs exist in output_dir; returns the written paths."""
+    out = Path(output_dir)
+    results = (
+        artifacts.read_json(out / artifacts.ALL_RESULTS) if (out / artifacts.ALL_RESULTS).is_file() else {}
+    )
+    written = []
+    if (out / TRAINER_STATE).is_file():  # absent in evaluation-only runs
+        state = artifacts.read_json(out / TRAINER_STATE)
+        written.append(plot_training_curves(state, results.get("zero_shot_accuracy"), out / TRAINING_CURVES))
+    for csv_name, png_name, title in (
+        (artifacts.PREDICTIONS, CONFUSION_MATRIX, "Val, selected adapter"),
+        (artifacts.ZERO_SHOT_PREDICTIONS, ZERO_SHOT_CONFUSION_MATRIX, "Val, zero-shot"),
+    ):
+        if (out / csv_name).is_file():
+            plot_confusion_matrix(out / csv_name, out / png_name, title)
+            written.append(out / png_name)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write the plots of a finished run into its output_dir.")
+    parser.add_argument("output_dir")
+    for path in save_plots(parser.parse_args(argv).output_dir):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

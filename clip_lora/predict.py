@@ -1,0 +1,182 @@
+"""Classify your own images with a fine-tuned adapter, or zero-shot with the base model alone.
+
+    clip-lora-predict --adapter_name_or_path runs/demo photos/ cat.jpg          # top-5 table on the console
+    clip-lora-predict --adapter_name_or_path me/clip-lora photos/ --output preds.csv   # or preds.json
+    clip-lora-predict --model_name_or_path openai/clip-vit-base-patch16 --labels "cat,dog,car" photos/
+    python -m predict ...                                                     # the same
+
+Folders are searched recursively for image files; files that cannot be read are reported on stderr and skipped.
+Class names and prompt templates come from the adapter's model card (written by every training run); `--labels`
+replaces the class names. Scoring is the evaluation's: `trainer.class_embeddings` over the class prompts, cosine
+similarity times CLIP's (capped) logit scale, softmax over the classes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from clip_lora.arguments import SEED_MODEL
+from clip_lora.errors import Parser, PredictError  # noqa: F401 - re-exported: raised here, caught in cli
+from clip_lora.images import to_rgb
+from clip_lora.model_card import DEFAULT_TEMPLATE, label_info
+from clip_lora.modeling import adapter_base_model, load_adapter, load_clip
+from clip_lora.trainer import capped_logit_scale, class_embeddings, class_logits
+from collator import ClipClassificationCollator
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def find_images(inputs: list[str]) -> list[Path]:
+    """Files as given, plus every image file under the given folders (sorted), each once."""
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif item.exists():
+            found.append(item)
+        else:
+            raise PredictError(f"{item} does not exist; pass image files or folders.")
+    return list(dict.fromkeys(found))
+
+
+def read_image(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        image.load()
+        return to_rgb(image)
+
+
+def load_classifier(model_name_or_path: str | None, adapter_name_or_path: str | None, labels: str | None,
+                    prompt_template: str | None, device: str):  # fmt: skip
+    """(model, processor, class names, prompt templates), resolving defaults from the adapter and its card."""
+    info = label_info(adapter_name_or_path) if adapter_name_or_path else None
+    class_names = (
+        [n.strip() for n in labels.split(",") if n.strip()] if labels else (info[0] if info else None)
+    )
+    if not class_names:
+        where = (
+            f"{adapter_name_or_path} has no model card with class_names"
+            if adapter_name_or_path
+            else "zero-shot"
+        )
+        raise PredictError(f'{where}: pass the class names, e.g. --labels "cat,dog,car".')
+    templates = [prompt_template] if prompt_template else (info[1] if info else [DEFAULT_TEMPLATE])
+    if any("{}" not in t for t in templates):
+        raise PredictError(f"--prompt_template {templates[0]!r} needs '{{}}' where the class name goes.")
+    base = model_name_or_path or (adapter_base_model(adapter_name_or_path) if adapter_name_or_path else None)
+    model, processor = load_clip(base or SEED_MODEL)
+    if adapter_name_or_path:
+        model = load_adapter(model, adapter_name_or_path)
+    return model.to(device).eval(), processor, class_names, templates
+
+
+@torch.no_grad()
+def predict_images(model, processor, class_names: list[str], templates: list[str], images: list[Image.Image],
+                   batch_size: int = 32) -> torch.Tensor:  # fmt: skip
+    """(N, C) class probabilities for RGB images."""
+    device = next(model.parameters()).device
+    prompts = ClipClassificationCollator.from_class_names(processor.tokenizer, class_names, templates)
+    text = model.get_text_features(
+        input_ids=prompts.prompt_input_ids.to(device), attention_mask=prompts.prompt_attention_mask.to(device)
+    ).pooler_output
+    classes = class_embeddings(text, len(class_names))
+    scale = capped_logit_scale(model)
+    probs = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        pixels = (
+            processor.image_processor(images=batch, return_tensors="pt")["pixel_values"].float().to(device)
+        )
+        image = model.get_image_features(pixel_values=pixels).pooler_output
+        logits = class_logits(image, classes, scale)
+        probs.append(logits.softmax(dim=-1).cpu())
+    return torch.cat(probs) if probs else torch.zeros(0, len(class_names))
+
+
+def top_k(probs: torch.Tensor, class_names: list[str], k: int) -> list[list[tuple[str, float]]]:
+    values, indices = probs.topk(min(k, len(class_names)), dim=-1)
+    return [[(class_names[i], float(v)) for v, i in zip(vs, ix, strict=True)] for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)]  # fmt: skip
+
+
+def write_output(
+    path: Path, rows: list[tuple[str, list[tuple[str, float]]]], skipped: list[tuple[str, str]]
+) -> None:
+    if path.suffix == ".json":
+        data = {
+            "predictions": [
+                {"image": image, "top_k": [{"label": lab, "score": s} for lab, s in top]}
+                for image, top in rows
+            ],
+            "skipped": [{"image": image, "error": error} for image, error in skipped],
+        }
+        path.write_text(json.dumps(data, indent=2) + "\n")
+        return
+    k = max((len(top) for _, top in rows), default=0)
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["image", *(f"{kind}_{r}" for r in range(1, k + 1) for kind in ("label", "score"))])
+        for image, top in rows:
+            writer.writerow([image, *(x for lab, s in top for x in (lab, f"{s:.6f}"))])
+
+
+def format_table(rows: list[tuple[str, list[tuple[str, float]]]]) -> str:
+    width = max([len("image"), *(len(image) for image, _ in rows)])
+    lines = [f"{'image':<{width}}  top-k (probability)"]
+    lines += [f"{image:<{width}}  " + "  ".join(f"{lab} {s:.4f}" for lab, s in top) for image, top in rows]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None):
+    parser = Parser(prog="clip-lora predict", description=__doc__.splitlines()[0])
+    parser.add_argument("inputs", nargs="+", help="Image files and/or folders (searched recursively).")
+    parser.add_argument("--adapter_name_or_path", help="A run's output_dir or a pushed adapter's hub id.")
+    parser.add_argument(
+        "--model_name_or_path", help="Base CLIP (default: the adapter's base, else " + SEED_MODEL + ")."
+    )
+    parser.add_argument(
+        "--labels", help='Comma-separated class names, e.g. "cat,dog" (replaces the card\'s).'
+    )
+    parser.add_argument("--prompt_template", help="Replaces the card's templates, e.g. 'a photo of a {}.'.")
+    parser.add_argument("--top_k", type=int, default=5)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument(
+        "--output", help="Write predictions to a .csv or .json file instead of printing a table."
+    )
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+    if args.output and Path(args.output).suffix not in (".csv", ".json"):
+        raise PredictError(f"--output {args.output} must end in .csv or .json.")
+    if args.top_k < 1:
+        raise PredictError("--top_k must be at least 1.")
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[tuple[str, list[tuple[str, float]]]]:
+    args = parse_args(argv)
+    paths = find_images(args.inputs)
+    model, processor, class_names, templates = load_classifier(
+        args.model_name_or_path, args.adapter_name_or_path, args.labels, args.prompt_template, args.device
+    )
+    images, names, skipped = [], [], []
+    for path in paths:
+        try:
+            images.append(read_image(path))
+            names.append(str(path))
+        except (OSError, ValueError, Image.DecompressionBombError) as err:
+            skipped.append((str(path), str(err).splitlines()[0] if str(err) else type(err).__name__))
+            print(f"skipped {path}: {skipped[-1][1]}", file=sys.stderr)
+    if not images:
+        raise PredictError(f"no readable images among {len(paths)} file(s) in {' '.join(args.inputs)}.")
+    probs = predict_images(model, processor, class_names, templates, images, args.batch_size)
+    rows = list(zip(names, top_k(probs, class_names, args.top_k), strict=True))
+    if args.output:
+        write_output(Path(args.output), rows, skipped)
+        print(f"{len(rows)} predictions -> {args.output}" + (f" ({len(skipped)} skipped)" if skipped else ""))
+    else:
+        print(format_table(rows))
+    return rows
