@@ -94,11 +94,17 @@ def main(argv: list[str] | None = None) -> dict:
         splits = streaming.load_streaming_splits(data_args, training_args)
     else:
         splits = load_splits(
-            dataset_name=data_args.dataset_name, data_dir=data_args.data_dir, imagenette_size=data_args.imagenette_size,
-            dev_split_ratio=data_args.dev_split_ratio, seed=training_args.seed, download=data_args.download,
-            max_train_samples=data_args.max_train_samples, max_eval_samples=data_args.max_eval_samples,
-            class_names_file=data_args.class_names_file, shots_per_class=data_args.shots_per_class,
-        )  # fmt: skip
+            dataset_name=data_args.dataset_name,
+            data_dir=data_args.data_dir,
+            imagenette_size=data_args.imagenette_size,
+            dev_split_ratio=data_args.dev_split_ratio,
+            seed=training_args.seed,
+            download=data_args.download,
+            max_train_samples=data_args.max_train_samples,
+            max_eval_samples=data_args.max_eval_samples,
+            class_names_file=data_args.class_names_file,
+            shots_per_class=data_args.shots_per_class,
+        )
         splits = verify_splits(splits, data_args.on_bad_image, output_dir, training_args.process_index == 0)
     class_names = splits["train"].features["label"].names
     val_ids = list(splits["val"]["image_id"])
@@ -112,12 +118,20 @@ def main(argv: list[str] | None = None) -> dict:
         model = load_adapter(model, model_args.adapter_name_or_path, is_trainable=training_args.do_train)
     elif training_args.do_train:
         model = apply_lora(
-            model, r=lora_args.lora_r, alpha=lora_args.lora_alpha, dropout=lora_args.lora_dropout,
-            target_modules=lora_args.target_module_list, towers=lora_args.lora_towers,
-        )  # fmt: skip
+            model,
+            r=lora_args.lora_r,
+            alpha=lora_args.lora_alpha,
+            dropout=lora_args.lora_dropout,
+            target_modules=lora_args.target_module_list,
+            towers=lora_args.lora_towers,
+        )
     trainable_params, total_params = count_parameters(model)
-    logger.info("Trainable parameters: %s of %s (%.3f%%)", f"{trainable_params:,}", f"{total_params:,}",
-                100 * trainable_params / total_params)  # fmt: skip
+    logger.info(
+        "Trainable parameters: %s of %s (%.3f%%)",
+        f"{trainable_params:,}",
+        f"{total_params:,}",
+        100 * trainable_params / total_params,
+    )
 
     # 4. Images become pixel_values on the fly, or once into the datasets cache (--preprocessing, normalised by the
     #    collator); every batch carries the tokenized class prompts.
@@ -128,9 +142,13 @@ def main(argv: list[str] | None = None) -> dict:
     with training_args.main_process_first(
         desc="preprocessing"
     ):  # rank 0 writes the cache, the others read it
-        splits, normalization = prepare_splits(splits, processor.image_processor, data_args.preprocessing,
-                                               on_gpu=training_args.device.type == "cuda",
-                                               num_proc=training_args.dataloader_num_workers)  # fmt: skip
+        splits, normalization = prepare_splits(
+            splits,
+            processor.image_processor,
+            data_args.preprocessing,
+            on_gpu=training_args.device.type == "cuda",
+            num_proc=training_args.dataloader_num_workers,
+        )
     if streamed is not None:
         splits["train"] = streaming.with_transform(streamed, transform)
     templates = prompts.resolve_templates(data_args.prompt_templates, data_args.prompt_template)
@@ -139,11 +157,16 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     trainer = (streaming.StreamingTrainer if data_args.streaming else ClipLoraTrainer)(
-        model=model, args=hub.without_trainer_push(training_args),  # the push happens once, in step 10
-        train_dataset=splits["train"], eval_dataset=splits["dev"],
-        data_collator=collator, processing_class=processor, compute_metrics=compute_metrics,
-        num_classes=len(class_names), loss_kind=lora_args.loss,
-    )  # fmt: skip
+        model=model,
+        args=hub.without_trainer_push(training_args),  # the push happens once, in step 10
+        train_dataset=splits["train"],
+        eval_dataset=splits["dev"],
+        data_collator=collator,
+        processing_class=processor,
+        compute_metrics=compute_metrics,
+        num_classes=len(class_names),
+        loss_kind=lora_args.loss,
+    )
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
         run_config = {**vars(model_args), **vars(data_args), **vars(lora_args), **training_args.to_dict()}
@@ -152,15 +175,34 @@ def main(argv: list[str] | None = None) -> dict:
     # 5. Zero-shot baseline: the base model (adapter switched off) on val, with the same prompts.
     adapter_off = model.disable_adapter() if isinstance(model, PeftModel) else nullcontext()
     with adapter_off:
-        zero_shot = evaluate_split(trainer, splits["val"], "zero_shot", val_ids, class_names, output_dir,
-                                   artifacts.ZERO_SHOT_PREDICTIONS)  # fmt: skip
+        zero_shot = evaluate_split(
+            trainer,
+            splits["val"],
+            "zero_shot",
+            val_ids,
+            class_names,
+            output_dir,
+            artifacts.ZERO_SHOT_PREDICTIONS,
+        )
     trainer.log_metrics("zero_shot", zero_shot.metrics)
-    results = {**zero_shot.metrics, "trainable_params": trainable_params, "total_params": total_params,
-               "num_prompt_templates": len(templates)}  # fmt: skip
+    results = {
+        **zero_shot.metrics,
+        "trainable_params": trainable_params,
+        "total_params": total_params,
+        "num_prompt_templates": len(templates),
+    }
     if len(templates) > 1:  # the report shows what the ensemble adds over --prompt_template alone
         with model.disable_adapter() if isinstance(model, PeftModel) else nullcontext():
-            results.update(prompts.single_template_metrics(trainer, splits["val"], processor.tokenizer, class_names,
-                                                           data_args.prompt_template, "zero_shot_single"))  # fmt: skip
+            results.update(
+                prompts.single_template_metrics(
+                    trainer,
+                    splits["val"],
+                    processor.tokenizer,
+                    class_names,
+                    data_args.prompt_template,
+                    "zero_shot_single",
+                )
+            )
 
     # 6. Train; after each epoch evaluate on dev; the best dev epoch is restored at the end.
     if training_args.do_train:
@@ -190,13 +232,23 @@ def main(argv: list[str] | None = None) -> dict:
         save_report(report, output_dir)
         print(format_report(report))
         artifacts.write_json(output_dir / artifacts.ALL_RESULTS, results)
-        logger.info("zero-shot accuracy %.4f -> fine-tuned %.4f (val, %d images)",
-                    results["zero_shot_accuracy"], results["eval_accuracy"], len(val_ids))  # fmt: skip
+        logger.info(
+            "zero-shot accuracy %.4f -> fine-tuned %.4f (val, %d images)",
+            results["zero_shot_accuracy"],
+            results["eval_accuracy"],
+            len(val_ids),
+        )
 
     # 9. WiSE-FT (optional): the adapter scaled by alpha on val and on a shifted set -> wise_ft.json / .png.
     if data_args.wise_alpha_list:
-        sets = wise_ft.eval_sets(splits["val"], val_ids, transform, data_args.robustness_eval_dir, class_names,
-                                 data_args.class_names_file)  # fmt: skip
+        sets = wise_ft.eval_sets(
+            splits["val"],
+            val_ids,
+            transform,
+            data_args.robustness_eval_dir,
+            class_names,
+            data_args.class_names_file,
+        )
         wise_ft.run(trainer, model, sets, class_names, output_dir, data_args.wise_alpha_list)
 
     # 10. What a user looks at and shares: plots, the model card (README.md), the wandb summary, the push.

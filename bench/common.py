@@ -145,8 +145,13 @@ def _status_mb(key: str) -> float:
 
 def run_worker(*args: str, timeout: float = 300) -> dict:
     """Run bench/worker.py in a fresh process (honest peak RSS) and return the JSON it prints last."""
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "worker.py"), *args], capture_output=True, text=True,
-                         timeout=timeout, cwd=ROOT)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "worker.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"bench/worker.py {' '.join(args)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -53,9 +53,11 @@ def _class_jpegs(job) -> None:
 
 
 def make_images(root: Path, train_per_class: int, val_per_class: int) -> Path:
-    jobs = [(root / split / wnid, n, 1000 * k + (split == "val"))
-            for split, n in (("train", train_per_class), ("val", val_per_class))
-            for k, wnid in enumerate(IMAGENETTE_WNIDS)]  # fmt: skip
+    jobs = [
+        (root / split / wnid, n, 1000 * k + (split == "val"))
+        for split, n in (("train", train_per_class), ("val", val_per_class))
+        for k, wnid in enumerate(IMAGENETTE_WNIDS)
+    ]
     with Pool(min(len(jobs), os.cpu_count() or 1)) as pool:
         pool.map(_class_jpegs, jobs)
     return root
@@ -87,8 +89,15 @@ class StepClock(TrainerCallback):
 
 def loader_img_s(dataset, batch: int, collate, workers: int, epochs: int = 2) -> float:
     """The data path alone: a full epoch through the loader the Trainer would build (last epoch timed)."""
-    loader = DataLoader(dataset, batch_size=batch, shuffle=True, collate_fn=collate, num_workers=workers,
-                        pin_memory=torch.cuda.is_available(), drop_last=False)  # fmt: skip
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        shuffle=True,
+        collate_fn=collate,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=False,
+    )
     for _ in range(epochs):
         start = time.perf_counter()
         n = sum(len(b["labels"]) for b in loader)
@@ -96,17 +105,33 @@ def loader_img_s(dataset, batch: int, collate, workers: int, epochs: int = 2) ->
     return n / seconds
 
 
-def train_run(model, train, val, collate, batch: int, precision: str, args, workdir: Path,
-              persistent: bool = False) -> dict:  # fmt: skip
+def train_run(
+    model, train, val, collate, batch: int, precision: str, args, workdir: Path, persistent: bool = False
+) -> dict:
     training_args = ClipLoraTrainingArguments(
         dataloader_persistent_workers=persistent and default_loader_workers(not args.cpu) > 0,
-        output_dir=str(workdir / f"run-{precision}-{batch}"), use_cpu=args.cpu, max_steps=args.warmup + args.steps,
-        per_device_train_batch_size=batch, per_device_eval_batch_size=args.eval_batch, learning_rate=1e-4,
-        bf16=precision == "bf16", fp16=precision == "fp16", save_strategy="no", eval_strategy="no",
-        load_best_model_at_end=False, report_to="none", logging_steps=10**6, disable_tqdm=True,
-    )  # fmt: skip
-    trainer = ClipLoraTrainer(model=model, args=training_args, train_dataset=train, data_collator=collate,
-                              num_classes=len(IMAGENETTE_WNIDS))  # fmt: skip
+        output_dir=str(workdir / f"run-{precision}-{batch}"),
+        use_cpu=args.cpu,
+        max_steps=args.warmup + args.steps,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=args.eval_batch,
+        learning_rate=1e-4,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        save_strategy="no",
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        report_to="none",
+        logging_steps=10**6,
+        disable_tqdm=True,
+    )
+    trainer = ClipLoraTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        data_collator=collate,
+        num_classes=len(IMAGENETTE_WNIDS),
+    )
     clock = StepClock()
     trainer.add_callback(clock)
     if torch.cuda.is_available():
@@ -118,13 +143,17 @@ def train_run(model, train, val, collate, batch: int, precision: str, args, work
     trainer.evaluate(val)
     eval_s = time.perf_counter() - start
     return {
-        "precision": precision, "batch": batch, "workers": training_args.dataloader_num_workers,
+        "precision": precision,
+        "batch": batch,
+        "workers": training_args.dataloader_num_workers,
         "persistent_workers": training_args.dataloader_persistent_workers,
         "train_img_s": batch * len(gap) / float((gap + compute).sum()),
         "gpu_only_img_s": batch * len(gap) / float(compute.sum()),
         "data_wait_fraction": float(gap.sum() / (gap + compute).sum()),
-        "peak_gpu_mem_mb": peak, "eval_img_s": len(val) / eval_s, "eval_batch": args.eval_batch,
-    }  # fmt: skip
+        "peak_gpu_mem_mb": peak,
+        "eval_img_s": len(val) / eval_s,
+        "eval_batch": args.eval_batch,
+    }
 
 
 def projection(run: dict, build_img_s: float) -> dict:
@@ -132,12 +161,19 @@ def projection(run: dict, build_img_s: float) -> dict:
     train, val, epochs = IMAGENETTE["train"], IMAGENETTE["val"], IMAGENETTE["epochs"]
     dev = round(IMAGENETTE["dev_ratio"] * train)
     train_images, eval_images = epochs * (train - dev), (epochs + 1) * dev + 2 * val
-    seconds = {"cache_build": (train + val) / build_img_s, "train": train_images / run["train_img_s"],
-               "eval": eval_images / run["eval_img_s"]}  # fmt: skip
+    seconds = {
+        "cache_build": (train + val) / build_img_s,
+        "train": train_images / run["train_img_s"],
+        "eval": eval_images / run["eval_img_s"],
+    }
     minutes = sum(seconds.values()) / 60
     busy = 1 - run["data_wait_fraction"]
-    return {"minutes": minutes, "seconds": seconds, "gpu_busy_fraction": busy,
-            "goal_met": minutes < 3 and busy >= 0.85}  # fmt: skip
+    return {
+        "minutes": minutes,
+        "seconds": seconds,
+        "gpu_busy_fraction": busy,
+        "goal_met": minutes < 3 and busy >= 0.85,
+    }
 
 
 def main(argv=None) -> dict:
@@ -176,19 +212,41 @@ def main(argv=None) -> dict:
         fly["train"], batch_sizes[-1], plain, workers, epochs=1
     )
     model = vit_b16_lora(tiny=args.tiny)
-    runs = [train_run(model, cached["train"], cached["val"], collate, b, p, args, workdir)
-            for p in args.precisions.split(",") for b in batch_sizes]  # fmt: skip
+    runs = [
+        train_run(model, cached["train"], cached["val"], collate, b, p, args, workdir)
+        for p in args.precisions.split(",")
+        for b in batch_sizes
+    ]
     # The persistent_workers default (off) against on, at the default batch: the epoch/eval worker restarts' cost.
-    runs.append(train_run(model, cached["train"], cached["val"], collate, batch_sizes[0],
-                          args.precisions.split(",")[0], args, workdir, persistent=True))  # fmt: skip
+    runs.append(
+        train_run(
+            model,
+            cached["train"],
+            cached["val"],
+            collate,
+            batch_sizes[0],
+            args.precisions.split(",")[0],
+            args,
+            workdir,
+            persistent=True,
+        )
+    )
     for run in runs:
         run["data_img_s"] = data[f"cached_b{run['batch']}"]
         run["projection"] = projection(run, build_img_s)
     device = torch.cuda.get_device_name() if torch.cuda.is_available() and not args.cpu else "cpu (dry run)"
-    result = {"device": device, "torch": torch.__version__, "cpus": os.cpu_count(), "loader_workers": workers,
-              "cache_build_img_s": build_img_s, "data_path_img_s": data, "runs": runs,
-              "images": {"train": len(cached["train"]), "val": len(cached["val"])},
-              "command": "bash bench/gpu_check.sh", "wall_s": time.perf_counter() - begin}  # fmt: skip
+    result = {
+        "device": device,
+        "torch": torch.__version__,
+        "cpus": os.cpu_count(),
+        "loader_workers": workers,
+        "cache_build_img_s": build_img_s,
+        "data_path_img_s": data,
+        "runs": runs,
+        "images": {"train": len(cached["train"]), "val": len(cached["val"])},
+        "command": "bash bench/gpu_check.sh",
+        "wall_s": time.perf_counter() - begin,
+    }
     for run in runs:
         p = run["projection"]
         print(

@@ -58,21 +58,44 @@ def train_step_ratio(
     splits, norm = prepare_splits(splits, processor, "on_the_fly")
     collate = ClipClassificationCollator.from_class_names(tokenizer, names, [TEMPLATE], **norm)
     args = ClipLoraTrainingArguments(
-        output_dir=str(workdir / "p1"), use_cpu=True, max_steps=steps + 1, per_device_train_batch_size=batch,
-        per_device_eval_batch_size=batch, learning_rate=1e-4, save_strategy="no", eval_strategy="no",
-        load_best_model_at_end=False, report_to="none", logging_steps=1000, disable_tqdm=True,
-    )  # fmt: skip
-    trainer = ClipLoraTrainer(model=model, args=args, train_dataset=splits["train"], data_collator=collate,
-                              compute_metrics=compute_metrics, num_classes=len(names))  # fmt: skip
+        output_dir=str(workdir / "p1"),
+        use_cpu=True,
+        max_steps=steps + 1,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=batch,
+        learning_rate=1e-4,
+        save_strategy="no",
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        report_to="none",
+        logging_steps=1000,
+        disable_tqdm=True,
+    )
+    trainer = ClipLoraTrainer(
+        model=model,
+        args=args,
+        train_dataset=splits["train"],
+        data_collator=collate,
+        compute_metrics=compute_metrics,
+        num_classes=len(names),
+    )
     fixed = collate([splits["train"][i] for i in range(batch)])  # the bare loop's batch: already on hand
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     clip = _clip(model)
 
     def bare_step():
-        out = model(input_ids=fixed["input_ids"], attention_mask=fixed["attention_mask"],
-                    pixel_values=fixed["pixel_values"])  # fmt: skip
-        loss, _ = clip_class_loss(out.image_embeds, class_embeddings(out.text_embeds, len(names)), fixed["labels"],
-                                  clip.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE), "contrastive")  # fmt: skip
+        out = model(
+            input_ids=fixed["input_ids"],
+            attention_mask=fixed["attention_mask"],
+            pixel_values=fixed["pixel_values"],
+        )
+        loss, _ = clip_class_loss(
+            out.image_embeds,
+            class_embeddings(out.text_embeds, len(names)),
+            fixed["labels"],
+            clip.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE),
+            "contrastive",
+        )
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -81,8 +104,17 @@ def train_step_ratio(
     trainer.add_callback(timer)
     trainer.train()
     trainer_s, bare_s = timer.trainer_s[1:], timer.bare_s[1:]  # step 0 of each is warm-up
-    return {"ratio": min(trainer_s) / min(bare_s), "trainer_step_s": trainer_s, "bare_step_s": bare_s,
-            "batch": batch}, trainer, splits, collate  # fmt: skip
+    return (
+        {
+            "ratio": min(trainer_s) / min(bare_s),
+            "trainer_step_s": trainer_s,
+            "bare_step_s": bare_s,
+            "batch": batch,
+        },
+        trainer,
+        splits,
+        collate,
+    )
 
 
 def eval_ratio(trainer, val, collate, repeats: int = 2) -> dict:
@@ -158,8 +190,9 @@ def data_path_speedup(
 
     rates, startup = {}, {}
     with Timer() as build:
-        cached, norm = prepare_splits(splits_for(data_dir, max_train=images), processor, "cached",
-                                      cache_dir=workdir / "p2-cache")  # fmt: skip
+        cached, norm = prepare_splits(
+            splits_for(data_dir, max_train=images), processor, "cached", cache_dir=workdir / "p2-cache"
+        )
     collate = ClipClassificationCollator.from_class_names(tokenizer, names, [TEMPLATE], **norm)
     fly, _ = prepare_splits(splits_for(data_dir, max_train=images), processor, "on_the_fly")
     plain = ClipClassificationCollator.from_class_names(tokenizer, names, [TEMPLATE])
@@ -182,5 +215,11 @@ def data_path_speedup(
             # Steady state: the batches after the first (worker start-up and the first batch's work excluded).
             rates[f"{key}_steady"] = (n - 32) / (seconds - first)
             startup[key] = first
-    return {"naive_images_per_s": naive, "images_per_s": rates, "first_batch_s": startup, "images": n,
-            "naive_images": len(paths), "cache_build_s": build.seconds}  # fmt: skip
+    return {
+        "naive_images_per_s": naive,
+        "images_per_s": rates,
+        "first_batch_s": startup,
+        "images": n,
+        "naive_images": len(paths),
+        "cache_build_s": build.seconds,
+    }

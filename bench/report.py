@@ -151,13 +151,18 @@ def render(results: dict) -> str:
     ]
     gpu = Path(__file__).with_name("gpu_results.json")
     if gpu.is_file():
-        lines.append("From `bench/gpu_check.sh` (`bench/gpu_results.json`):\n\n```json\n" + gpu.read_text().strip()
-                     + "\n```")  # fmt: skip
+        lines.append(
+            "From `bench/gpu_check.sh` (`bench/gpu_results.json`):\n\n```json\n"
+            + gpu.read_text().strip()
+            + "\n```"
+        )
     else:
-        lines.append("`bench/gpu_check.sh` has not been run on a GPU yet (no device was lent to the task that wrote "
-                     "it); see its header for how to run it. It prints bf16 and fp16 training img/s, the data path's "
-                     "standalone img/s, the fraction of step time the GPU waits for data, peak GPU memory and the "
-                     "projected time of the 10-epoch ImageNette run.")  # fmt: skip
+        lines.append(
+            "`bench/gpu_check.sh` has not been run on a GPU yet (no device was lent to the task that wrote "
+            "it); see its header for how to run it. It prints bf16 and fp16 training img/s, the data path's "
+            "standalone img/s, the fraction of step time the GPU waits for data, peak GPU memory and the "
+            "projected time of the 10-epoch ImageNette run."
+        )
     return "\n".join(lines) + "\n"
 
 

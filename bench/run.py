@@ -31,10 +31,26 @@ from bench.common import ROOT, make_jpegs, run_worker, splits_for, tokenizer_and
 from clip_lora.preprocessing import prepare_splits  # noqa: E402
 
 RESULTS_JSON = ROOT / "bench" / "results.json"
-FULL = dict(train_per_class=44, val_per_class=2, p1_steps=3, p2_images=200, naive_images=100, rss_images=100,
-            eval_images=16, memory_steps=2)  # fmt: skip
-QUICK = dict(train_per_class=12, val_per_class=2, p1_steps=2, p2_images=64, naive_images=32, rss_images=24,
-             eval_images=8, memory_steps=1)  # fmt: skip
+FULL = dict(
+    train_per_class=44,
+    val_per_class=2,
+    p1_steps=3,
+    p2_images=200,
+    naive_images=100,
+    rss_images=100,
+    eval_images=16,
+    memory_steps=2,
+)
+QUICK = dict(
+    train_per_class=12,
+    val_per_class=2,
+    p1_steps=2,
+    p2_images=64,
+    naive_images=32,
+    rss_images=24,
+    eval_images=8,
+    memory_steps=1,
+)
 
 
 def machine() -> dict:
@@ -45,12 +61,27 @@ def machine() -> dict:
 
     cpu = platform.processor() or "unknown"
     cpuinfo = Path("/proc/cpuinfo")
-    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-             if line.startswith("model name")] if cpuinfo.is_file() else []  # fmt: skip
+    names = (
+        [
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text().splitlines()
+            if line.startswith("model name")
+        ]
+        if cpuinfo.is_file()
+        else []
+    )
     cpu = names[0] if names else cpu
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__, "datasets": datasets.__version__,
-            "peft": peft.__version__, "cuda": torch.cuda.is_available()}  # fmt: skip
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "peft": peft.__version__,
+        "cuda": torch.cuda.is_available(),
+    }
 
 
 def run(quick: bool) -> dict:
@@ -71,13 +102,24 @@ def run(quick: bool) -> dict:
             tokenizer, processor, data_dir, workdir, cfg["p2_images"], cfg["naive_images"]
         )
         lap("P2 data path")
-        rss = {f"{k}x": run_worker("data", "--data-dir", str(data_dir), "--cache-dir", str(workdir / f"rss{k}"),
-                                   "--train", str(k * cfg["rss_images"])) for k in (1, 4)}  # fmt: skip
+        rss = {
+            f"{k}x": run_worker(
+                "data",
+                "--data-dir",
+                str(data_dir),
+                "--cache-dir",
+                str(workdir / f"rss{k}"),
+                "--train",
+                str(k * cfg["rss_images"]),
+            )
+            for k in (1, 4)
+        }
         lap("P2 peak RSS 1x / 4x")
         model = vit_b16_lora(tiny=quick)
         lap("model")
-        p1, trainer, _, collate = measure.train_step_ratio(model, tokenizer, processor, data_dir, workdir,
-                                                           steps=cfg["p1_steps"])  # fmt: skip
+        p1, trainer, _, collate = measure.train_step_ratio(
+            model, tokenizer, processor, data_dir, workdir, steps=cfg["p1_steps"]
+        )
         lap("P1 train step")
         val = prepare_splits(splits_for(data_dir, max_eval=cfg["eval_images"]), processor, "on_the_fly")[0][
             "val"
@@ -88,8 +130,10 @@ def run(quick: bool) -> dict:
         lap("SDPA")
         del model, trainer
         tiny = ["--tiny"] if quick else []
-        memory = {mode: run_worker("train", "--mode", mode, "--steps", str(cfg["memory_steps"]), *tiny)
-                  for mode in ("lora", "full", "lora_gc")}  # fmt: skip
+        memory = {
+            mode: run_worker("train", "--mode", mode, "--steps", str(cfg["memory_steps"]), *tiny)
+            for mode in ("lora", "full", "lora_gc")
+        }
         lap("peak RSS lora / full / lora_gc")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -116,14 +160,27 @@ def run(quick: bool) -> dict:
     }
     return {
         "figures": figures,
-        "details": {"P1": p1, "P2": p2, "P2_rss": rss, "P3": p3, "sdpa": sdpa, "memory": memory, "laps_s": stamps},
-        "config": {**cfg, "quick": quick, "images": origin, "tokenizer": tokenizer_origin,
-                   "model": "tiny CLIP (dry run)" if quick else "ViT-B/16-shaped CLIP, random weights, LoRA r=16"},
+        "details": {
+            "P1": p1,
+            "P2": p2,
+            "P2_rss": rss,
+            "P3": p3,
+            "sdpa": sdpa,
+            "memory": memory,
+            "laps_s": stamps,
+        },
+        "config": {
+            **cfg,
+            "quick": quick,
+            "images": origin,
+            "tokenizer": tokenizer_origin,
+            "model": "tiny CLIP (dry run)" if quick else "ViT-B/16-shaped CLIP, random weights, LoRA r=16",
+        },
         "machine": machine(),
         "command": "python bench/run.py" + (" --quick" if quick else ""),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "wall_s": time.perf_counter() - start,
-    }  # fmt: skip
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -50,8 +50,13 @@ def data_path(args) -> dict:
             with Timer() as epoch:
                 images = sum(len(batch["labels"]) for batch in loader)
             seconds.append(epoch.seconds)
-    return {"images": images, "build_s": build.seconds, "epoch_s": seconds, "peak_rss_mb": peak_rss_mb(),
-            "peak_anon_mb": anon.mb}  # fmt: skip
+    return {
+        "images": images,
+        "build_s": build.seconds,
+        "epoch_s": seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_anon_mb": anon.mb,
+    }
 
 
 def train_memory(args) -> dict:
@@ -77,17 +82,31 @@ def train_memory(args) -> dict:
         tokenizer, [f"class {i}" for i in range(10)], [TEMPLATE]
     )
     training_args = ClipLoraTrainingArguments(
-        output_dir=str(workdir / "out"), use_cpu=True, max_steps=args.steps, per_device_train_batch_size=args.batch,
-        save_strategy="no", eval_strategy="no", load_best_model_at_end=False, report_to="none", logging_steps=1000,
-        gradient_checkpointing=args.mode == "lora_gc", disable_tqdm=True,
-    )  # fmt: skip
+        output_dir=str(workdir / "out"),
+        use_cpu=True,
+        max_steps=args.steps,
+        per_device_train_batch_size=args.batch,
+        save_strategy="no",
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        report_to="none",
+        logging_steps=1000,
+        gradient_checkpointing=args.mode == "lora_gc",
+        disable_tqdm=True,
+    )
     trainer = ClipLoraTrainer(
         model=model, args=training_args, train_dataset=data, data_collator=collate, num_classes=10
     )
     with Timer() as run:
         result = trainer.train()
-    return {"mode": args.mode, "peak_rss_mb": peak_rss_mb(), "train_s": run.seconds, "loss": result.training_loss,
-            "trainable_params": trainable, "total_params": total}  # fmt: skip
+    return {
+        "mode": args.mode,
+        "peak_rss_mb": peak_rss_mb(),
+        "train_s": run.seconds,
+        "loss": result.training_loss,
+        "trainable_params": trainable,
+        "total_params": total,
+    }
 
 
 def main(argv=None) -> None:

@@ -19,6 +19,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from clip_lora.errors import ArgumentError, OneLineParserMixin
+from clip_lora.prompts import DEFAULT_TEMPLATE
 from clip_lora.resources import looks_like_recipe, recipe_path
 
 SEED_MODEL = "openai/clip-vit-base-patch16"
@@ -79,16 +80,18 @@ class DataArguments:
     )
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate dev and val (debugging)."})
     prompt_template: str = field(
-        default="a photo of a {}.", metadata={"help": "Class prompt; '{}' is replaced by the class name."}
+        default=DEFAULT_TEMPLATE, metadata={"help": "Class prompt; '{}' is replaced by the class name."}
     )
     class_names_file: str | None = field(
         default=None, metadata={"help": "JSON mapping folder name -> class name, for an imagefolder dataset."}
     )
-    preprocessing: str = field(  # issue 4: preprocessing.py; the measurements behind `auto` are in bench/RESULTS.md
+    preprocessing: str = field(  # preprocessing.py; the measurements behind `auto` are in bench/RESULTS.md
         default="auto",
-        metadata={"help": "on_the_fly (decode + resize every epoch), cached (resized once into the datasets cache as "
-                          "uint8, normalised in the collator) or auto (cached on a GPU, on_the_fly on CPU)."},
-    )  # fmt: skip
+        metadata={
+            "help": "on_the_fly (decode + resize every epoch), cached (resized once into the datasets cache as "
+            "uint8, normalised in the collator) or auto (cached on a GPU, on_the_fly on CPU)."
+        },
+    )
     # Issue 6: prompt ensembles, few-shot, streaming, WiSE-FT (logic in prompts.py, data.py, wise_ft.py).
     prompt_templates: str = field(
         default="single",
@@ -213,7 +216,7 @@ class ClipLoraTrainingArguments(TrainingArguments):
     )
     label_names: list[str] | None = field(default_factory=lambda: ["labels"], metadata={"help": "Label key."})
     seed: int = field(default=42, metadata={"help": "Seed for init, shuffling and the dev split."})
-    # Data loader defaults measured in bench/ (issue 4): see bench/RESULTS.md.
+    # Data loader defaults measured in bench/: see bench/RESULTS.md.
     dataloader_num_workers: int | None = field(
         default=None,
         metadata={

@@ -12,10 +12,26 @@ from pathlib import Path
 
 import numpy as np
 
+# Every file name a run writes or reads, defined here only.
 PREDICTIONS = "predictions.csv"
 ZERO_SHOT_PREDICTIONS = "zero_shot_predictions.csv"
 ALL_RESULTS = "all_results.json"
 RUN_CONFIG = "run_config.json"
+MODEL_CARD = "README.md"
+CLASSIFICATION_REPORT_JSON = "classification_report.json"
+CLASSIFICATION_REPORT_MD = "classification_report.md"
+TRAINER_STATE = "trainer_state.json"
+TRAINING_CURVES = "training_curves.png"
+CONFUSION_MATRIX = "confusion_matrix.png"
+ZERO_SHOT_CONFUSION_MATRIX = "zero_shot_confusion_matrix.png"
+WISE_FT_JSON = "wise_ft.json"
+WISE_FT_PNG = "wise_ft.png"
+SKIPPED_IMAGES = "skipped_images.txt"
+SWEEP_SUMMARY_JSON = "summary.json"
+SWEEP_SUMMARY_MD = "summary.md"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS)  # what a saved LoRA adapter is (safetensors only)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -49,8 +65,11 @@ def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str
         class_names = header[3:]
         index = {name: i for i, name in enumerate(class_names)}
         rows = [(index[row[1]], index[row[2]]) for row in reader]
-    labels, predictions = (np.array(column, dtype=np.int64) for column in zip(*rows, strict=True)) if rows else (
-        np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))  # fmt: skip
+    labels, predictions = (
+        (np.array(column, dtype=np.int64) for column in zip(*rows, strict=True))
+        if rows
+        else (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    )
     return labels, predictions, class_names
 
 

@@ -20,6 +20,7 @@ import datasets
 import numpy as np
 
 from clip_lora.download import DataError, download_file, md5sum, safe_extract
+from clip_lora.images import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,6 @@ FASTAI_DATASETS = {
     "imagewoof": (IMAGEWOOF_CLASSES, IMAGEWOOF_ARCHIVES),
 }
 KNOWN_WNIDS = {**IMAGENETTE_CLASSES, **IMAGEWOOF_CLASSES}
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 VAL_SPLIT_NAMES = ("val", "validation", "test")
 DEFAULT_IMAGENETTE_DIR = Path("~/.cache/clip_lora/imagenette")
 
@@ -203,8 +203,10 @@ def load_eval_folder(
     names = class_names_for(folders, class_names_file)
     unknown = [f for f, n in zip(folders, names, strict=True) if n not in class_names]
     if unknown or not folders:
-        raise DataError(f"{split_dir}: class folder(s) {', '.join(unknown) or '(none)'} are not training classes "
-                        f"({', '.join(class_names)})")  # fmt: skip
+        raise DataError(
+            f"{split_dir}: class folder(s) {', '.join(unknown) or '(none)'} are not training classes "
+            f"({', '.join(class_names)})"
+        )
     folder_to_label = {f: class_names.index(n) for f, n in zip(folders, names, strict=True)}
     return datasets.Dataset.from_dict(
         _scan_split(split_dir, root, folder_to_label), features=class_features(class_names)

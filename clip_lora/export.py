@@ -13,10 +13,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from clip_lora.artifacts import ADAPTER_FILES
 from clip_lora.errors import ModelError, Parser
 from clip_lora.modeling import adapter_base_model, load_adapter, load_clip
-
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
 
 
 def export_merged(

@@ -15,17 +15,24 @@ from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi, get_token
 
+from clip_lora import artifacts
 from clip_lora.errors import HubError  # noqa: F401 - re-exported: raised here, caught in cli
 
 logger = logging.getLogger(__name__)
 
 # What a pushed repo holds: the selected adapter, its card, the numbers behind the card and the plots. Never
 # checkpoints or optimizer state (they stay in output_dir for resuming).
-ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+ADAPTER_FILES = artifacts.ADAPTER_FILES
 PUSH_FILES = (
-    *ADAPTER_FILES, "README.md", "all_results.json", "classification_report.json", "classification_report.md",
-    "training_curves.png", "confusion_matrix.png", "zero_shot_confusion_matrix.png",
-)  # fmt: skip
+    *ADAPTER_FILES,
+    artifacts.MODEL_CARD,
+    artifacts.ALL_RESULTS,
+    artifacts.CLASSIFICATION_REPORT_JSON,
+    artifacts.CLASSIFICATION_REPORT_MD,
+    artifacts.TRAINING_CURVES,
+    artifacts.CONFUSION_MATRIX,
+    artifacts.ZERO_SHOT_CONFUSION_MATRIX,
+)
 WRITE_ORG_ROLES = ("admin", "write", "contributor")
 TOKENS_URL = "https://huggingface.co/settings/tokens"
 
@@ -127,7 +134,7 @@ def check_write_access(training_args) -> str:
 def files_to_push(output_dir: str | Path) -> list[str]:
     """The PUSH_FILES present in output_dir (the adapter and the card must be there)."""
     out = Path(output_dir)
-    missing = [name for name in (*ADAPTER_FILES, "README.md") if not (out / name).is_file()]
+    missing = [name for name in (*ADAPTER_FILES, artifacts.MODEL_CARD) if not (out / name).is_file()]
     if missing:
         raise HubError(f"{out} lacks {', '.join(missing)}: nothing to push (did training save an adapter?).")
     return [name for name in PUSH_FILES if (out / name).is_file()]
@@ -141,9 +148,12 @@ def push_run(output_dir: str | Path, repo_id: str, training_args) -> str:
     operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(out / name)) for name in names]
     try:
         commit = hub_api(token).create_commit(
-            repo_id, operations=operations, commit_message="Upload the selected LoRA adapter, model card and report",
-            token=token, revision=training_args.hub_revision,
-        )  # fmt: skip
+            repo_id,
+            operations=operations,
+            commit_message="Upload the selected LoRA adapter, model card and report",
+            token=token,
+            revision=training_args.hub_revision,
+        )
     except Exception as err:  # noqa: BLE001
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise HubError(

@@ -27,11 +27,12 @@ import datasets
 import PIL
 from PIL import Image
 
+from clip_lora import artifacts
 from clip_lora.download import DataError
 
 logger = logging.getLogger(__name__)
 
-SKIPPED_IMAGES = "skipped_images.txt"
+SKIPPED_IMAGES = artifacts.SKIPPED_IMAGES
 CACHE_SUBDIR = "clip_lora_image_check"
 MAX_LISTED = 5  # bad files named in the one-line error; the log lists every one
 
@@ -118,9 +119,12 @@ def find_bad_images(
 
 
 def verify_splits(
-    splits: datasets.DatasetDict, on_bad_image: str, output_dir: str | Path, is_main_process: bool = True,
+    splits: datasets.DatasetDict,
+    on_bad_image: str,
+    output_dir: str | Path,
+    is_main_process: bool = True,
     cache_dir: str | Path | None = None,
-) -> datasets.DatasetDict:  # fmt: skip
+) -> datasets.DatasetDict:
     """Check every image; `skip` drops the bad ones (listed in skipped_images.txt), `error` raises a DataError."""
     bad = {
         image_id: hit for ds in splits.values() for image_id, hit in find_bad_images(ds, cache_dir).items()

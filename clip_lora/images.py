@@ -13,6 +13,17 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+IMAGE_EXTENSIONS = {
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".webp",
+    ".tif",
+    ".tiff",
+}  # what counts as an image file
+
 
 def _gray_to_8bit(image: Image.Image) -> Image.Image:
     """Scales 16-bit / 32-bit integer / float grayscale to 0..255 instead of letting PIL clip it to white."""

@@ -18,19 +18,34 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from clip_lora import artifacts
+from clip_lora.prompts import DEFAULT_TEMPLATE
 from metrics import report_to_markdown
 
-README = "README.md"
-CLASSIFICATION_REPORT = "classification_report.json"
-TRAINER_STATE = "trainer_state.json"
-DEFAULT_TEMPLATE = "a photo of a {}."
+README = artifacts.MODEL_CARD
+CLASSIFICATION_REPORT = artifacts.CLASSIFICATION_REPORT_JSON
+TRAINER_STATE = artifacts.TRAINER_STATE
 LICENSE = "apache-2.0"  # this project's license, for the adapter weights; the base model keeps its own
 IMAGENETTE_HUB_ID = "frgfm/imagenette"  # the same imagenette2 release as the fast.ai archive we download
 HYPER_PARAMETERS = (
-    "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "lora_towers", "loss", "prompt_template",
-    "prompt_templates", "learning_rate", "num_train_epochs", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "warmup_steps", "weight_decay", "lr_scheduler_type", "optim", "seed", "dev_split_ratio",
-)  # fmt: skip
+    "lora_r",
+    "lora_alpha",
+    "lora_dropout",
+    "lora_target_modules",
+    "lora_towers",
+    "loss",
+    "prompt_template",
+    "prompt_templates",
+    "learning_rate",
+    "num_train_epochs",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "warmup_steps",
+    "weight_decay",
+    "lr_scheduler_type",
+    "optim",
+    "seed",
+    "dev_split_ratio",
+)
 
 
 def _is_local(name: str | None) -> bool:
@@ -137,19 +152,39 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mode
     templates = _templates(config)
     name = repo_id or out.resolve().name
     data = ModelCardData(
-        model_name=name, base_model=None if _is_local(base) else base, library_name="peft", license=LICENSE,
-        datasets=_hub_datasets(config), pipeline_tag="zero-shot-image-classification",
-        tags=["clip", "lora", "peft", "image-classification", "transformers", *(["imagenette"] if dataset == "imagenette" else [])],
-        eval_results=[EvalResult(
-            task_type="image-classification", dataset_type=(_hub_datasets(config) or [str(dataset)])[0],
-            dataset_name=str(dataset), dataset_split="validation", metric_type="accuracy",
-            metric_value=results["eval_accuracy"], metric_name="Accuracy (val, selected adapter)",
-        )],
-        class_names=class_names, prompt_templates=templates,
-    )  # fmt: skip
-    rows = [("zero-shot (base model)", "val", "zero_shot_accuracy", "zero_shot_macro_f1"),
-            ("LoRA, selected adapter", "val", "eval_accuracy", "eval_macro_f1"),
-            ("LoRA, selected adapter", "dev (selection)", "dev_accuracy", "dev_macro_f1")]  # fmt: skip
+        model_name=name,
+        base_model=None if _is_local(base) else base,
+        library_name="peft",
+        license=LICENSE,
+        datasets=_hub_datasets(config),
+        pipeline_tag="zero-shot-image-classification",
+        tags=[
+            "clip",
+            "lora",
+            "peft",
+            "image-classification",
+            "transformers",
+            *(["imagenette"] if dataset == "imagenette" else []),
+        ],
+        eval_results=[
+            EvalResult(
+                task_type="image-classification",
+                dataset_type=(_hub_datasets(config) or [str(dataset)])[0],
+                dataset_name=str(dataset),
+                dataset_split="validation",
+                metric_type="accuracy",
+                metric_value=results["eval_accuracy"],
+                metric_name="Accuracy (val, selected adapter)",
+            )
+        ],
+        class_names=class_names,
+        prompt_templates=templates,
+    )
+    rows = [
+        ("zero-shot (base model)", "val", "zero_shot_accuracy", "zero_shot_macro_f1"),
+        ("LoRA, selected adapter", "val", "eval_accuracy", "eval_macro_f1"),
+        ("LoRA, selected adapter", "dev (selection)", "dev_accuracy", "dev_macro_f1"),
+    ]
     table = "| model | split | accuracy | macro F1 |\n|---|---|---:|---:|\n" + "".join(
         f"| {label} | {split} | {_fmt(results[acc])} | {_fmt(results.get(f1, ''))} |\n"
         for label, split, acc, f1 in rows
@@ -160,8 +195,10 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mode
     )
     params = ""
     if "trainable_params" in results:
-        params = (f"Trainable parameters: {results['trainable_params']:,} of {results['total_params']:,} "
-                  f"({100 * results['trainable_params'] / results['total_params']:.3f}%).\n")  # fmt: skip
+        params = (
+            f"Trainable parameters: {results['trainable_params']:,} of {results['total_params']:,} "
+            f"({100 * results['trainable_params'] / results['total_params']:.3f}%).\n"
+        )
     body = f"""
 # {name}
 

@@ -16,6 +16,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import CLIPModel, CLIPProcessor
 
+from clip_lora import artifacts
 from clip_lora.errors import ModelError  # noqa: F401 - re-exported: raised here, caught in cli
 
 logger = logging.getLogger(__name__)
@@ -37,9 +38,12 @@ def load_clip(model_name_or_path: str, cache_dir: str | None = None, attn_implem
         model_name_or_path = str(Path(model_name_or_path).resolve())
     try:
         model = CLIPModel.from_pretrained(
-            model_name_or_path, cache_dir=cache_dir, use_safetensors=True, attn_implementation=attn_implementation,
+            model_name_or_path,
+            cache_dir=cache_dir,
+            use_safetensors=True,
+            attn_implementation=attn_implementation,
             dtype=torch.float32,
-        )  # fmt: skip
+        )
         processor = CLIPProcessor.from_pretrained(model_name_or_path, cache_dir=cache_dir)
     except OSError as err:
         raise ModelError(
@@ -64,9 +68,12 @@ def apply_lora(model, r: int, alpha: float, dropout: float, target_modules: list
             "CLIP's attention projections are q_proj,k_proj,v_proj,out_proj (MLP: fc1,fc2)."
         )
     config = LoraConfig(
-        r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none",
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        bias="none",
         target_modules=lora_target_pattern(target_modules, towers),
-    )  # fmt: skip
+    )
     return get_peft_model(model, config)
 
 
@@ -74,7 +81,7 @@ def load_adapter(model, adapter_name_or_path: str, is_trainable: bool = False):
     """Base model + a saved adapter. Refuses pickle-only adapters and adapters made for another base model."""
     path = Path(adapter_name_or_path)
     if path.is_dir():
-        if not (path / "adapter_config.json").is_file():
+        if not (path / artifacts.ADAPTER_CONFIG).is_file():
             raise ModelError(
                 f"{path} has no adapter_config.json; pass the folder a training run wrote its adapter to."
             )
@@ -83,7 +90,7 @@ def load_adapter(model, adapter_name_or_path: str, is_trainable: bool = False):
                 f"{path} has no adapter_model.safetensors (pickle .bin adapters are refused: they can run code); "
                 "re-save it with safetensors."
             )
-        _check_adapter_base(model, json.loads((path / "adapter_config.json").read_text()), path)
+        _check_adapter_base(model, json.loads((path / artifacts.ADAPTER_CONFIG).read_text()), path)
     try:
         return PeftModel.from_pretrained(
             model, adapter_name_or_path, is_trainable=is_trainable, use_safetensors=True

@@ -23,10 +23,10 @@ import numpy as np  # noqa: E402
 from clip_lora import artifacts  # noqa: E402
 from metrics import confusion_matrix  # noqa: E402
 
-TRAINING_CURVES = "training_curves.png"
-CONFUSION_MATRIX = "confusion_matrix.png"
-ZERO_SHOT_CONFUSION_MATRIX = "zero_shot_confusion_matrix.png"
-TRAINER_STATE = "trainer_state.json"
+TRAINING_CURVES = artifacts.TRAINING_CURVES
+CONFUSION_MATRIX = artifacts.CONFUSION_MATRIX
+ZERO_SHOT_CONFUSION_MATRIX = artifacts.ZERO_SHOT_CONFUSION_MATRIX
+TRAINER_STATE = artifacts.TRAINER_STATE
 
 
 def plot_training_curves(trainer_state: dict, zero_shot_accuracy: float | None, path: str | Path) -> Path:
@@ -80,8 +80,15 @@ def plot_confusion_matrix(predictions_csv: str | Path, path: str | Path, title: 
     if n <= 30:  # numbers stop being readable beyond that
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if counts[i, j] > threshold else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    str(counts[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if counts[i, j] > threshold else "black",
+                )
     fig.tight_layout()
     description = json.dumps({"class_names": class_names, "counts": counts.tolist()})
     fig.savefig(path, metadata={"Description": description})

@@ -23,13 +23,12 @@ from PIL import Image
 
 from clip_lora.arguments import SEED_MODEL
 from clip_lora.errors import Parser, PredictError  # noqa: F401 - re-exported: raised here, caught in cli
-from clip_lora.images import to_rgb
-from clip_lora.model_card import DEFAULT_TEMPLATE, label_info
+from clip_lora.images import IMAGE_EXTENSIONS, to_rgb
+from clip_lora.model_card import label_info
 from clip_lora.modeling import adapter_base_model, load_adapter, load_clip
+from clip_lora.prompts import DEFAULT_TEMPLATE
 from clip_lora.trainer import capped_logit_scale, class_embeddings, class_logits
 from collator import ClipClassificationCollator
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 def find_images(inputs: list[str]) -> list[Path]:
@@ -37,7 +36,9 @@ def find_images(inputs: list[str]) -> list[Path]:
     found: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            found += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            found += sorted(
+                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+            )
         elif item.exists():
             found.append(item)
         else:
@@ -51,8 +52,13 @@ def read_image(path: Path) -> Image.Image:
         return to_rgb(image)
 
 
-def load_classifier(model_name_or_path: str | None, adapter_name_or_path: str | None, labels: str | None,
-                    prompt_template: str | None, device: str):  # fmt: skip
+def load_classifier(
+    model_name_or_path: str | None,
+    adapter_name_or_path: str | None,
+    labels: str | None,
+    prompt_template: str | None,
+    device: str,
+):
     """(model, processor, class names, prompt templates), resolving defaults from the adapter and its card."""
     info = label_info(adapter_name_or_path) if adapter_name_or_path else None
     class_names = (
@@ -76,8 +82,14 @@ def load_classifier(model_name_or_path: str | None, adapter_name_or_path: str | 
 
 
 @torch.no_grad()
-def predict_images(model, processor, class_names: list[str], templates: list[str], images: list[Image.Image],
-                   batch_size: int = 32) -> torch.Tensor:  # fmt: skip
+def predict_images(
+    model,
+    processor,
+    class_names: list[str],
+    templates: list[str],
+    images: list[Image.Image],
+    batch_size: int = 32,
+) -> torch.Tensor:
     """(N, C) class probabilities for RGB images."""
     device = next(model.parameters()).device
     prompts = ClipClassificationCollator.from_class_names(processor.tokenizer, class_names, templates)
@@ -100,7 +112,10 @@ def predict_images(model, processor, class_names: list[str], templates: list[str
 
 def top_k(probs: torch.Tensor, class_names: list[str], k: int) -> list[list[tuple[str, float]]]:
     values, indices = probs.topk(min(k, len(class_names)), dim=-1)
-    return [[(class_names[i], float(v)) for v, i in zip(vs, ix, strict=True)] for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)]  # fmt: skip
+    return [
+        [(class_names[i], float(v)) for v, i in zip(vs, ix, strict=True)]
+        for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)
+    ]
 
 
 def write_output(

@@ -92,8 +92,10 @@ def _files_signature(ds: datasets.Dataset) -> list:
 def _crop_shape(image_processor) -> tuple[int, int, int]:
     crop = getattr(image_processor, "crop_size", None)
     if not getattr(image_processor, "do_center_crop", False) or not crop:
-        raise DataError("--preprocessing cached needs a processor that center-crops to a fixed size; "
-                        "use --preprocessing on_the_fly with this model.")  # fmt: skip
+        raise DataError(
+            "--preprocessing cached needs a processor that center-crops to a fixed size; "
+            "use --preprocessing on_the_fly with this model."
+        )
     return 3, int(crop["height"]), int(crop["width"])
 
 
@@ -124,8 +126,9 @@ class UnpackPixels:
         return {"pixel_values": pixels, "labels": batch["labels"]}
 
 
-def cache_pixels(ds: datasets.Dataset, image_processor, cache_dir: str | Path | None = None,
-                 num_proc: int | None = None) -> datasets.Dataset:  # fmt: skip
+def cache_pixels(
+    ds: datasets.Dataset, image_processor, cache_dir: str | Path | None = None, num_proc: int | None = None
+) -> datasets.Dataset:
     """One split -> pixel_values (uint8 C x H x W tensors), labels (+ image_id); built once, then read from the cache."""
     fingerprint = Hasher.hash(
         {
@@ -138,23 +141,39 @@ def cache_pixels(ds: datasets.Dataset, image_processor, cache_dir: str | Path | 
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache_file = cache_dir / f"pixels-{fingerprint}.arrow"
     shape = _crop_shape(image_processor)
-    features = datasets.Features({
-        "pixel_values": datasets.Value("binary"),
-        "labels": datasets.Value("int64"),
-        "image_id": ds.features["image_id"],
-    })  # fmt: skip
+    features = datasets.Features(
+        {
+            "pixel_values": datasets.Value("binary"),
+            "labels": datasets.Value("int64"),
+            "image_id": ds.features["image_id"],
+        }
+    )
     num_proc = num_proc if num_proc and len(ds) >= 4 * WRITER_BATCH_SIZE * num_proc else None
     cached = ds.map(
-        _resize_crop, fn_kwargs={"image_processor": image_processor}, batched=True, batch_size=MAP_BATCH_SIZE,
-        remove_columns=["image", "label"], features=features, cache_file_name=str(cache_file),
-        load_from_cache_file=True, new_fingerprint=fingerprint, writer_batch_size=WRITER_BATCH_SIZE,
-        num_proc=num_proc, desc="Resizing images once (--preprocessing cached)",
-    )  # fmt: skip
+        _resize_crop,
+        fn_kwargs={"image_processor": image_processor},
+        batched=True,
+        batch_size=MAP_BATCH_SIZE,
+        remove_columns=["image", "label"],
+        features=features,
+        cache_file_name=str(cache_file),
+        load_from_cache_file=True,
+        new_fingerprint=fingerprint,
+        writer_batch_size=WRITER_BATCH_SIZE,
+        num_proc=num_proc,
+        desc="Resizing images once (--preprocessing cached)",
+    )
     return cached.with_transform(UnpackPixels(shape), columns=["pixel_values", "labels"])
 
 
-def prepare_splits(splits: datasets.DatasetDict, image_processor, mode: str = "auto", on_gpu: bool | None = None,
-                   cache_dir: str | Path | None = None, num_proc: int | None = None):  # fmt: skip
+def prepare_splits(
+    splits: datasets.DatasetDict,
+    image_processor,
+    mode: str = "auto",
+    on_gpu: bool | None = None,
+    cache_dir: str | Path | None = None,
+    num_proc: int | None = None,
+):
     """Splits ready for the Trainer, and the collator kwargs that normalise them (empty for on_the_fly)."""
     # A stream (--streaming) is not a map-style Dataset: it transforms itself and cannot be cached; it passes through.
     maps = {name for name, split in splits.items() if isinstance(split, datasets.Dataset)}
@@ -164,6 +183,8 @@ def prepare_splits(splits: datasets.DatasetDict, image_processor, mode: str = "a
             splits[name].set_transform(transform)
         return splits, {}
     logger.info("Caching resized uint8 pixels under %s", cache_dir or datasets.config.HF_DATASETS_CACHE)
-    out = {name: cache_pixels(split, image_processor, cache_dir, num_proc) if name in maps else split
-           for name, split in splits.items()}  # fmt: skip
+    out = {
+        name: cache_pixels(split, image_processor, cache_dir, num_proc) if name in maps else split
+        for name, split in splits.items()
+    }
     return (datasets.DatasetDict(out) if len(maps) == len(out) else out), normalization(image_processor)

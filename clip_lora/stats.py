@@ -29,8 +29,9 @@ def mcnemar_exact_p(b: int, c: int) -> float:
 
 def mcnemar(labels, baseline_predictions, model_predictions) -> dict:
     """Counts and exact p-value for `model` vs `baseline` on the same images (same order)."""
-    labels, base, model = (np.asarray(x, dtype=np.int64).reshape(-1) for x in
-                           (labels, baseline_predictions, model_predictions))  # fmt: skip
+    labels, base, model = (
+        np.asarray(x, dtype=np.int64).reshape(-1) for x in (labels, baseline_predictions, model_predictions)
+    )
     if not len(labels) == len(base) == len(model):
         raise ValueError(
             f"{len(labels)} labels, {len(base)} and {len(model)} predictions: not the same images"

@@ -107,8 +107,14 @@ def load_streaming_splits(data_args, training_args) -> dict:
     train = train.decode(True)  # a cast after filter() alone leaves images undecoded (datasets 5.2)
     train = shard_for_process(train, training_args.process_index, training_args.world_size)
     dev, val = (split.cast_column("image", datasets.Image()) for split in (dev, val))
-    logger.info("Streaming %s: train streamed (process %d of %d), dev %d and val %d images in memory",
-                name, training_args.process_index, training_args.world_size, len(dev), len(val))  # fmt: skip
+    logger.info(
+        "Streaming %s: train streamed (process %d of %d), dev %d and val %d images in memory",
+        name,
+        training_args.process_index,
+        training_args.world_size,
+        len(dev),
+        len(val),
+    )
     return {"train": train, "dev": dev, "val": val}
 
 
@@ -157,6 +163,9 @@ class StreamingTrainer(ClipLoraTrainer):
 
     def get_train_dataloader(self) -> DataLoader:
         return _EpochLoader(
-            self.train_dataset, batch_size=self._train_batch_size, collate_fn=self.data_collator,
-            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available(),
-        )  # fmt: skip
+            self.train_dataset,
+            batch_size=self._train_batch_size,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory and torch.cuda.is_available(),
+        )

@@ -25,8 +25,8 @@ from clip_lora.stats import mcnemar, mean_std
 
 logger = logging.getLogger("sweep")
 
-SUMMARY_JSON = "summary.json"
-SUMMARY_MD = "summary.md"
+SUMMARY_JSON = artifacts.SWEEP_SUMMARY_JSON
+SUMMARY_MD = artifacts.SWEEP_SUMMARY_MD
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 PER_SEED_KEYS = ("zero_shot_accuracy", "eval_accuracy", "eval_macro_f1", "dev_accuracy", "trainable_params")
 
@@ -56,8 +56,11 @@ def seed_summary(folder: Path, seed: int) -> dict:
         labels != zs_labels
     ).any():  # both files are written from the same val order; anything else is a mix-up
         raise DataError(f"{folder}: predictions.csv and zero_shot_predictions.csv are not the same images")
-    return {"seed": seed, **{k: results[k] for k in PER_SEED_KEYS if k in results},
-            "mcnemar_vs_zero_shot": mcnemar(labels, zero_shot, tuned)}  # fmt: skip
+    return {
+        "seed": seed,
+        **{k: results[k] for k in PER_SEED_KEYS if k in results},
+        "mcnemar_vs_zero_shot": mcnemar(labels, zero_shot, tuned),
+    }
 
 
 def summarize(output_dir: Path, seeds: list[int] | None = None) -> dict:
@@ -75,8 +78,13 @@ def summarize(output_dir: Path, seeds: list[int] | None = None) -> dict:
         values = [run[key] for run in per_seed if key in run]
         if len(values) == len(per_seed):
             aggregate[key] = dict(zip(("mean", "std"), mean_std(values), strict=True))
-    summary = {"output_dir": str(output_dir), "seeds": seeds, "num_val_images": per_seed[0]["mcnemar_vs_zero_shot"]["n"],
-               "per_seed": per_seed, "aggregate": aggregate}  # fmt: skip
+    summary = {
+        "output_dir": str(output_dir),
+        "seeds": seeds,
+        "num_val_images": per_seed[0]["mcnemar_vs_zero_shot"]["n"],
+        "per_seed": per_seed,
+        "aggregate": aggregate,
+    }
     artifacts.write_json(output_dir / SUMMARY_JSON, summary)
     (output_dir / SUMMARY_MD).write_text(to_markdown(summary))
     return summary
@@ -87,19 +95,27 @@ def _pct(x: float) -> str:
 
 
 def to_markdown(summary: dict) -> str:
-    rows = ["| seed | zero-shot val acc | LoRA val acc | b (only zero-shot right) | c (only LoRA right) | McNemar p |",
-            "|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    rows = [
+        "| seed | zero-shot val acc | LoRA val acc | b (only zero-shot right) | c (only LoRA right) | McNemar p |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     for run in summary["per_seed"]:
         test = run["mcnemar_vs_zero_shot"]
-        rows.append(f"| {run['seed']} | {_pct(run['zero_shot_accuracy'])} | {_pct(run['eval_accuracy'])} | "
-                    f"{test['b']} | {test['c']} | {test['p_value']:.3g} |")  # fmt: skip
+        rows.append(
+            f"| {run['seed']} | {_pct(run['zero_shot_accuracy'])} | {_pct(run['eval_accuracy'])} | "
+            f"{test['b']} | {test['c']} | {test['p_value']:.3g} |"
+        )
     agg = summary["aggregate"]
     if "eval_accuracy" in agg:
-        rows.append(f"| mean +- std | {_pct(agg['zero_shot_accuracy']['mean'])} | {_pct(agg['eval_accuracy']['mean'])}"
-                    f" +- {_pct(agg['eval_accuracy']['std'])} | | | |")  # fmt: skip
-    note = (f"\n{len(summary['seeds'])} seed(s), {summary['num_val_images']} val images each; b/c count the images "
-            "the two models disagree on (exact two-sided McNemar test, stats.py). Generated from "
-            f"`{summary['output_dir']}/{SUMMARY_JSON}` by `python sweep.py --readme`.\n")  # fmt: skip
+        rows.append(
+            f"| mean +- std | {_pct(agg['zero_shot_accuracy']['mean'])} | {_pct(agg['eval_accuracy']['mean'])}"
+            f" +- {_pct(agg['eval_accuracy']['std'])} | | | |"
+        )
+    note = (
+        f"\n{len(summary['seeds'])} seed(s), {summary['num_val_images']} val images each; b/c count the images "
+        "the two models disagree on (exact two-sided McNemar test, stats.py). Generated from "
+        f"`{summary['output_dir']}/{SUMMARY_JSON}` by `python sweep.py --readme`.\n"
+    )
     return "\n".join(rows) + "\n" + note
 
 

@@ -18,11 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# The ten ImageNette WordNet ids, in label order (kept here too so this module has no project imports).
-IMAGENETTE_WNIDS = [
-    "n01440764", "n02102040", "n02979186", "n03000684", "n03028079",
-    "n03394916", "n03417042", "n03425413", "n03445777", "n03888257",
-]  # fmt: skip
+from clip_lora.data import IMAGENETTE_CLASSES
+
+IMAGENETTE_WNIDS = list(IMAGENETTE_CLASSES)  # the ten ImageNette WordNet ids, in label order
 
 TINY_IMAGE_SIZE = 32
 
@@ -61,16 +59,26 @@ def tiny_clip_config(vocab_size: int, image_size: int = TINY_IMAGE_SIZE):
 
     return CLIPConfig(
         text_config=dict(
-            vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, max_position_embeddings=77, bos_token_id=vocab_size - 2,
-            eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+            vocab_size=vocab_size,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=vocab_size - 2,
+            eos_token_id=vocab_size - 1,
+            pad_token_id=vocab_size - 1,
         ),
         vision_config=dict(
-            image_size=image_size, patch_size=8, hidden_size=32, intermediate_size=64,
-            num_hidden_layers=2, num_attention_heads=4,
+            image_size=image_size,
+            patch_size=8,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
         ),
         projection_dim=32,
-    )  # fmt: skip
+    )
 
 
 def vit_b16_clip_config():
@@ -78,12 +86,24 @@ def vit_b16_clip_config():
     from transformers import CLIPConfig
 
     return CLIPConfig(
-        text_config=dict(hidden_size=512, intermediate_size=2048, num_attention_heads=8, num_hidden_layers=12,
-                         vocab_size=49408, max_position_embeddings=77),
-        vision_config=dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12,
-                           patch_size=16, image_size=224),
+        text_config=dict(
+            hidden_size=512,
+            intermediate_size=2048,
+            num_attention_heads=8,
+            num_hidden_layers=12,
+            vocab_size=49408,
+            max_position_embeddings=77,
+        ),
+        vision_config=dict(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            patch_size=16,
+            image_size=224,
+        ),
         projection_dim=512,
-    )  # fmt: skip
+    )
 
 
 def build_tiny_clip(output_dir: str | Path, seed: int = 0) -> Path:
@@ -144,8 +164,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = Path(args.output_dir)
     build_tiny_clip(out / "model", seed=args.seed)
-    make_image_folder(out / "imagenette", train_per_class=args.train_per_class, val_per_class=args.val_per_class,
-                      seed=args.seed)  # fmt: skip
+    make_image_folder(
+        out / "imagenette",
+        train_per_class=args.train_per_class,
+        val_per_class=args.val_per_class,
+        seed=args.seed,
+    )
     print(f"tiny CLIP: {out / 'model'}\nimages:    {out / 'imagenette'}")
 
 

@@ -49,7 +49,9 @@ def prepare(report_to) -> bool:
     return True
 
 
-def log_final(report_to, output_dir: str | Path, confusion_png: str = "confusion_matrix.png") -> dict | None:
+def log_final(
+    report_to, output_dir: str | Path, confusion_png: str = artifacts.CONFUSION_MATRIX
+) -> dict | None:
     """Log the zero-shot baseline, val and dev metrics, the per-class table and the confusion matrices to the
     run the Trainer opened (or a new one in an evaluation-only run), then finish it. Returns the logged scalars."""
     if not uses_wandb(report_to):
@@ -58,7 +60,7 @@ def log_final(report_to, output_dir: str | Path, confusion_png: str = "confusion
 
     out = Path(output_dir)
     results = artifacts.read_json(out / artifacts.ALL_RESULTS)
-    report = artifacts.read_json(out / "classification_report.json")
+    report = artifacts.read_json(out / artifacts.CLASSIFICATION_REPORT_JSON)
     run = wandb.run or wandb.init(project=os.environ.get("WANDB_PROJECT", "huggingface"), name=out.name)
     scalars = {
         f"{split}/{metric}": results[f"{prefix}_{metric}"]

@@ -26,8 +26,8 @@ from clip_lora.modeling import ModelError
 
 logger = logging.getLogger(__name__)
 
-WISE_FT_JSON = "wise_ft.json"
-WISE_FT_PNG = "wise_ft.png"
+WISE_FT_JSON = artifacts.WISE_FT_JSON
+WISE_FT_PNG = artifacts.WISE_FT_PNG
 
 
 @contextmanager
@@ -66,12 +66,19 @@ def run(
         with lora_scaled(model, alpha):
             for name, (dataset, image_ids) in eval_sets.items():
                 out = trainer.predict(dataset, metric_key_prefix=name)
-                entry = {"alpha": alpha, **{k.removeprefix(f"{name}_"): v for k, v in out.metrics.items()
-                                            if k.endswith(("accuracy", "macro_f1", "loss"))}}  # fmt: skip
+                entry = {
+                    "alpha": alpha,
+                    **{
+                        k.removeprefix(f"{name}_"): v
+                        for k, v in out.metrics.items()
+                        if k.endswith(("accuracy", "macro_f1", "loss"))
+                    },
+                }
                 results[name].append(entry)
                 if main_process:
-                    artifacts.write_predictions(folder / csv_name(name, alpha), image_ids,
-                                                out.label_ids, out.predictions, class_names)  # fmt: skip
+                    artifacts.write_predictions(
+                        folder / csv_name(name, alpha), image_ids, out.label_ids, out.predictions, class_names
+                    )
                 logger.info(
                     "WiSE-FT alpha %g on %s: accuracy %.4f", alpha, name, entry.get("accuracy", np.nan)
                 )

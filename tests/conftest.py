@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Tiny models gain nothing from intra-op threads; on 2 CPUs, spinning thread pools cost several-fold (measured in
-# issue 6). Subprocess runs (torchrun, kill/resume) inherit the variable.
+# Tiny models gain nothing from intra-op threads; on 2 CPUs, spinning thread pools cost several-fold (measured
+# on this machine). Subprocess runs (torchrun, kill/resume) inherit the variable.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from clip_lora import image_check  # noqa: E402

@@ -179,8 +179,10 @@ def test_images_stored_as_bytes_are_checked_too(tmp_path):
     """Hub datasets keep the encoded image in the arrow table: the same check, on the bytes, named by image_id."""
     import datasets
 
-    rows = {"image": [{"bytes": image_bytes(k), "path": None} for k in ("cmyk_jpeg", "truncated_jpeg")],
-            "image_id": ["train/0", "train/1"]}  # fmt: skip
+    rows = {
+        "image": [{"bytes": image_bytes(k), "path": None} for k in ("cmyk_jpeg", "truncated_jpeg")],
+        "image_id": ["train/0", "train/1"],
+    }
     features = datasets.Features({"image": datasets.Image(), "image_id": datasets.Value("string")})
     bad = image_check.find_bad_images(datasets.Dataset.from_dict(rows, features=features), tmp_path / "cache")
     assert list(bad) == ["train/1"] and bad["train/1"][0] == "train/1"

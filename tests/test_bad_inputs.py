@@ -164,8 +164,10 @@ def test_finished_output_dir_without_overwrite(small_data, tiny_model_dir, tmp_p
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "all_results.json").write_text("{}")
     line = user_error(smoke_argv(tiny_model_dir, small_data, tmp_path / "out"), capsys)
-    assert line == (f"error: {tmp_path / 'out'} already holds a finished run; pass --overwrite_output_dir to "
-                    "replace it or choose another --output_dir.")  # fmt: skip
+    assert line == (
+        f"error: {tmp_path / 'out'} already holds a finished run; pass --overwrite_output_dir to "
+        "replace it or choose another --output_dir."
+    )
 
 
 # ---------------------------------------------------------------- models and adapters
@@ -236,8 +238,10 @@ def test_checksum_mismatch(served_archive, tiny_model_dir, tmp_path, capsys):
     cache = tmp_path / "cache"
     argv = smoke_argv(tiny_model_dir, cache, tmp_path / "out", "--download", "true")
     line = user_error(argv, capsys)
-    assert line == f"error: md5 mismatch for {cache / 'downloads' / tgz.name}: expected {'0' * 32}, got {md5}; " \
-                   "delete it and rerun"  # fmt: skip
+    assert (
+        line == f"error: md5 mismatch for {cache / 'downloads' / tgz.name}: expected {'0' * 32}, got {md5}; "
+        "delete it and rerun"
+    )
 
 
 @pytest.mark.parametrize("kind", ["absolute", "dotdot", "symlink"])

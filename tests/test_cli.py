@@ -16,8 +16,14 @@ def test_every_user_error_class_derives_from_the_base():
     user_errors = [
         cls for cls in vars(errors).values() if isinstance(cls, type) and cls.__name__.endswith("Error")
     ]
-    assert {cls.__name__ for cls in user_errors} >= {"ArgumentError", "DataError", "ModelError", "PromptError",
-                                                     "HubError", "PredictError"}  # fmt: skip
+    assert {cls.__name__ for cls in user_errors} >= {
+        "ArgumentError",
+        "DataError",
+        "ModelError",
+        "PromptError",
+        "HubError",
+        "PredictError",
+    }
     assert all(issubclass(cls, errors.ClipLoraError) for cls in user_errors)
 
 

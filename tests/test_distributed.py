@@ -34,12 +34,32 @@ def _free_port() -> int:
 def ddp_run(tiny_model_dir, image_root, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     out = tmp / "out"
-    argv = smoke_argv(tiny_model_dir, image_root, out, "--num_train_epochs", "1", "--max_train_samples", "64",
-                      "--max_eval_samples", str(VAL_IMAGES), "--per_device_eval_batch_size", "16")  # fmt: skip
+    argv = smoke_argv(
+        tiny_model_dir,
+        image_root,
+        out,
+        "--num_train_epochs",
+        "1",
+        "--max_train_samples",
+        "64",
+        "--max_eval_samples",
+        str(VAL_IMAGES),
+        "--per_device_eval_batch_size",
+        "16",
+    )
     argv.remove("--use_cpu")  # as a user types it: on a machine without GPUs the launch itself means CPU DDP
     argv.remove("true")
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-               str(_free_port()), str(ROOT / "train_clip_lora.py"), *argv]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        str(ROOT / "train_clip_lora.py"),
+        *argv,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_CACHE": str(tmp / "hf-datasets")}
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400, cwd=tmp)
     assert run.returncode == 0, run.stderr[-4000:]
@@ -93,8 +113,10 @@ def test_outputs_written_by_the_main_process_only(ddp_run):
         assert (out / name).is_file(), name
 
 
-@pytest.mark.parametrize(("name", "kind", "machines"), [("1gpu", "NO", 1), ("multi_gpu", "MULTI_GPU", 1),
-                                                        ("multi_node", "MULTI_GPU", 2)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "kind", "machines"),
+    [("1gpu", "NO", 1), ("multi_gpu", "MULTI_GPU", 1), ("multi_node", "MULTI_GPU", 2)],
+)
 def test_accelerate_configs_load(name, kind, machines):
     from accelerate.commands.config.config_args import load_config_from_file
 

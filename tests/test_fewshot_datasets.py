@@ -1,4 +1,4 @@
-"""data.py additions of issue 6: few-shot sampling, Imagewoof (no published MD5), shifted eval folders, hub names."""
+"""data.py: few-shot sampling, Imagewoof (no published MD5), shifted eval folders, hub names."""
 
 from __future__ import annotations
 
@@ -44,8 +44,10 @@ def test_few_shot_is_stratified_seeded_nested_and_disjoint_from_dev(pets):
     )  # nested
     again = load_splits(str(pets), dev_split_ratio=0.25, seed=3, shots_per_class=2)
     assert _ids(again["train"]) == _ids(shots[2]["train"])
-    others = {tuple(_ids(load_splits(str(pets), dev_split_ratio=0.25, seed=s, shots_per_class=2)["train"]))
-              for s in (4, 5, 6)}  # fmt: skip
+    others = {
+        tuple(_ids(load_splits(str(pets), dev_split_ratio=0.25, seed=s, shots_per_class=2)["train"]))
+        for s in (4, 5, 6)
+    }
     assert len(others | {tuple(_ids(shots[2]["train"]))}) > 1  # the seed changes the sample
 
 

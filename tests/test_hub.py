@@ -12,10 +12,16 @@ from clip_lora.cli import run as run_verb
 from testing_utils import HUB_MODEL_ID, FakeHubApi, smoke_argv
 
 EXPECTED_FILES = {
-    "adapter_config.json", "adapter_model.safetensors", "README.md", "all_results.json",
-    "classification_report.json", "classification_report.md",
-    "training_curves.png", "confusion_matrix.png", "zero_shot_confusion_matrix.png",
-}  # fmt: skip
+    "adapter_config.json",
+    "adapter_model.safetensors",
+    "README.md",
+    "all_results.json",
+    "classification_report.json",
+    "classification_report.md",
+    "training_curves.png",
+    "confusion_matrix.png",
+    "zero_shot_confusion_matrix.png",
+}
 
 
 def _kinds(events):

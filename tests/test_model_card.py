@@ -40,8 +40,11 @@ def test_metadata_and_model_index_match_all_results(trained_run):
 def test_text_holds_the_runs_numbers_and_replaces_peft_template(trained_run):
     text = ModelCard.load(trained_run.output_dir / "README.md").text
     results = trained_run.results
-    rows = {line.split("|")[1].strip() + "/" + line.split("|")[2].strip(): line for line in text.splitlines()
-            if line.startswith("| zero-shot") or line.startswith("| LoRA")}  # fmt: skip
+    rows = {
+        line.split("|")[1].strip() + "/" + line.split("|")[2].strip(): line
+        for line in text.splitlines()
+        if line.startswith("| zero-shot") or line.startswith("| LoRA")
+    }
     assert (
         f"| {results['zero_shot_accuracy']:.4f} | {results['zero_shot_macro_f1']:.4f} |"
         in rows["zero-shot (base model)/val"]

@@ -40,27 +40,45 @@ def test_wheel_installs_only_the_four_project_names(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names if ".dist-info" not in name.split("/")[0]}
     assert top_level == {"clip_lora", "train_clip_lora.py", "collator.py", "metrics.py"}
-    assert {"clip_lora/recipes/smoke.yaml", "clip_lora/recipes/imagenette_vitb16.yaml",
-            "clip_lora/accelerate_configs/1gpu.yaml", "clip_lora/accelerate_configs/multi_gpu.yaml"} <= set(names)  # fmt: skip
+    assert {
+        "clip_lora/recipes/smoke.yaml",
+        "clip_lora/recipes/imagenette_vitb16.yaml",
+        "clip_lora/accelerate_configs/1gpu.yaml",
+        "clip_lora/accelerate_configs/multi_gpu.yaml",
+    } <= set(names)
     assert not any(name.startswith("clip_lora/tests") or name.startswith("tests/") for name in names)
 
 
 def test_installed_commands_work_from_a_folder_with_colliding_names(wheel, tmp_path):
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
-                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     work = tmp_path / "work"
     for name in ("data", "images", "metrics", "trainer", "clip_lora_unrelated"):
         (work / name).mkdir(parents=True)
     env = {**os.environ, "PYTHONPATH": str(site)}
-    for argv in (["-m", "clip_lora", "--help"], ["-m", "clip_lora", "train", "--help"],
-                 ["-m", "clip_lora", "predict", "--help"], ["-c", "import train_clip_lora, clip_lora.data"]):  # fmt: skip
+    for argv in (
+        ["-m", "clip_lora", "--help"],
+        ["-m", "clip_lora", "train", "--help"],
+        ["-m", "clip_lora", "predict", "--help"],
+        ["-c", "import train_clip_lora, clip_lora.data"],
+    ):
         out = subprocess.run(
             [sys.executable, *argv], cwd=work, env=env, capture_output=True, text=True, timeout=300
         )
         assert out.returncode == 0, (argv, out.stderr[-2000:])
-    out = subprocess.run([sys.executable, "-m", "clip_lora", "config", "1gpu"], cwd=work, env=env,
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "clip_lora", "config", "1gpu"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.stdout.strip().startswith(str(site)), "the packaged config comes from the installed wheel"
 
 

@@ -41,10 +41,17 @@ def test_gradient_checkpointing_trains_every_lora_tensor_with_the_same_gradients
     dataset, collate = _batch(tiny_model_dir)
     model = _lora_model(tiny_model_dir)
     args = ClipLoraTrainingArguments(
-        output_dir=str(tmp_path), use_cpu=True, num_train_epochs=1, per_device_train_batch_size=8, learning_rate=1e-2,
-        save_strategy="no", eval_strategy="no", load_best_model_at_end=False, report_to="none",
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        num_train_epochs=1,
+        per_device_train_batch_size=8,
+        learning_rate=1e-2,
+        save_strategy="no",
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        report_to="none",
         gradient_checkpointing=True,
-    )  # fmt: skip
+    )
     trainer = ClipLoraTrainer(
         model=model, args=args, train_dataset=dataset, data_collator=collate, num_classes=3
     )
@@ -73,8 +80,9 @@ def test_sdpa_is_the_attention_that_runs(tiny_model_dir, monkeypatch):
     assert model.config._attn_implementation == "sdpa"
     calls = []
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
-                        lambda *a, **k: calls.append(1) or sdpa(*a, **k))  # fmt: skip
+    monkeypatch.setattr(
+        torch.nn.functional, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k)
+    )
     with torch.no_grad():
         model.get_image_features(pixel_values=torch.zeros(1, 3, 32, 32))
     assert len(calls) == model.config.vision_config.num_hidden_layers

@@ -14,8 +14,10 @@ from PIL import Image
 from clip_lora.cli import run as run_verb
 from testing_utils import ROOT
 
-IMAGENETTE_NAMES = ("tench,English springer,cassette player,chain saw,church,French horn,garbage truck,gas pump,"
-                    "golf ball,parachute")  # fmt: skip
+IMAGENETTE_NAMES = (
+    "tench,English springer,cassette player,chain saw,church,French horn,garbage truck,gas pump,"
+    "golf ball,parachute"
+)
 
 
 def _csv_rows(path):
@@ -54,8 +56,17 @@ def test_zero_shot_with_labels_reproduces_the_zero_shot_baseline(
     trained_run, tiny_model_dir, image_root, tmp_path
 ):
     out = tmp_path / "zs.json"
-    argv = ["--model_name_or_path", str(tiny_model_dir), "--labels", IMAGENETTE_NAMES, str(image_root / "val"),
-            "--output", str(out), "--top_k", "3"]  # fmt: skip
+    argv = [
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--labels",
+        IMAGENETTE_NAMES,
+        str(image_root / "val"),
+        "--output",
+        str(out),
+        "--top_k",
+        "3",
+    ]
     assert run_verb("predict", argv) == 0
     _check_against_run(out, trained_run.output_dir / "zero_shot_predictions.csv", image_root)
     assert all(len(item["top_k"]) == 3 for item in json.loads(out.read_text())["predictions"])

@@ -127,8 +127,10 @@ def test_main_cached_predicts_like_on_the_fly(tiny_model_dir, image_root, tmp_pa
     fly = read_predictions(tmp_path / "on_the_fly" / "predictions.csv")
     cached = read_predictions(tmp_path / "cached" / "predictions.csv")
     np.testing.assert_array_equal(fly[1], cached[1])
-    probabilities = {mode: np.loadtxt(tmp_path / mode / "predictions.csv", delimiter=",", skiprows=1,
-                                      usecols=range(3, 13)) for mode in runs}  # fmt: skip
+    probabilities = {
+        mode: np.loadtxt(tmp_path / mode / "predictions.csv", delimiter=",", skiprows=1, usecols=range(3, 13))
+        for mode in runs
+    }
     np.testing.assert_allclose(probabilities["cached"], probabilities["on_the_fly"], atol=1e-4)
 
 

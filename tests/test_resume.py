@@ -34,8 +34,12 @@ def test_kill_9_in_second_epoch_then_rerun_resumes_and_matches(
     # The uninterrupted reference goes alongside the run that gets killed (two cores; it only has to finish). It
     # also serves tests/test_secrets.py, hence its fake tokens and wandb: neither changes a number.
     ref_out, _, reference_run = start_reference(tmp_path_factory, tiny_model_dir, image_root)
-    victim = subprocess.Popen(command(tiny_model_dir, image_root, out), env=env(tmp_path),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    victim = subprocess.Popen(
+        command(tiny_model_dir, image_root, out),
+        env=env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 240
     while not (out / "checkpoint-6" / CHECKPOINT_COMPLETE).exists():  # epoch 1 saved: epoch 2 is under way
         assert victim.poll() is None and time.monotonic() < deadline, (
@@ -47,8 +51,13 @@ def test_kill_9_in_second_epoch_then_rerun_resumes_and_matches(
     assert last_complete_checkpoint(out) == str(out / "checkpoint-6")  # killed before epoch 2 was saved
     assert not (out / "all_results.json").exists()
 
-    rerun = subprocess.run(command(tiny_model_dir, image_root, out), env=env(tmp_path), capture_output=True,
-                           text=True, timeout=300)  # fmt: skip
+    rerun = subprocess.run(
+        command(tiny_model_dir, image_root, out),
+        env=env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert f"Resuming the interrupted run from {out / 'checkpoint-6'}" in rerun.stderr
     finish(reference_run, ref_out)
@@ -75,14 +84,28 @@ def small_trainer(tiny_model_dir, tmp_path):
     pixels = [(torch.randn(3, 32, 32) * 0.2 + label).tolist() for label in labels]
     dataset = Dataset.from_dict({"pixel_values": pixels, "labels": labels}).with_format("torch")
     args = ClipLoraTrainingArguments(
-        output_dir=str(tmp_path / "run"), use_cpu=True, num_train_epochs=3, per_device_train_batch_size=8,
-        learning_rate=1e-2, eval_strategy="no", load_best_model_at_end=False, save_total_limit=1, report_to="none",
-    )  # fmt: skip
+        output_dir=str(tmp_path / "run"),
+        use_cpu=True,
+        num_train_epochs=3,
+        per_device_train_batch_size=8,
+        learning_rate=1e-2,
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        save_total_limit=1,
+        report_to="none",
+    )
     collate = ClipClassificationCollator.from_class_names(
         CLIPTokenizer.from_pretrained(tiny_model_dir), ["tench", "church", "parachute"], ["a photo of a {}."]
     )
-    return ClipLoraTrainer(model=model, args=args, train_dataset=dataset, data_collator=collate,
-                           processing_class=processor, compute_metrics=compute_metrics, num_classes=3)  # fmt: skip
+    return ClipLoraTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=collate,
+        processing_class=processor,
+        compute_metrics=compute_metrics,
+        num_classes=3,
+    )
 
 
 class Killed(BaseException):

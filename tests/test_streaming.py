@@ -62,8 +62,19 @@ def test_stream_is_split_across_processes_disjoint_complete_and_without_dev(parq
 
 
 def test_streamed_training_run_through_main(parquet_dir, tiny_model_dir, tmp_path):
-    argv = smoke_argv(tiny_model_dir, parquet_dir, tmp_path, "--dataset_name", str(parquet_dir), "--streaming", "true",
-                      "--max_steps", "2", "--max_eval_samples", "20")  # fmt: skip
+    argv = smoke_argv(
+        tiny_model_dir,
+        parquet_dir,
+        tmp_path,
+        "--dataset_name",
+        str(parquet_dir),
+        "--streaming",
+        "true",
+        "--max_steps",
+        "2",
+        "--max_eval_samples",
+        "20",
+    )
     results = train_clip_lora.main(argv)
     state = json.loads((tmp_path / "trainer_state.json").read_text())
     assert state["global_step"] == 2 and "eval_accuracy" in results and "dev_accuracy" in results

@@ -15,8 +15,11 @@ from testing_utils import smoke_argv
 @pytest.fixture(scope="module")
 def sweep_run(tiny_model_dir, image_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
-    argv = ["--seeds", "0,1", *smoke_argv(tiny_model_dir, image_root, out, "--num_train_epochs", "1",
-                                           "--max_train_samples", "32")]  # fmt: skip
+    argv = [
+        "--seeds",
+        "0,1",
+        *smoke_argv(tiny_model_dir, image_root, out, "--num_train_epochs", "1", "--max_train_samples", "32"),
+    ]
     return out, sweep.main(argv)
 
 

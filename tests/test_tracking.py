@@ -22,8 +22,17 @@ def test_offline_run_dir_holds_the_logged_keys(trained_run):
     (records,) = run.glob("run-*.wandb")
     raw = records.read_bytes()
     # Trainer's callback: training loss and per-epoch dev metrics; ours: zero-shot, val, dev, table, matrices.
-    for key in ["train/loss", "eval/accuracy", "zero_shot/accuracy", "val/accuracy", "val/macro_f1",
-                "dev/accuracy", "val/per_class", "val/confusion_matrix", "zero_shot/confusion_matrix"]:  # fmt: skip
+    for key in [
+        "train/loss",
+        "eval/accuracy",
+        "zero_shot/accuracy",
+        "val/accuracy",
+        "val/macro_f1",
+        "dev/accuracy",
+        "val/per_class",
+        "val/confusion_matrix",
+        "zero_shot/confusion_matrix",
+    ]:
         assert key.encode() in raw, key
     (table,) = (run / "files" / "media" / "table").rglob("*.table.json")
     text = table.read_text()

@@ -29,9 +29,17 @@ def _rows(path):
 
 def test_smoke_run_learns_and_writes_every_artifact(smoke_run):
     out, results = smoke_run
-    for name in ["adapter_model.safetensors", "adapter_config.json", "all_results.json", "predictions.csv",
-                 "zero_shot_predictions.csv", "classification_report.json", "classification_report.md",
-                 "run_config.json", "trainer_state.json"]:  # fmt: skip
+    for name in [
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "all_results.json",
+        "predictions.csv",
+        "zero_shot_predictions.csv",
+        "classification_report.json",
+        "classification_report.md",
+        "run_config.json",
+        "trainer_state.json",
+    ]:
         assert (out / name).is_file(), name
     on_disk = json.loads((out / "all_results.json").read_text())
     assert on_disk["eval_accuracy"] == results["eval_accuracy"]

@@ -30,11 +30,25 @@ def wise_run(pixel_cache, tiny_model_dir, image_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("wise")
     templates = out.parent / "wise-templates.txt"
     templates.write_text(TEMPLATES)
-    results = train_clip_lora.main(smoke_argv(
-        tiny_model_dir, image_root, out, "--num_train_epochs", "2", "--max_train_samples", "48",
-        "--prompt_templates", str(templates), "--preprocessing", "cached",
-        "--wise_alphas", "0,0.5,1", "--robustness_eval_dir", str(image_root / "val"),
-    ))  # fmt: skip
+    results = train_clip_lora.main(
+        smoke_argv(
+            tiny_model_dir,
+            image_root,
+            out,
+            "--num_train_epochs",
+            "2",
+            "--max_train_samples",
+            "48",
+            "--prompt_templates",
+            str(templates),
+            "--preprocessing",
+            "cached",
+            "--wise_alphas",
+            "0,0.5,1",
+            "--robustness_eval_dir",
+            str(image_root / "val"),
+        )
+    )
     return out, results
 
 
@@ -70,8 +84,9 @@ def test_wise_ft_json_and_plot(wise_run):
 def test_ensemble_run_reports_single_template_zero_shot(wise_run, tiny_model_dir, image_root, tmp_path):
     out, results = wise_run
     assert results["num_prompt_templates"] == 3
-    single = train_clip_lora.main(smoke_argv(tiny_model_dir, image_root, tmp_path, "--do_train", "false",
-                                             "--preprocessing", "cached"))  # fmt: skip
+    single = train_clip_lora.main(
+        smoke_argv(tiny_model_dir, image_root, tmp_path, "--do_train", "false", "--preprocessing", "cached")
+    )
     assert single["num_prompt_templates"] == 1 and "zero_shot_single_accuracy" not in single
     assert results["zero_shot_single_accuracy"] == pytest.approx(single["zero_shot_accuracy"])
     assert results["zero_shot_single_loss"] == pytest.approx(single["zero_shot_loss"], rel=1e-5)

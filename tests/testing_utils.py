@@ -39,9 +39,16 @@ def smoke_argv(model_dir: Path, data_dir: Path, output_dir: Path, *extra: str) -
     """The smoke recipe pointed at the test session's tiny model and images (the same main(), other paths)."""
     return [
         str(ROOT / "clip_lora" / "recipes" / "smoke.yaml"),
-        "--model_name_or_path", str(model_dir), "--data_dir", str(data_dir), "--output_dir", str(output_dir),
-        "--use_cpu", "true", *extra,
-    ]  # fmt: skip
+        "--model_name_or_path",
+        str(model_dir),
+        "--data_dir",
+        str(data_dir),
+        "--output_dir",
+        str(output_dir),
+        "--use_cpu",
+        "true",
+        *extra,
+    ]
 
 
 TINY_CLASSES = ["tench", "church", "parachute"]
@@ -64,16 +71,35 @@ def make_tiny_trainer(model_dir: Path, output_dir: Path, num_images: int = 24, *
     labels = [i % 3 for i in range(num_images)]
     pixels = [(torch.randn(3, 32, 32) * 0.2 + label).tolist() for label in labels]
     dataset = Dataset.from_dict({"pixel_values": pixels, "labels": labels}).with_format("torch")
-    args = ClipLoraTrainingArguments(**{
-        "output_dir": str(output_dir), "use_cpu": True, "num_train_epochs": 1, "per_device_train_batch_size": 8,
-        "per_device_eval_batch_size": 8, "learning_rate": 1e-2, "save_strategy": "no", "eval_strategy": "no",
-        "load_best_model_at_end": False, "report_to": "none", "logging_steps": 1, **overrides,
-    })  # fmt: skip
+    args = ClipLoraTrainingArguments(
+        **{
+            "output_dir": str(output_dir),
+            "use_cpu": True,
+            "num_train_epochs": 1,
+            "per_device_train_batch_size": 8,
+            "per_device_eval_batch_size": 8,
+            "learning_rate": 1e-2,
+            "save_strategy": "no",
+            "eval_strategy": "no",
+            "load_best_model_at_end": False,
+            "report_to": "none",
+            "logging_steps": 1,
+            **overrides,
+        }
+    )
     collate = ClipClassificationCollator.from_class_names(
         CLIPTokenizer.from_pretrained(model_dir), TINY_CLASSES, ["a photo of a {}."]
     )
-    return ClipLoraTrainer(model=model, args=args, train_dataset=dataset, eval_dataset=dataset, data_collator=collate,
-                           processing_class=processor, compute_metrics=compute_metrics, num_classes=3)  # fmt: skip
+    return ClipLoraTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        eval_dataset=dataset,
+        data_collator=collate,
+        processing_class=processor,
+        compute_metrics=compute_metrics,
+        num_classes=3,
+    )
 
 
 # ---------------------------------------------------------------- one-line user errors
@@ -187,8 +213,14 @@ def start_reference(
     base = tmp_path_factory.getbasetemp() / "reference-run"
     out, wandb_dir = base / "out", base / "wandb"
     wandb_dir.mkdir(parents=True, exist_ok=True)
-    run_env = env(base, HF_TOKEN=FAKE_HF_TOKEN, WANDB_API_KEY=FAKE_WANDB_KEY, WANDB_MODE="offline",
-                  WANDB_DIR=str(wandb_dir), WANDB_SILENT="true")  # fmt: skip
+    run_env = env(
+        base,
+        HF_TOKEN=FAKE_HF_TOKEN,
+        WANDB_API_KEY=FAKE_WANDB_KEY,
+        WANDB_MODE="offline",
+        WANDB_DIR=str(wandb_dir),
+        WANDB_SILENT="true",
+    )
     if (out / "all_results.json").exists():
         return out, wandb_dir, None
     argv = command(model_dir, image_root, out, "--report_to", "wandb", "--push_to_hub", "false")
