@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned so pip takes the local CPU wheel here (on a GPU machine: the CUDA build).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test quality bench clean
+.PHONY: setup demo test quality bench gpu-dry-run clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ quality: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+# The GPU check (bench/gpu_check.sh) rehearsed on CPU in a Python 3.12 built like the offline GPU machine's, with
+# the carried wheels installed as there; builds .gpu-venv/ once (GPU_VENV=DIR to reuse one). Needs no `make setup`.
+gpu-dry-run:
+	bash bench/gpu_dry_run.sh
 
 clean:
 	rm -rf runs $(VENV)
