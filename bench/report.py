@@ -185,11 +185,14 @@ def render_gpu(gpu: dict | None) -> list[str]:
         f"Python {v['python']}, torch {v['torch']} (CUDA {v['cuda']}), transformers {v['transformers']}, "
         f"accelerate {v['accelerate']}, peft {v['peft']}, datasets {v['datasets']}, pyarrow {v['pyarrow']}"
     )
-    state = (
-        "ran to the end"
-        if gpu["complete"]
-        else "**stopped before the end** (the runs below are those that ended)"
-    )
+    if gpu["complete"]:
+        state = f"ran to the end in {gpu['wall_s']:.0f} s"
+    elif "images" not in gpu:
+        state = "**stopped during its set-up**, before any run"
+    else:
+        state = "**stopped before the end** (the runs shown are those that ended)"
+    images = f"{gpu['images']['train']} train / {gpu['images']['val']} val" if "images" in gpu else "no"
+    problems = "; ".join(gpu["problems"]) or "none"
     if gpu.get("dry_run", True) or not v.get("gpu"):
         checked = ", ".join(
             f"{r['precision']} batch {r['batch']}{' persistent workers' if r['persistent_workers'] else ''}"
@@ -198,24 +201,25 @@ def render_gpu(gpu: dict | None) -> list[str]:
         )
         return [
             "**Dry run, not GPU figures.** No GPU has run the check yet. "
-            f"`{gpu['command']}` (`make gpu-dry-run`) ran `bench/gpu_check.py` on CPU with the tiny model on {gpu['images']['train']} train / "
-            f"{gpu['images']['val']} val images, on "
-            f"{gpu['date']}, in a Python built like the GPU machine's ({stack}), with the carried wheels installed "
-            f"as there. It {state}; {len(runs)} runs: {checked}; problems: {'; '.join(gpu['problems']) or 'none'}. "
+            f"`{gpu['command']}` (`make gpu-dry-run`) ran `bench/gpu_check.py` on CPU, tiny model, {images} "
+            f"images, on {gpu['date']}, in a Python built like the GPU machine's ({stack}), with the carried "
+            f"wheels installed as there. It {state}; {len(runs)} runs: {checked or 'none'}; problems: {problems}. "
             "Its timings are meaningless and are not reported. `bash bench/gpu_check.sh` on a GPU replaces this "
             "with GPU figures (`bench/gpu_results.json`).",
         ]
     lines = [
-        f"From `{gpu['command']}` on **{v['gpu']}** ({gpu['cpus']} CPUs, {gpu['loader_workers']} loader workers), "
-        f"{gpu['date']}; {stack}. It {state} in {gpu.get('wall_s', float('nan')):.0f} s. Model: ViT-B/16-shaped "
-        f"CLIP, random weights, LoRA r=16; {gpu['images']['train']} train / {gpu['images']['val']} val generated "
-        f"~500x375 JPEGs through the `cached` path (cache build {gpu['cache_build_img_s']:.0f} img/s); "
-        f"{gpu['config']['warmup']} warm-up + {gpu['config']['steps']} timed steps per run, a fresh model each.",
-        "",
-        "| precision | batch | loader workers | train img/s | GPU alone img/s | data path img/s | GPU waits | "
-        "peak GPU MB | eval img/s | computes in (train / eval) | 10-epoch run, min | goal met |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"From `{gpu['command']}` on **{v['gpu']}** ({gpu['cpus']} CPUs), {gpu['date']}; {stack}. It {state}. "
+        f"Model: ViT-B/16-shaped CLIP, random weights, LoRA r=16; {images} images (generated ~500x375 JPEGs) "
+        f"through the `cached` path; {gpu['config']['warmup']} warm-up + {gpu['config']['steps']} timed steps per run, a fresh "
+        "model each.",
     ]
+    if runs:
+        lines += [
+            "",
+            "| precision | batch | loader workers | train img/s | GPU alone img/s | data path img/s | GPU waits | "
+            "peak GPU MB | eval img/s | computes in (train / eval) | 10-epoch run, min | goal met |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
     for r in runs:
         p = r["projection"]
         workers = f"{r['workers']}{' persistent' if r['persistent_workers'] else ''}"
@@ -225,18 +229,20 @@ def render_gpu(gpu: dict | None) -> list[str]:
             f"{r['eval_img_s']:.0f} | {r['compute_dtype'].get('train')} / {r['compute_dtype'].get('eval')} | "
             f"{p['minutes']:.2f} | {'yes' if p['goal_met'] else '**no**'} |"
         )
-    lines += [
-        "",
-        "Goal: the 10-epoch ImageNette run in < 3 min with the GPU busy >= 85% of the step time. "
-        "Data path alone (img/s): "
-        + ", ".join(f"{k} {val:.0f}" for k, val in gpu["data_path_img_s"].items())
-        + ". Evaluation runs under the run's autocast (gpu_check.py wraps it; the Trainer's own evaluation "
-        "does not autocast).",
-    ]
-    for skipped in gpu["skipped"]:
-        lines.append(f"- Skipped {skipped['precision']} batch {skipped['batch']}: {skipped['reason']}.")
-    for problem in gpu["problems"]:
-        lines.append(f"- **Problem**: {problem}")
+    lines.append("")
+    lines.append(
+        "Goal: the 10-epoch ImageNette run in < 3 min with the GPU busy >= 85% of the step time. Evaluation runs "
+        "under the run's autocast (gpu_check.py wraps it; the Trainer's own evaluation does not autocast)."
+    )
+    if "data_path_img_s" in gpu:
+        lines[-1] += (
+            f" Cache build: {gpu['cache_build_img_s']:.0f} img/s; data path alone, {gpu['loader_workers']} loader "
+            "workers (img/s): "
+            + ", ".join(f"{k} {val:.0f}" for k, val in gpu["data_path_img_s"].items())
+            + "."
+        )
+    lines += [f"- Skipped {s['precision']} batch {s['batch']}: {s['reason']}." for s in gpu["skipped"]]
+    lines += [f"- **Problem**: {problem}" for problem in gpu["problems"]]
     return lines
 
 
