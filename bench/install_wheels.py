@@ -94,7 +94,8 @@ def choose(folder: Path) -> tuple[dict, list[str]]:
             for w in candidates[name]
             if parse_wheel_filename(w.name)[1] > parse_wheel_filename(wheel.name)[1]
         ]
-        line = f"  {wheel.relative_to(folder)}" + (
+        have = installed_version(name)
+        line = f"  {wheel.relative_to(folder)} [this Python: {have or 'none'}]" + (
             f" (not {', '.join(newer)}: its floors are not met here)" if newer else ""
         )
         notes.append(line)
