@@ -187,7 +187,9 @@ def run(quick: bool) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--write-results", action="store_true", help="regenerate bench/RESULTS.md from this run"
+        "--write-results",
+        action="store_true",
+        help="also update the committed bench/results.json and RESULTS.md",
     )
     parser.add_argument(
         "--quick", action="store_true", help="dry run: tiny model, few images (figures meaningless)"
