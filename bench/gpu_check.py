@@ -33,6 +33,7 @@ import platform
 import sys
 import tempfile
 import time
+import traceback
 from multiprocessing import Pool
 from pathlib import Path
 
@@ -351,9 +352,9 @@ def plan(precisions: list[str], batch_sizes: list[int], workers: int) -> list[tu
     return runs + ([(precisions[0], batch_sizes[0], True)] if workers > 0 else [])
 
 
-def estimate_s(done: list[dict], batch: int) -> float:
-    """A run's expected wall time, from those done: the slowest, scaled up to this batch size."""
-    return max((r["wall_s"] * max(1.0, batch / r["batch"]) for r in done), default=0.0)
+def estimate_s(done: list[tuple[int, float]], batch: int) -> float:
+    """A run's expected wall time from the (batch, seconds) of those tried: the slowest, scaled up to this batch."""
+    return max((seconds * max(1.0, batch / b) for b, seconds in done), default=0.0)
 
 
 def main(argv=None) -> dict:
@@ -451,9 +452,10 @@ def main(argv=None) -> dict:
     )
     write_json(result, out)
 
+    tried = []  # (batch, seconds) of every run begun, failed ones too
     for precision, batch, persistent in plan(args.precisions.split(","), batch_sizes, workers):
         elapsed = time.perf_counter() - begin
-        needed = estimate_s(result["runs"], batch)
+        needed = estimate_s(tried, batch)
         if elapsed + needed > args.time_limit:
             result["skipped"].append(
                 {
@@ -465,7 +467,18 @@ def main(argv=None) -> dict:
             )
             print(f"skipped {precision} batch {batch}: {result['skipped'][-1]['reason']}", flush=True)
             continue
-        run = train_run(cached["train"], cached["val"], collate, batch, precision, args, workdir, persistent)
+        started = time.perf_counter()
+        try:
+            run = train_run(
+                cached["train"], cached["val"], collate, batch, precision, args, workdir, persistent
+            )
+        except Exception as err:  # one run's failure (an fp16 overflow, an OOM) must not cost the others
+            traceback.print_exc()
+            result["problems"].append(f"{precision} batch {batch} failed: {type(err).__name__}: {err}"[:500])
+            write_json(result, out)
+            continue
+        finally:
+            tried.append((batch, time.perf_counter() - started))
         run["data_img_s"] = data[f"cached_b{batch}"]
         run["projection"] = projection(run, build_img_s)
         if not run["dtype_ok"]:
