@@ -18,6 +18,7 @@ from clip_lora.app import ChangedImage, Classifier, RunView  # noqa: E402
 THEME = gr.themes.Default(
     font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
 )
+MAX_THUMBNAILS = 60  # per section; a weak run can change thousands of images, the table lists them all
 CHANGED_COLUMNS = [
     "image",
     "true",
@@ -62,8 +63,16 @@ def changed_section(view: RunView, changed: list[ChangedImage], title: str, elem
     if not changed:
         return
     thumbnails = [(str(view.image_file(c.image)), c.caption()) for c in changed if view.image_file(c.image)]
+    if len(thumbnails) > MAX_THUMBNAILS:
+        gr.Markdown(f"The first {MAX_THUMBNAILS} of {len(thumbnails)} images; the table lists all.")
     if thumbnails:
-        gr.Gallery(thumbnails, columns=6, height="auto", show_label=False, elem_id=f"{elem_id}_gallery")
+        gr.Gallery(
+            thumbnails[:MAX_THUMBNAILS],
+            columns=6,
+            height="auto",
+            show_label=False,
+            elem_id=f"{elem_id}_gallery",
+        )
     gr.Dataframe(
         changed_table(changed), headers=CHANGED_COLUMNS, interactive=False, elem_id=f"{elem_id}_table"
     )

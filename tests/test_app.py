@@ -13,6 +13,7 @@ from PIL import Image
 
 from clip_lora import app
 from clip_lora.cli import run as run_verb
+from clip_lora.errors import ModelError
 
 
 def _csv_rows(path) -> dict[str, dict]:
@@ -99,3 +100,11 @@ def test_a_source_that_is_neither_a_run_nor_a_hub_id_is_one_error_line(tmp_path,
     empty = tmp_path / "empty-run"
     empty.mkdir()
     assert "has no adapter" in _one_error_line(capsys, [str(empty)])
+
+
+def test_an_uncached_hub_id_offline_is_one_error_and_an_eval_only_run_uses_its_adapter(tmp_path):
+    with pytest.raises(ModelError, match="cannot get tester/not-cached from the Hub"):
+        app.resolve_run("tester/not-cached")  # HF_HUB_OFFLINE=1 (conftest): the cache only
+    eval_only = tmp_path / "eval-only"
+    eval_only.mkdir()
+    assert app.adapter_path(eval_only, {"adapter_name_or_path": "runs/demo"}) == "runs/demo"
