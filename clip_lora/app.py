@@ -16,11 +16,12 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from clip_lora import artifacts
-from clip_lora.errors import MissingExtraError, ModelError, Parser
+from clip_lora.errors import ArgumentError, MissingExtraError, ModelError, Parser
 
 INSTALL_HINT = "pip install clip-lora[app]"
 
@@ -223,11 +224,23 @@ def parse_args(argv: list[str] | None):
     return parser.parse_args(argv)
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail before the model loads when the address cannot be served (taken, or not this machine's)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+    except OSError as err:
+        raise ArgumentError(
+            f"cannot serve on {host}:{port} ({err.strerror or err}); pass another --port or --host."
+        ) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if not is_hub_id(args.run):  # a local folder is checked before anything is imported or downloaded
         local = resolve_run(args.run)
         adapter_path(local, read_run_config(local))
+    check_port(args.host, args.port)
     if importlib.util.find_spec("gradio") is None:
         raise MissingExtraError(f"clip-lora app needs Gradio, which is not installed: {INSTALL_HINT}")
     # Before gradio is imported: no usage analytics and no version check (the page must work offline).

@@ -13,6 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from clip_lora.app import ChangedImage, Classifier, RunView  # noqa: E402
+from clip_lora.errors import ArgumentError  # noqa: E402
 
 # System font stacks: the default theme would fetch its fonts from fonts.googleapis.com.
 THEME = gr.themes.Default(
@@ -118,14 +119,20 @@ def build_page(view: RunView, classifier: Classifier) -> gr.Blocks:
 def serve(view: RunView, classifier: Classifier, host: str, port: int) -> None:
     """Blocks until interrupted; prints the local URL."""
     allowed = [str(p) for p in (view.run_dir, view.images_root) if p]
-    build_page(view, classifier).launch(
-        server_name=host,
-        server_port=port,
-        share=False,
-        inbrowser=False,
-        ssr_mode=False,
-        pwa=False,
-        mcp_server=False,
-        allowed_paths=allowed,
-        theme=THEME,
-    )
+    page = build_page(view, classifier)
+    try:
+        page.launch(
+            server_name=host,
+            server_port=port,
+            share=False,
+            inbrowser=False,
+            ssr_mode=False,
+            pwa=False,
+            mcp_server=False,
+            allowed_paths=allowed,
+            theme=THEME,
+        )
+    except OSError as err:  # the port is taken (gradio's "Cannot find empty port"), or the host is not ours
+        raise ArgumentError(
+            f"cannot serve on {host}:{port} ({str(err).split('. ')[0]}); pass another --port or --host."
+        ) from None

@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import json
 import shutil
+import socket
 
 import pytest
 from PIL import Image
@@ -83,6 +84,16 @@ def test_a_relative_data_dir_is_found_from_the_folders_above_the_run(trained_run
     assert app.image_root(run_dir, {"data_dir": "elsewhere"}, image_id) is None
     (run_dir / "run_config.json").write_text(json.dumps({"data_dir": "elsewhere"}))
     assert app.image_root(run_dir, {}, image_id, data_dir=str(image_root)) == image_root
+
+
+def test_a_taken_port_is_one_error_line_before_the_model_loads(trained_run, monkeypatch, capsys):
+    monkeypatch.setattr(app, "Classifier", lambda *args: pytest.fail("the model was loaded first"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _one_error_line(capsys, [str(trained_run.output_dir), "--port", str(port)])
+    assert line.startswith(f"error: cannot serve on 127.0.0.1:{port}") and "another --port" in line
 
 
 def test_without_gradio_the_verb_names_the_extra_to_install(trained_run, monkeypatch, capsys):
