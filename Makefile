@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned so pip takes the local CPU wheel here (on a GPU machine: the CUDA build).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test quality bench gpu-dry-run clean
+.PHONY: setup demo test test-browser quality bench gpu-dry-run clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q --timeout 600
+
+# `clip-lora app` in a real headless browser. Not part of `make test`: it needs Debian's chromium + chromium-driver
+# (as root: apt-get install -y chromium chromium-driver; ~120 MB download, ~420 MB on disk) and the app extras.
+$(BIN)/.installed-app: $(BIN)/.installed setup.cfg
+	$(BIN)/pip install --progress-bar on -e ".[app,app-test]"
+	touch $@
+
+test-browser: $(BIN)/.installed-app
+	CLIP_LORA_BROWSER_TEST=required $(BIN)/python -m pytest -q --timeout 600 tests/test_app_browser.py
 
 quality: setup
 	$(BIN)/ruff check --fix .

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -19,15 +18,9 @@ import pytest
 
 from clip_lora.artifacts import read_predictions
 from clip_lora.data import IMAGENETTE_CLASSES
-from testing_utils import ROOT, smoke_argv
+from testing_utils import ROOT, free_port, smoke_argv
 
 VAL_IMAGES = 50  # 4 eval batches of 16 (16+16+16+2) over 2 processes: the last batch is padded on one of them
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +49,7 @@ def ddp_run(tiny_model_dir, image_root, tmp_path_factory):
         "--nproc_per_node",
         "2",
         "--master_port",
-        str(_free_port()),
+        str(free_port()),
         str(ROOT / "train_clip_lora.py"),
         *argv,
     ]
