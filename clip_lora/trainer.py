@@ -219,9 +219,18 @@ class ClipLoraTrainer(Trainer):
         # The prompts are encoded once per pass: the adapter may have changed since the last one.
         self._eval_class_embeds = None
         try:
-            return super().evaluation_loop(*args, **kwargs)
+            output = super().evaluation_loop(*args, **kwargs)
         finally:
             self._eval_class_embeds = None
+        if output.predictions is not None and output.label_ids is not None:
+            # Trainer averages per-batch losses, and under DDP the last batch of a process is padded with repeated
+            # images; the logits it returns are every image's exactly once, on every process.
+            logits = torch.as_tensor(output.predictions, dtype=torch.float64)
+            loss = F.cross_entropy(logits, torch.as_tensor(output.label_ids, dtype=torch.long)).item()
+            key = f"{kwargs.get('metric_key_prefix', 'eval')}_loss"  # Trainer passes it by keyword
+            if key in output.metrics:
+                output.metrics[key] = loss
+        return output
 
     @torch.no_grad()
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):

@@ -1,7 +1,7 @@
 """Run by tests/test_scale.py, under torchrun or as one plain process: trains the tiny trainer for a few steps and
 saves (main process) the logged losses, the first step's LoRA gradients and the trained adapter to OUT.
 
-    python -m torch.distributed.run --nproc_per_node 2 tests/scale_worker.py MODEL_DIR OUT PER_DEVICE [LOSS]
+    python -m torch.distributed.run --nproc_per_node 2 tests/scale_worker.py MODEL_DIR OUT 16x1 8x2
 """
 
 from __future__ import annotations
@@ -71,9 +71,14 @@ def train(
 
 
 if __name__ == "__main__":
+    # CONFIG = PER_DEVICExACCUMULATION; one run per config, in the same processes, saved as {config: result}.
     torch.set_num_threads(1)
-    model_dir, out, per_device = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-    result = train(model_dir, out.parent / "trainer-out", per_device, *sys.argv[4:5])
-    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
-        sys.exit(0)
-    torch.save(result, out)
+    model_dir, out, configs = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
+    results = {}
+    for config in configs:
+        per_device, accumulation = map(int, config.split("x"))
+        results[config] = train(
+            model_dir, out.parent / f"trainer-{config}", per_device, gradient_accumulation_steps=accumulation
+        )
+    if not torch.distributed.is_initialized() or torch.distributed.get_rank() == 0:
+        torch.save(results, out)

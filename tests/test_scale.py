@@ -1,7 +1,7 @@
 """Scale: the same numbers whatever the accumulation and the number of processes.
 
 - gradient accumulation: 1x8 == 2x4 == 4x2 (logged loss, every LoRA gradient, the adapter after a few steps);
-- processes: `torchrun --nproc_per_node 2` x 16 == 1 process x 32 (logged losses, gradients, adapter);
+- processes: `torchrun --nproc_per_node 2` x 16 (and x 2 x 8) == 1 process x 32 (logged losses, gradients, adapter);
 - the global batch: derived per-device batch / accumulation, refused in one line when it cannot divide, stated in
   one log line; the smoke recipe's train_loss is the same at 2x8 and 1x16.
 
@@ -64,7 +64,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_of_16_equal_one_of_32(tiny_model_dir, tmp_path):
+def test_two_processes_of_16_equal_one_of_32_also_with_accumulation(tiny_model_dir, tmp_path):
     out = tmp_path / "ddp.pt"
     command = [
         sys.executable,
@@ -77,16 +77,20 @@ def test_two_processes_of_16_equal_one_of_32(tiny_model_dir, tmp_path):
         str(WORKER),
         str(tiny_model_dir),
         str(out),
-        "16",
+        "16x1",  # per-device batch x accumulation
+        "8x2",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-4000:]
     two = torch.load(out)
     one = train(tiny_model_dir, tmp_path / "one", 32)
-    assert two["world_size"] == 2 and one["world_size"] == 1
-    # The contrastive loss sees the global batch of 32 on both: same loss, same gradients, same adapter.
-    assert_same_training(two, one)
+    assert one["world_size"] == 1
+    # The contrastive loss sees the global batch of 32 on both: same loss, same gradients, same adapter; and
+    # with accumulation on top (2 processes x 2 micro-batches of 8).
+    for config in ("16x1", "8x2"):
+        assert two[config]["world_size"] == 2
+        assert_same_training(two[config], one)
 
 
 @pytest.mark.parametrize(
