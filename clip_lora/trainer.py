@@ -119,9 +119,8 @@ class ClipLoraTrainer(Trainer):
     Exact with lora_dropout 0; with dropout the cached features are another dropout sample, as in open_clip.
     """
 
-    loss_is_scaled_for_ga = (
-        True  # compute_loss returns each micro-batch's share; Trainer must not divide by k
-    )
+    # compute_loss returns each micro-batch's share of the step's loss: Trainer must not divide it by k again.
+    loss_is_scaled_for_ga = True
 
     def __init__(self, *args, num_classes: int, loss_kind: str = "contrastive", **kwargs):
         super().__init__(*args, **kwargs)
