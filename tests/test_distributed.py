@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -67,8 +68,8 @@ def _rows(path):
 def test_two_processes_really_trained(ddp_run):
     out, _ = ddp_run
     state = json.loads((out / "trainer_state.json").read_text())
-    # 64 train images, 16 per device: 2 steps an epoch with two processes (4 with one).
-    assert state["global_step"] == 2 and state["train_batch_size"] == 16
+    # 64 train images, the smoke recipe's global batch of 16 = 2 processes x 8: 4 steps an epoch, as with one process.
+    assert state["global_step"] == 4 and state["train_batch_size"] == 8
 
 
 @pytest.mark.parametrize("csv_name", ["predictions.csv", "zero_shot_predictions.csv"])
@@ -92,8 +93,25 @@ def test_metrics_count_each_image_once(ddp_run):
     assert results["zero_shot_accuracy"] == pytest.approx((zs_labels == zs_predictions).mean())
 
 
+@pytest.mark.parametrize(
+    ("prefix", "csv_name"), [("zero_shot", "zero_shot_predictions.csv"), ("eval", "predictions.csv")]
+)
+def test_loss_is_the_mean_per_image_cross_entropy_over_val(ddp_run, prefix, csv_name):
+    # Image->text only, every val image once: the same number with any process count or batch size (the
+    # text->image term made it 2.2948 on one process and 2.3325 on two).
+    out, _ = ddp_run
+    results = json.loads((out / "all_results.json").read_text())
+    rows = _rows(out / csv_name)
+    expected = -sum(math.log(float(row[row["label"]])) for row in rows) / len(rows)
+    assert results[f"{prefix}_loss"] == pytest.approx(expected, rel=1e-4)
+
+
 def test_outputs_written_by_the_main_process_only(ddp_run):
     out, run = ddp_run
+    logs = run.stdout + run.stderr
+    assert logs.count("Batch: 2 processes (cpu) - no CUDA GPU: CPU DDP over gloo x 8 per device") == 1
+    for info in ("INFO train_clip_lora: Data: ", "INFO train_clip_lora: Trainable parameters"):
+        assert logs.count(info) == 1, info  # INFO from the main process only
     assert run.stdout.count("macro avg") == 1  # the report is printed (and written) once
     assert (run.stdout + run.stderr).count("zero-shot accuracy") == 1
     assert not list(out.glob(".write-test-*")) and not list(out.glob("**/*.tmp"))
