@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned so pip takes the local CPU wheel here (on a GPU machine: the CUDA build).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test quality bench clean
+.PHONY: setup demo test quality bench mutation clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ quality: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+# On demand, not in CI: realistic one-line bugs (tools/mutants.py) against the tests that cover them; writes MUTATION.md.
+mutation: setup
+	$(BIN)/python tools/mutation.py
 
 clean:
 	rm -rf runs $(VENV)
