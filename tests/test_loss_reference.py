@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clip_lora.trainer import clip_class_loss
+from testing_utils import make_tiny_trainer
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None)
 
@@ -157,3 +158,22 @@ def test_moving_an_image_toward_its_class_lowers_the_loss(labels, seed, angles):
 
     for kind in ("contrastive", "ce"):
         assert loss_at(near, kind) < loss_at(far, kind)
+
+
+@torch.no_grad()
+def test_the_trainer_optimises_the_loss_it_was_given(tiny_model_dir, tmp_path):
+    trainer = make_tiny_trainer(tiny_model_dir, tmp_path, num_images=6)
+    model = trainer.model.eval()
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(6)])
+    outputs = model(**batch)
+    # One template per class: each class embedding is its prompt's embedding, normalised.
+    classes = F.normalize(outputs.text_embeds, dim=-1)
+    scale = min(model.base_model.model.logit_scale.exp().item(), 100.0)
+    for kind in ("contrastive", "ce"):
+        trainer.loss_kind = kind
+        expected = reference_clip_class_loss(outputs.image_embeds, classes, batch["labels"], scale, kind)
+        assert trainer.compute_loss(model, batch).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_the_trainer_defaults_to_the_contrastive_loss(tiny_model_dir, tmp_path):
+    assert make_tiny_trainer(tiny_model_dir, tmp_path, num_images=3).loss_kind == "contrastive"

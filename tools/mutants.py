@@ -158,9 +158,9 @@ MUTANTS: list[Mutant] = [
     _m(
         _T,
         LOSS,
-        "        # The prompts are encoded once per pass: the adapter may have changed since the last one.\n"
-        "        self._eval_class_embeds = None\n",
-        "",
+        "        self._eval_class_embeds = None\n        try:\n            return super().evaluation_loop(*args, **kwargs)\n"
+        "        finally:\n            self._eval_class_embeds = None\n",
+        "        return super().evaluation_loop(*args, **kwargs)\n",
         "evaluation reuses the previous pass's class embeddings (stale after training)",
     ),
     # ---------------------------------------------------------------- metrics
