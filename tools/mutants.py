@@ -30,7 +30,7 @@ WISE = ("tests/test_wise_ft_scaling.py", "tests/test_wise_ft.py")
 SPLITS = ("tests/test_splits_reference.py", "tests/test_data.py")
 SELECTION = ("tests/test_selection.py",)
 IMAGE_CHECK = ("tests/test_image_decoding.py", "tests/test_bad_images.py")
-PIXELS = ("tests/test_preprocessing.py",)
+PIXELS = ("tests/test_pixel_cache.py", "tests/test_preprocessing.py")
 MODELING = ("tests/test_defaults.py", "tests/test_modeling.py")
 DEFAULTS = ("tests/test_defaults.py",)
 
