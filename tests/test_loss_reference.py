@@ -7,6 +7,7 @@ if the loss definition changes, `reference_clip_class_loss` is the one place to 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clip_lora.trainer import clip_class_loss
+from clip_lora.trainer import capped_logit_scale, clip_class_loss
 from testing_utils import make_tiny_trainer
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None)
@@ -177,3 +178,9 @@ def test_the_trainer_optimises_the_loss_it_was_given(tiny_model_dir, tmp_path):
 
 def test_the_trainer_defaults_to_the_contrastive_loss(tiny_model_dir, tmp_path):
     assert make_tiny_trainer(tiny_model_dir, tmp_path, num_images=3).loss_kind == "contrastive"
+
+
+@pytest.mark.parametrize(("temperature", "used"), [(1000.0, 100.0), (100.0, 100.0), (50.0, 50.0)])
+def test_the_temperature_is_capped_at_clips_100(temperature, used):
+    clip = SimpleNamespace(logit_scale=torch.tensor(math.log(temperature)))
+    assert capped_logit_scale(clip).item() == pytest.approx(used)
