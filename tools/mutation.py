@@ -3,6 +3,7 @@
     python tools/mutation.py                  # every mutant; writes MUTATION.md
     python tools/mutation.py --only stats.py  # rerun the mutants whose file or bug contains "stats.py"; the others
                                               # keep their last result (tools/mutation_results.json)
+    python tools/mutation.py --resume         # after an interrupted run: keep its kills, run the rest
     python tools/mutation.py --list           # what would run, and which mutants are stale
 
 Each mutant replaces one snippet of one file (the snippet must occur exactly once) and runs only the test files that
@@ -113,7 +114,11 @@ def run_pytest(tree: Path, tests: list[str], log: Path, timeout: float) -> tuple
             sys.path[:0] = [str(tree), str(tree / "tests")]
             os.environ["PYTHONPATH"] = os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])
             import pytest
+            from hypothesis import Phase, settings
 
+            # A mutant needs one failing example, not the smallest: shrinking would only cost time here.
+            settings.register_profile("mutation", phases=(Phase.explicit, Phase.reuse, Phase.generate))
+            settings.load_profile("mutation")
             args = ["-x", "-q", "-rfE", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
             code = int(pytest.main(args))
             import clip_lora
@@ -232,6 +237,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--only", help="run only the mutants whose file or bug contains this text")
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the kills of the last run (tests are only ever added) and run every other mutant",
+    )
+    parser.add_argument(
         "--list", action="store_true", help="list the mutants and the stale ones; run nothing"
     )
     parser.add_argument(
@@ -255,7 +265,9 @@ def main(argv=None) -> int:
     # SIGTERM unwinds like Ctrl-C, so the temporary tree is removed and the running child is killed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     preimport()
-    results = load_results() if args.only else {}
+    results = load_results() if args.only or args.resume else {}
+    if args.resume:
+        live = [m for m in live if results.get(mutant_key(m), {}).get("status") not in ("killed", "timeout")]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
     stamp = {
