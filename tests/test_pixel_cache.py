@@ -64,3 +64,17 @@ def test_a_replaced_image_file_builds_a_new_cache(folder, tmp_path):
     after = _cached(folder, _processor(), tmp_path)["val"][0]["pixel_values"]
     assert not torch.equal(before, after)
     assert after[0].min() == 255 and after[1].max() == 0  # the red image, not the cached old one
+
+
+def test_float_resized_pixels_are_stored_rounded_to_the_nearest_level():
+    # The torchvision backend resizes in float (the PIL one here returns whole levels): 0.6 must be stored as 1.
+    levels = np.array([0.4, 0.6, 1.5000001, 127.49, 254.6, 255.0, 300.0, -3.0], dtype=np.float32)
+
+    def float_processor(images, do_rescale, do_normalize, return_tensors):
+        assert do_rescale is False and do_normalize is False  # the collator rescales and normalises later
+        return {"pixel_values": np.stack([np.resize(levels, (3, 2, 4)) for _ in images])}
+
+    batch = {"image": [Image.new("RGB", (5, 5))], "label": [1]}
+    stored = preprocessing._resize_crop(batch, float_processor)
+    pixels = np.frombuffer(stored["pixel_values"][0], dtype=np.uint8)
+    assert pixels[:8].tolist() == [0, 1, 2, 127, 255, 255, 255, 0] and stored["labels"] == [1]

@@ -235,7 +235,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--only", help="run only the mutants whose file or bug contains this text")
+    parser.add_argument(
+        "--only",
+        action="append",
+        help="run only the mutants whose file or bug contains this text (repeatable)",
+    )
     parser.add_argument(
         "--resume",
         action="store_true",
@@ -256,7 +260,8 @@ def main(argv=None) -> int:
     live = [
         m
         for m in everything
-        if mutant_key(m) not in stale_keys and (not args.only or args.only in f"{m.path} {m.bug}")
+        if mutant_key(m) not in stale_keys
+        and (not args.only or any(text in f"{m.path} {m.bug}" for text in args.only))
     ]
     if args.list:
         for m in live:
