@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned so pip takes the local CPU wheel here (on a GPU machine: the CUDA build).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test test-browser quality bench gpu-dry-run clean
+.PHONY: setup demo test test-browser quality bench gpu-dry-run mutation clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench: setup
 # the carried wheels installed as there; builds .gpu-venv/ once (GPU_VENV=DIR to reuse one). Needs no `make setup`.
 gpu-dry-run:
 	bash bench/gpu_dry_run.sh
+
+# On demand, not in CI: realistic one-line bugs (tools/mutants.py) against the tests that cover them; writes MUTATION.md.
+mutation: setup
+	$(BIN)/python tools/mutation.py
 
 clean:
 	rm -rf runs $(VENV)
