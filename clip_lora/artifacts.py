@@ -24,6 +24,7 @@ TRAINER_STATE = "trainer_state.json"
 TRAINING_CURVES = "training_curves.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
 ZERO_SHOT_CONFUSION_MATRIX = "zero_shot_confusion_matrix.png"
+CHANGES = "changes.png"  # val images whose prediction fine-tuning fixed or broke
 WISE_FT_JSON = "wise_ft.json"
 WISE_FT_PNG = "wise_ft.png"
 SKIPPED_IMAGES = "skipped_images.txt"
