@@ -23,6 +23,7 @@ from PIL import Image
 
 from clip_lora.arguments import SEED_MODEL
 from clip_lora.errors import Parser, PredictError  # noqa: F401 - re-exported: raised here, caught in cli
+from clip_lora.export import read_class_prompts
 from clip_lora.images import IMAGE_EXTENSIONS, to_rgb
 from clip_lora.model_card import label_info
 from clip_lora.modeling import adapter_base_model, load_adapter, load_clip
@@ -60,7 +61,14 @@ def load_classifier(
     device: str,
 ):
     """(model, processor, class names, prompt templates), resolving defaults from the adapter and its card."""
-    info = label_info(adapter_name_or_path) if adapter_name_or_path else None
+    if adapter_name_or_path:
+        info = label_info(adapter_name_or_path)
+    else:  # a merged export (clip-lora export) carries its classes and prompts
+        info = (
+            read_class_prompts(model_name_or_path)
+            if model_name_or_path and Path(model_name_or_path).is_dir()
+            else None
+        )
     class_names = (
         [n.strip() for n in labels.split(",") if n.strip()] if labels else (info[0] if info else None)
     )
