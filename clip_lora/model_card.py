@@ -20,7 +20,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from clip_lora import artifacts
+from clip_lora import artifacts, offline
 from clip_lora.card_text import (
     ADAPTER_PLACEHOLDER,
     BASE_PLACEHOLDER,
@@ -67,6 +67,7 @@ def _templates(config: dict) -> list[str]:
 def label_info(adapter_name_or_path: str) -> tuple[list[str], list[str]] | None:
     """(class names, prompt templates) an adapter was trained with, from its card (folder or hub id), or None."""
     path = Path(adapter_name_or_path)
+    offline.require_cached(adapter_name_or_path, README)
     try:
         card = ModelCard.load(path / README if path.is_dir() else adapter_name_or_path)
     except Exception:  # noqa: BLE001 - no card, an unreachable hub, another project's adapter: the caller asks
