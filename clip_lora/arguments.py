@@ -18,6 +18,7 @@ import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from clip_lora import progress
 from clip_lora.errors import ArgumentError, OneLineParserMixin
 from clip_lora.prompts import DEFAULT_TEMPLATE
 from clip_lora.resources import looks_like_recipe, recipe_path
@@ -237,6 +238,14 @@ class ClipLoraTrainingArguments(TrainingArguments):
             self.dataloader_num_workers = default_loader_workers(
                 torch.cuda.is_available() and not self.use_cpu
             )
+        if (
+            self.use_cpu or not torch.cuda.is_available()
+        ):  # pinned memory only helps copies to a GPU (else: a warning per loader)
+            self.dataloader_pin_memory = False
+        if (
+            self.disable_tqdm is None
+        ):  # a bar redrawn into a log file is noise; Trainer prints log lines instead
+            self.disable_tqdm = not progress.interactive()
         super().__post_init__()
 
 
