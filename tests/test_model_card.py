@@ -13,7 +13,7 @@ from huggingface_hub import ModelCard
 
 import train_clip_lora
 from clip_lora import artifacts, card_text, model_card, provenance
-from testing_utils import HUB_MODEL_ID, make_tiny_trainer, smoke_argv
+from testing_utils import HUB_MODEL_ID, ROOT, make_tiny_trainer, smoke_argv
 
 
 def _copy_run(trained_run, tmp_path_factory, name="run"):
@@ -193,3 +193,12 @@ def test_training_run_reports_say_split_and_model(trained_run):
     )
     report = artifacts.read_json(trained_run.output_dir / artifacts.CLASSIFICATION_REPORT_JSON)
     assert (report["split"], report["model"]) == ("val", "LoRA adapter selected on dev")
+
+
+def test_readme_states_the_demo_numbers_of_the_demo_run(trained_run):
+    """trained_run is `make demo`'s run (same recipe, tiny model and generated images) with a fake push added."""
+    readme = (ROOT / "README.md").read_text()
+    zero_shot = re.search(r"Its zero-shot accuracy is \*\*([0-9.]+)\*\*", readme)[1]
+    fine_tuned = re.search(r"the fine-tuned one \*\*([0-9.]+)\*\*", readme)[1]
+    assert zero_shot == f"{trained_run.results['zero_shot_accuracy']:.4f}"
+    assert fine_tuned == f"{trained_run.results['eval_accuracy']:.4f}"
