@@ -20,7 +20,18 @@ import torch
 import transformers
 from peft import PeftModel
 
-from clip_lora import artifacts, hub, model_card, plots, prompts, provenance, streaming, tracking, wise_ft
+from clip_lora import (
+    artifacts,
+    hub,
+    model_card,
+    offline,
+    plots,
+    prompts,
+    provenance,
+    streaming,
+    tracking,
+    wise_ft,
+)
 from clip_lora.arguments import parse_args
 from clip_lora.data import load_splits
 from clip_lora.errors import ArgumentError
@@ -88,6 +99,9 @@ def main(argv: list[str] | None = None) -> dict:
     # Before any data or model: a push that cannot work fails now; wandb without credentials goes offline.
     repo_id = hub.check_write_access(training_args) if training_args.push_to_hub else None
     tracking.prepare(training_args.report_to)
+    # Without a reachable Hub, a model that is not in the HF cache fails now, in one line, before any data work.
+    offline.require_cached(model_args.model_name_or_path)
+    offline.require_cached(model_args.adapter_name_or_path, artifacts.ADAPTER_CONFIG)
 
     # 2. Data: train / dev (carved from train, used for selection) / val (evaluated once at the end).
     if data_args.streaming:  # train streamed and sharded per process; dev and val in memory (streaming.py)

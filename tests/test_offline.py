@@ -12,9 +12,12 @@ import subprocess
 import sys
 import threading
 
+import huggingface_hub.constants
 import pytest
 
-from testing_utils import ROOT
+import train_clip_lora
+from clip_lora import offline
+from testing_utils import ROOT, smoke_argv, user_error
 
 SNAPSHOT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -83,3 +86,18 @@ def test_unreachable_hub_loads_a_cached_model_from_the_hf_cache(tmp_path, tiny_m
     assert done.returncode == 0, done.stderr[-2000:]
     assert image.name in done.stdout and "tench" in done.stdout
     assert done.stderr.count("comes from the HF cache") == 1 and "Retrying" not in done.stderr
+
+
+def test_training_fails_before_loading_data_when_the_model_cannot_come(
+    tiny_model_dir, image_root, tmp_path, monkeypatch, capsys
+):
+    """In-process: the Hub already found unreachable (as a probe would), the HF cache empty."""
+    monkeypatch.setattr(offline, "_unreachable", "ConnectError: [Errno 111] Connection refused")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(train_clip_lora, "load_splits", lambda **kwargs: pytest.fail("data loaded"))
+    argv = smoke_argv(
+        tiny_model_dir, image_root, tmp_path / "out", "--model_name_or_path", "tester/not-cached"
+    )
+    line = user_error(argv, capsys)
+    assert line.startswith("error: cannot load 'tester/not-cached': the Hugging Face Hub")
