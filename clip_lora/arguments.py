@@ -19,6 +19,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from clip_lora import progress
+from clip_lora.batching import launched_processes, resolve_batch
 from clip_lora.errors import ArgumentError, OneLineParserMixin
 from clip_lora.prompts import DEFAULT_TEMPLATE
 from clip_lora.resources import looks_like_recipe, recipe_path
@@ -194,7 +195,21 @@ class ClipLoraTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "Evaluate on dev each epoch and on val at the end."}
     )
     num_train_epochs: float = field(default=10.0, metadata={"help": "Epochs."})
-    per_device_train_batch_size: int = field(default=32, metadata={"help": "Training batch per device."})
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Images per optimizer step over all processes and accumulation steps (default: 32, the seed's, "
+            "unless --per_device_train_batch_size is given); the per-device batch or the accumulation is derived."
+        },
+    )
+    per_device_train_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Training batch per process (default: derived from --global_batch_size)."},
+    )
+    gradient_accumulation_steps: int | None = field(
+        default=None,
+        metadata={"help": "Micro-batches per optimizer step (default: derived, 1 unless memory needs more)."},
+    )
     per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch per device."})
     learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate for the LoRA weights."})
     eval_strategy: str = field(default="epoch", metadata={"help": "Evaluate on dev every epoch."})
@@ -230,21 +245,28 @@ class ClipLoraTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
-            # torchrun / accelerate on a machine without GPUs: without use_cpu, Trainer would run N independent
-            # copies (no DDP) that all write the same output files.
+        processes = launched_processes()
+        if processes > 1 and not torch.cuda.is_available():
+            # torchrun on a machine without GPUs: CPU DDP (gloo), announced in the run's batch line. Without use_cpu,
+            # Trainer would run N independent copies (no DDP) that all write the same output files.
             self.use_cpu = True
+        self.per_device_train_batch_size, self.gradient_accumulation_steps, self.global_batch_size = (
+            resolve_batch(
+                self.global_batch_size,
+                self.per_device_train_batch_size,
+                self.gradient_accumulation_steps,
+                processes,
+            )
+        )
         if self.dataloader_num_workers is None:
             self.dataloader_num_workers = default_loader_workers(
                 torch.cuda.is_available() and not self.use_cpu
             )
-        if (
-            self.use_cpu or not torch.cuda.is_available()
-        ):  # pinned memory only helps copies to a GPU (else: a warning per loader)
+        # Pinned memory only helps copies to a GPU; without one, every loader warns about it.
+        if self.use_cpu or not torch.cuda.is_available():
             self.dataloader_pin_memory = False
-        if (
-            self.disable_tqdm is None
-        ):  # a bar redrawn into a log file is noise; Trainer prints log lines instead
+        # A bar redrawn into a log file is noise: off unless on a terminal (Trainer then prints log lines).
+        if self.disable_tqdm is None:
             self.disable_tqdm = not progress.interactive()
         super().__post_init__()
 
