@@ -252,9 +252,14 @@ def report_to_markdown(report: dict, digits: int = 4) -> str:
     return "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n"
 
 
-def save_report(report: dict, output_dir) -> None:
-    """Usage: `save_report(report, "runs/x")` -> writes classification_report.json and classification_report.md."""
+def save_report(report: dict, output_dir, split: str | None = None, model: str | None = None) -> None:
+    """Usage: `save_report(report, "runs/x", split="val", model="LoRA adapter")` -> classification_report.json/.md.
+
+    `split` and `model` say what the numbers describe: they become keys of the JSON and the title of the Markdown."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / CLASSIFICATION_REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
-    (out / CLASSIFICATION_REPORT_MD).write_text(report_to_markdown(report))
+    described = {**({"split": split} if split else {}), **({"model": model} if model else {}), **report}
+    (out / CLASSIFICATION_REPORT_JSON).write_text(json.dumps(described, indent=2) + "\n")
+    title = ", ".join(part for part in (split and f"{split} split", model) if part)
+    heading = f"# Classification report: {title} ({report['total']} images)\n\n" if title else ""
+    (out / CLASSIFICATION_REPORT_MD).write_text(heading + report_to_markdown(report))

@@ -20,7 +20,19 @@ import torch
 import transformers
 from peft import PeftModel
 
-from clip_lora import artifacts, batching, hub, model_card, plots, prompts, streaming, tracking, wise_ft
+from clip_lora import (
+    artifacts,
+    batching,
+    hub,
+    model_card,
+    offline,
+    plots,
+    prompts,
+    provenance,
+    streaming,
+    tracking,
+    wise_ft,
+)
 from clip_lora.arguments import parse_args
 from clip_lora.data import load_splits
 from clip_lora.errors import ArgumentError
@@ -90,6 +102,9 @@ def main(argv: list[str] | None = None) -> dict:
     # Before any data or model: a push that cannot work fails now; wandb without credentials goes offline.
     repo_id = hub.check_write_access(training_args) if training_args.push_to_hub else None
     tracking.prepare(training_args.report_to)
+    # Without a reachable Hub, a model that is not in the HF cache fails now, in one line, before any data work.
+    offline.require_cached(model_args.model_name_or_path)
+    offline.require_cached(model_args.adapter_name_or_path, artifacts.ADAPTER_CONFIG)
 
     # 2. Data: train / dev (carved from train, used for selection) / val (evaluated once at the end).
     if data_args.streaming:  # train streamed and sharded per process; dev and val in memory (streaming.py)
@@ -174,6 +189,9 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
         run_config = {**vars(model_args), **vars(data_args), **vars(lora_args), **training_args.to_dict()}
+        run_config["data_source"] = provenance.describe_data(
+            data_args.dataset_name, data_args.data_dir, data_args.imagenette_size
+        )
         artifacts.write_json(output_dir / artifacts.RUN_CONFIG, run_config)
 
     # 5. Zero-shot baseline: the base model (adapter switched off) on val, with the same prompts.
@@ -233,7 +251,12 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         final_predictions = np.asarray(final.predictions).argmax(axis=1)
         report = classification_report(final.label_ids, final_predictions, class_names)
-        save_report(report, output_dir)
+        save_report(
+            report,
+            output_dir,
+            split="val",
+            model=model_card.evaluated_model(training_args.do_train, model_args.adapter_name_or_path),
+        )
         print(format_report(report))
         artifacts.write_json(output_dir / artifacts.ALL_RESULTS, results)
         logger.info(

@@ -18,6 +18,7 @@ import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
+from clip_lora import progress
 from clip_lora.batching import launched_processes, resolve_batch
 from clip_lora.errors import ArgumentError, OneLineParserMixin
 from clip_lora.prompts import DEFAULT_TEMPLATE
@@ -261,6 +262,12 @@ class ClipLoraTrainingArguments(TrainingArguments):
             self.dataloader_num_workers = default_loader_workers(
                 torch.cuda.is_available() and not self.use_cpu
             )
+        # Pinned memory only helps copies to a GPU; without one, every loader warns about it.
+        if self.use_cpu or not torch.cuda.is_available():
+            self.dataloader_pin_memory = False
+        # A bar redrawn into a log file is noise: off unless on a terminal (Trainer then prints log lines).
+        if self.disable_tqdm is None:
+            self.disable_tqdm = not progress.interactive()
         super().__post_init__()
 
 

@@ -24,6 +24,11 @@ TRAINER_STATE = "trainer_state.json"
 TRAINING_CURVES = "training_curves.png"
 CONFUSION_MATRIX = "confusion_matrix.png"
 ZERO_SHOT_CONFUSION_MATRIX = "zero_shot_confusion_matrix.png"
+CHANGES = "changes.png"  # val images whose prediction fine-tuning fixed or broke
+EXPORT_CLASS_PROMPTS = "class_prompts.json"  # in a merged export: class names and prompt templates
+EXPORT_CLASS_EMBEDDINGS = (
+    "class_embeddings.safetensors"  # in a merged export: (C, D) class embeddings, logit scale
+)
 WISE_FT_JSON = "wise_ft.json"
 WISE_FT_PNG = "wise_ft.png"
 SKIPPED_IMAGES = "skipped_images.txt"

@@ -63,6 +63,9 @@ def run(verb: str, argv: list[str]) -> int:
     module, function, _ = VERBS[verb]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer's threads vs. loader workers
     try:
+        from clip_lora import progress
+
+        progress.configure()  # bars only on a terminal; known library warnings silenced
         getattr(importlib.import_module(module), function)(argv)
     except ClipLoraError as err:
         if is_main_process():

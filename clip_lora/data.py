@@ -272,6 +272,9 @@ def standard_columns(ds, image_col: str, label_col: str):
 
 
 def _load_hub(name: str, data_dir: str | None, class_names_file: str | None = None) -> datasets.DatasetDict:
+    from clip_lora import offline  # an unreachable Hub: the datasets cache, without minutes of retries
+
+    offline.before_hub_load(name)
     try:
         raw = datasets.load_dataset(name, cache_dir=data_dir) if data_dir else datasets.load_dataset(name)
     except OSError as err:  # DatasetNotFoundError, ConnectionError (offline), a missing local file

@@ -1,41 +1,121 @@
-"""Merge a LoRA adapter into its base CLIP and save a plain CLIPModel that needs neither peft nor this project.
+"""Merge a LoRA adapter into its base CLIP and save a deployable CLIPModel that needs neither peft nor this project.
 
-    clip-lora-export --adapter_name_or_path runs/demo --output_dir runs/demo-merged
-    python -m export --adapter_name_or_path me/clip-lora --output_dir merged [--model_name_or_path M]
+    clip-lora export --adapter_name_or_path runs/demo --output_dir runs/demo-merged [--with_text_embeddings]
 
-    CLIPModel.from_pretrained("runs/demo-merged")       # afterwards: transformers alone
+    from transformers import AutoConfig, pipeline                       # afterwards: transformers alone
+    config = AutoConfig.from_pretrained("runs/demo-merged")
+    classify = pipeline("zero-shot-image-classification", model="runs/demo-merged")
+    classify("cat.jpg", candidate_labels=list(config.id2label.values()), hypothesis_template="a photo of a {}.")
 
-The base defaults to the adapter's recorded `base_model_name_or_path`. The output holds model.safetensors,
-config.json and the processor files, and no adapter files; its logits equal base+adapter (float32, within 1e-4).
+The output holds model.safetensors, config.json (its `id2label` / `label2id` are the run's classes, in label order),
+the processor files, and `class_prompts.json` ({"class_names": [...], "prompt_templates": [...]}) which
+`read_class_prompts` (and `clip-lora predict --model_name_or_path`) reads; no adapter files. Its logits equal
+base+adapter (float32, within 1e-4). `--with_text_embeddings` also writes `class_embeddings.safetensors`: the (C, D)
+normalised class embeddings the evaluation scores with (mean over the templates) and the capped logit scale, so
+inference needs only the vision tower (CLIPVisionModelWithProjection). Class names and templates come from the
+adapter's model card; `--labels` / `--prompt_template` override them.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file, save_file
+
+from clip_lora import artifacts
 from clip_lora.artifacts import ADAPTER_FILES
 from clip_lora.errors import ModelError, Parser
+from clip_lora.model_card import label_info
 from clip_lora.modeling import adapter_base_model, load_adapter, load_clip
+from clip_lora.prompts import DEFAULT_TEMPLATE
+from clip_lora.trainer import capped_logit_scale, class_embeddings
+from collator import ClipClassificationCollator
+
+CLASS_PROMPTS = artifacts.EXPORT_CLASS_PROMPTS
+CLASS_EMBEDDINGS = artifacts.EXPORT_CLASS_EMBEDDINGS
+
+
+def read_class_prompts(model_dir: str | Path) -> tuple[list[str], list[str]] | None:
+    """(class names, prompt templates) an exported model carries, or None for a model without them."""
+    path = Path(model_dir) / CLASS_PROMPTS
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return list(data["class_names"]), list(data["prompt_templates"])
+
+
+def read_class_embeddings(model_dir: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """((C, D) normalised class embeddings, logit scale) written by --with_text_embeddings."""
+    tensors = load_file(str(Path(model_dir) / CLASS_EMBEDDINGS))
+    return tensors["class_embeddings"], tensors["logit_scale"]
+
+
+@torch.no_grad()
+def text_class_embeddings(model, tokenizer, class_names: list[str], templates: list[str]) -> torch.Tensor:
+    """The evaluation's class embeddings: each class's template prompts encoded, normalised, averaged, normalised."""
+    prompts = ClipClassificationCollator.from_class_names(tokenizer, class_names, templates)
+    text = model.get_text_features(
+        input_ids=prompts.prompt_input_ids, attention_mask=prompts.prompt_attention_mask
+    ).pooler_output
+    return class_embeddings(text, len(class_names))
+
+
+def _labels(adapter_name_or_path: str, labels: str | None, prompt_template: str | None):
+    info = label_info(adapter_name_or_path)
+    class_names = (
+        [n.strip() for n in labels.split(",") if n.strip()] if labels else (info[0] if info else None)
+    )
+    if not class_names:
+        raise ModelError(
+            f'{adapter_name_or_path} has no model card with class_names; pass them, e.g. --labels "cat,dog,car".'
+        )
+    templates = [prompt_template] if prompt_template else (info[1] if info else [DEFAULT_TEMPLATE])
+    if any("{}" not in t for t in templates):
+        raise ModelError(f"--prompt_template {templates[0]!r} needs '{{}}' where the class name goes.")
+    return class_names, templates
 
 
 def export_merged(
-    adapter_name_or_path: str, output_dir: str | Path, model_name_or_path: str | None = None
+    adapter_name_or_path: str,
+    output_dir: str | Path,
+    model_name_or_path: str | None = None,
+    with_text_embeddings: bool = False,
+    labels: str | None = None,
+    prompt_template: str | None = None,
 ) -> Path:
-    """Write base+adapter, merged, as a CLIPModel (safetensors) + CLIPProcessor to output_dir; returns it."""
+    """Write base+adapter, merged, with its classes and prompts (+ class embeddings) to output_dir; returns it."""
     out = Path(output_dir)
     if out.is_dir() and any(out.iterdir()):
         raise ModelError(f"--output_dir {out} is not empty; choose a new folder for the merged model.")
+    class_names, templates = _labels(adapter_name_or_path, labels, prompt_template)
     base = model_name_or_path or adapter_base_model(adapter_name_or_path)
     if not base:
         raise ModelError(
             f"{adapter_name_or_path} records no base model (adapter_config.json); pass --model_name_or_path."
         )
     model, processor = load_clip(base)
-    merged = load_adapter(
-        model, adapter_name_or_path
-    ).merge_and_unload()  # W + scale * B @ A, LoRA layers removed
+    merged = load_adapter(model, adapter_name_or_path).merge_and_unload().eval()  # W + scale * B @ A
+    merged.config.id2label = dict(enumerate(class_names))
+    merged.config.label2id = {name: i for i, name in enumerate(class_names)}
+    # CLIPVisionModelWithProjection reads projection_dim from vision_config (default 512), not from the top level.
+    for tower in (merged.config.vision_config, merged.config.text_config):
+        tower.projection_dim = merged.config.projection_dim
     merged.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
+    (out / CLASS_PROMPTS).write_text(
+        json.dumps({"class_names": class_names, "prompt_templates": templates}, indent=2) + "\n"
+    )
+    if with_text_embeddings:
+        embeds = text_class_embeddings(merged, processor.tokenizer, class_names, templates)
+        scale = capped_logit_scale(merged).detach().reshape(1).float()
+        metadata = {"class_names": json.dumps(class_names), "prompt_templates": json.dumps(templates)}
+        save_file(
+            {"class_embeddings": embeds.contiguous(), "logit_scale": scale},
+            str(out / CLASS_EMBEDDINGS),
+            metadata=metadata,
+        )
     leftovers = [name for name in ADAPTER_FILES if (out / name).exists()]
     if leftovers:  # merge_and_unload returns the bare CLIPModel; guard against a future peft changing that
         raise ModelError(f"the merged export unexpectedly holds adapter files: {', '.join(leftovers)}")
@@ -49,7 +129,23 @@ def main(argv: list[str] | None = None) -> Path:
     )
     parser.add_argument("--output_dir", required=True, help="A new folder for the merged CLIPModel.")
     parser.add_argument("--model_name_or_path", help="Base CLIP (default: the one the adapter records).")
+    parser.add_argument(
+        "--with_text_embeddings",
+        action="store_true",
+        help=f"Also write {CLASS_EMBEDDINGS}: class embeddings, so inference needs no text tower.",
+    )
+    parser.add_argument("--labels", help="Comma-separated class names (default: the adapter card's).")
+    parser.add_argument("--prompt_template", help="One template with '{}' (default: the adapter card's).")
     args = parser.parse_args(argv)
-    out = export_merged(args.adapter_name_or_path, args.output_dir, args.model_name_or_path)
-    print(f"merged CLIPModel -> {out} (load with CLIPModel.from_pretrained({str(out)!r}))")
+    out = export_merged(
+        args.adapter_name_or_path,
+        args.output_dir,
+        args.model_name_or_path,
+        args.with_text_embeddings,
+        args.labels,
+        args.prompt_template,
+    )
+    print(
+        f"merged CLIPModel with {CLASS_PROMPTS} -> {out} (zero-shot-image-classification pipeline, or CLIPModel)"
+    )
     return out

@@ -32,6 +32,7 @@ PUSH_FILES = (
     artifacts.TRAINING_CURVES,
     artifacts.CONFUSION_MATRIX,
     artifacts.ZERO_SHOT_CONFUSION_MATRIX,
+    artifacts.CHANGES,
 )
 WRITE_ORG_ROLES = ("admin", "write", "contributor")
 TOKENS_URL = "https://huggingface.co/settings/tokens"

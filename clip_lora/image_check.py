@@ -27,7 +27,7 @@ import datasets
 import PIL
 from PIL import Image
 
-from clip_lora import artifacts
+from clip_lora import artifacts, progress
 from clip_lora.download import DataError
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,8 @@ def find_bad_images(
     with ThreadPoolExecutor(
         max_workers=workers or min(8, os.cpu_count() or 1)
     ) as pool:  # PIL decodes without GIL
-        reasons = list(pool.map(check_image, sources, chunksize=64))
+        checks = pool.map(check_image, sources, chunksize=64)
+        reasons = list(progress.bar(checks, total=len(sources), desc="Checking images"))
     bad = {
         image_id: (source if isinstance(source, str) else image_id, reason)
         for image_id, source, reason in zip(ids, sources, reasons, strict=True)

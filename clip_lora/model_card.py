@@ -1,89 +1,56 @@
-"""The model card (README.md in output_dir), generated only from the run's artifacts.
+"""The model card (README.md in output_dir), generated only from the run's artifacts: it states what the run did.
 
-    model_card.write_model_card("runs/demo")                         # local card; the snippet loads the folder
+    model_card.write_model_card("runs/demo")                         # local card
     model_card.write_model_card(output_dir, repo_id="me/clip-lora")   # card for the pushed repo
-    python model_card.py runs/demo [--repo_id me/clip-lora]
+    python -m clip_lora.model_card runs/demo [--repo_id me/clip-lora]
 
 Reads all_results.json, classification_report.json, run_config.json and (when the run trained) trainer_state.json.
 It replaces the template README.md that PEFT's save_pretrained writes. The metadata also carries `class_names` and
-`prompt_templates`, which `clip-lora-predict` reads to classify with the adapter as it was trained.
+`prompt_templates`, which `clip-lora predict` reads to classify with the adapter as it was trained.
+
+What the card claims is what the run knows: dataset metadata only for a public dataset (the fast.ai archive or a Hub
+id, see provenance.py), a local folder described as one; snippets name the Hub ids of what was pushed and
+placeholders for local folders (never a machine's absolute path); an evaluation-only run gets an evaluation card.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from clip_lora import artifacts
+from clip_lora import artifacts, offline
+from clip_lora.card_text import (
+    ADAPTER_PLACEHOLDER,
+    BASE_PLACEHOLDER,
+    hyper_parameter_table,
+    selection_text,
+    snippet,
+)
 from clip_lora.prompts import DEFAULT_TEMPLATE
+from clip_lora.provenance import FASTAI_TITLES, data_source
 from metrics import report_to_markdown
 
 README = artifacts.MODEL_CARD
 CLASSIFICATION_REPORT = artifacts.CLASSIFICATION_REPORT_JSON
 TRAINER_STATE = artifacts.TRAINER_STATE
 LICENSE = "apache-2.0"  # this project's license, for the adapter weights; the base model keeps its own
-IMAGENETTE_HUB_ID = "frgfm/imagenette"  # the same imagenette2 release as the fast.ai archive we download
-HYPER_PARAMETERS = (
-    "lora_r",
-    "lora_alpha",
-    "lora_dropout",
-    "lora_target_modules",
-    "lora_towers",
-    "loss",
-    "prompt_template",
-    "prompt_templates",
-    "learning_rate",
-    "num_train_epochs",
-    "per_device_train_batch_size",
-    "gradient_accumulation_steps",
-    "warmup_steps",
-    "weight_decay",
-    "lr_scheduler_type",
-    "optim",
-    "seed",
-    "dev_split_ratio",
-)
 
 
-def _is_local(name: str | None) -> bool:
+def is_local(name: str | None) -> bool:
+    """A filesystem path rather than a Hub id (an id has at most one '/', and no leading '.', '/' or '~')."""
     return bool(name) and (Path(name).exists() or name.startswith((".", "/", "~")) or name.count("/") > 1)
 
 
-def _hub_datasets(config: dict) -> list[str] | None:
-    name = config.get("dataset_name")
-    if name == "imagenette":
-        return [IMAGENETTE_HUB_ID]
-    return None if _is_local(name) else [name]
-
-
-def _best_epoch(state: dict) -> tuple[float | None, int]:
-    """(epoch of the selected checkpoint, number of dev evaluations) from trainer_state.json."""
-    evals = [
-        e for e in state.get("log_history", []) if any(k.startswith("eval_") for k in e) and "epoch" in e
-    ]
-    best_step = state.get("best_global_step")
-    epoch = next((e["epoch"] for e in evals if e.get("step") == best_step), None)
-    return epoch, len(evals)
-
-
-def _selection_text(config: dict, state: dict | None, results: dict) -> str:
-    if state is None:
-        used = config.get("adapter_name_or_path") or "the base model (zero-shot)"
-        return f"No training in this run: it evaluates {used} on val."
-    metric = config.get("metric_for_best_model") or "accuracy"
-    epoch, evals = _best_epoch(state)
-    epoch_text = f"epoch {epoch:g}" if epoch is not None else "the best epoch"
-    best = state.get("best_metric")
-    best_text = f" (dev {metric} {best:.4f})" if best is not None else ""
-    return (
-        f"After every epoch the adapter was evaluated on a **dev split** ({config.get('dev_split_ratio', 0):.0%} of "
-        f"train, stratified, seed {config.get('seed')}); {epoch_text}{best_text} of {evals} evaluations had the best "
-        f"dev {metric} and was kept. The val split was used **once**, after training, with that adapter: the val "
-        f"accuracy above ({results.get('eval_accuracy', float('nan')):.4f}) is not a maximum over epochs."
-    )
+def evaluated_model(do_train: bool, adapter_name_or_path: str | None) -> str:
+    """What a run's final evaluation scored, in words (for the reports' titles)."""
+    if do_train:
+        return "LoRA adapter selected on dev"
+    if adapter_name_or_path:
+        shown = Path(adapter_name_or_path).name if is_local(adapter_name_or_path) else adapter_name_or_path
+        return f"adapter {shown} (evaluation only)"
+    return "base model, zero-shot (evaluation only)"
 
 
 def _templates(config: dict) -> list[str]:
@@ -100,6 +67,7 @@ def _templates(config: dict) -> list[str]:
 def label_info(adapter_name_or_path: str) -> tuple[list[str], list[str]] | None:
     """(class names, prompt templates) an adapter was trained with, from its card (folder or hub id), or None."""
     path = Path(adapter_name_or_path)
+    offline.require_cached(adapter_name_or_path, README)
     try:
         card = ModelCard.load(path / README if path.is_dir() else adapter_name_or_path)
     except Exception:  # noqa: BLE001 - no card, an unreachable hub, another project's adapter: the caller asks
@@ -114,120 +82,134 @@ def _fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
-def _snippet(base: str, adapter: str, class_names: list[str], templates: list[str]) -> str:
-    return f"""```python
-import torch
-from PIL import Image
-from peft import PeftModel
-from transformers import CLIPModel, CLIPProcessor
+def data_text(source: dict) -> str:
+    """One sentence naming the data: a public dataset by its id, a local folder as a local folder."""
+    if source["kind"] == "fastai_archive":
+        return (
+            f"{FASTAI_TITLES[source['dataset']]}, from fast.ai's archive `{source['archive'].rsplit('/', 1)[-1]}` "
+            f"(the release published on the Hub as `{source['hub_id']}`)"
+        )
+    if source["kind"] == "hub":
+        return f"the Hub dataset `{source['hub_id']}`"
+    layout = (
+        f" in the {FASTAI_TITLES.get(source.get('layout'), '')} folder layout" if source.get("layout") else ""
+    )
+    return f"a local image folder{layout} (not a published dataset, so this card names none)"
 
-base, adapter = {json.dumps(base)}, {json.dumps(adapter)}
-model = PeftModel.from_pretrained(CLIPModel.from_pretrained(base), adapter).eval()
-processor = CLIPProcessor.from_pretrained(base)
-class_names = {json.dumps(class_names)}
-templates = {json.dumps(templates)}
-prompts = [template.format(name) for name in class_names for template in templates]
-inputs = processor(text=prompts, images=Image.open("image.jpg").convert("RGB"), return_tensors="pt", padding=True)
-with torch.no_grad():
-    out = model(**inputs)  # image_embeds and text_embeds come back L2-normalised
-    classes = out.text_embeds.view(len(class_names), len(templates), -1).mean(dim=1)  # template ensemble per class
-    classes = classes / classes.norm(dim=-1, keepdim=True)
-    logits = model.logit_scale.exp().clamp(max=100) * out.image_embeds @ classes.T
-probs = logits.softmax(dim=-1)[0]
-print(class_names[int(probs.argmax())], round(float(probs.max()), 4))
-```"""
+
+def _results_table(results: dict, trained: bool, adapter: str | None) -> str:
+    rows = [("zero-shot (base model)", "val", "zero_shot_accuracy", "zero_shot_macro_f1")]
+    if trained:
+        rows += [
+            ("LoRA, selected adapter", "val", "eval_accuracy", "eval_macro_f1"),
+            ("LoRA, selected adapter", "dev (selection)", "dev_accuracy", "dev_macro_f1"),
+        ]
+    elif adapter:
+        rows.append(("evaluated adapter", "val", "eval_accuracy", "eval_macro_f1"))
+    return "| model | split | accuracy | macro F1 |\n|---|---|---:|---:|\n" + "".join(
+        f"| {label} | {split} | {_fmt(results[acc])} | {_fmt(results.get(f1, ''))} |\n"
+        for label, split, acc, f1 in rows
+        if acc in results
+    )
 
 
 def build_model_card(output_dir: str | Path, repo_id: str | None = None) -> ModelCard:
-    """The card of the run in output_dir; `repo_id` names the pushed adapter (else the snippet loads the folder)."""
+    """The card of the run in output_dir; `repo_id` is the Hub id the adapter is pushed to (None: not pushed)."""
     out = Path(output_dir)
     results = artifacts.read_json(out / artifacts.ALL_RESULTS)
     report = artifacts.read_json(out / CLASSIFICATION_REPORT)
     config = artifacts.read_json(out / artifacts.RUN_CONFIG)
     state = artifacts.read_json(out / TRAINER_STATE) if (out / TRAINER_STATE).is_file() else None
+    trained = bool(config.get("do_train", state is not None)) and state is not None
+    adapter = config.get("adapter_name_or_path")
     class_names = list(report["per_class"])
     base = config["model_name_or_path"]
-    base_ref = str(Path(base).resolve()) if Path(base).is_dir() else base
-    dataset = config.get("dataset_name")
+    source = data_source(config)
+    public_id = source.get("hub_id")
     templates = _templates(config)
     name = repo_id or out.resolve().name
+    evaluated = {
+        "task_type": "image-classification",
+        "dataset_type": public_id,
+        "dataset_name": public_id,
+        "dataset_split": "validation",
+        "metric_type": "accuracy",
+        "metric_value": results["eval_accuracy"],
+        "metric_name": f"Accuracy (val, {evaluated_model(trained, adapter)})",
+    }
     data = ModelCardData(
         model_name=name,
-        base_model=None if _is_local(base) else base,
-        library_name="peft",
+        base_model=None if is_local(base) else base,
+        library_name="peft" if (trained or adapter) else "transformers",
         license=LICENSE,
-        datasets=_hub_datasets(config),
+        datasets=[public_id] if public_id else None,
         pipeline_tag="zero-shot-image-classification",
-        tags=[
-            "clip",
-            "lora",
-            "peft",
-            "image-classification",
-            "transformers",
-            *(["imagenette"] if dataset == "imagenette" else []),
-        ],
-        eval_results=[
-            EvalResult(
-                task_type="image-classification",
-                dataset_type=(_hub_datasets(config) or [str(dataset)])[0],
-                dataset_name=str(dataset),
-                dataset_split="validation",
-                metric_type="accuracy",
-                metric_value=results["eval_accuracy"],
-                metric_name="Accuracy (val, selected adapter)",
-            )
-        ],
+        tags=["clip", "image-classification", "transformers"]
+        + (["lora", "peft"] if (trained or adapter) else [])
+        + ([source["dataset"]] if source["kind"] == "fastai_archive" else []),
+        eval_results=[EvalResult(**evaluated)] if public_id else None,  # model-index needs a public dataset
         class_names=class_names,
         prompt_templates=templates,
     )
-    rows = [
-        ("zero-shot (base model)", "val", "zero_shot_accuracy", "zero_shot_macro_f1"),
-        ("LoRA, selected adapter", "val", "eval_accuracy", "eval_macro_f1"),
-        ("LoRA, selected adapter", "dev (selection)", "dev_accuracy", "dev_macro_f1"),
-    ]
-    table = "| model | split | accuracy | macro F1 |\n|---|---|---:|---:|\n" + "".join(
-        f"| {label} | {split} | {_fmt(results[acc])} | {_fmt(results.get(f1, ''))} |\n"
-        for label, split, acc, f1 in rows
-        if acc in results
-    )
-    hyper = "| parameter | value |\n|---|---|\n" + "".join(
-        f"| `{key}` | `{config[key]}` |\n" for key in HYPER_PARAMETERS if key in config
-    )
-    params = ""
-    if "trainable_params" in results:
-        params = (
-            f"Trainable parameters: {results['trainable_params']:,} of {results['total_params']:,} "
-            f"({100 * results['trainable_params'] / results['total_params']:.3f}%).\n"
+    base_text = f"`{base}`" if not is_local(base) else f"a local checkpoint, `{Path(base).name}`"
+    adapter_ref = repo_id if trained else (adapter if adapter and not is_local(adapter) else None)
+    if trained:
+        title = (
+            f"A LoRA adapter for CLIP ({base_text}) that classifies images into {len(class_names)} classes"
+        )
+        what = f"Trained on {data_text(source)} with `transformers.Trainer` and `peft`."
+    else:
+        scored = (
+            f"the adapter `{adapter_ref or Path(adapter).name}`" if adapter else "the base model, zero-shot"
+        )
+        title = f"An evaluation of {scored} on CLIP ({base_text}): {len(class_names)} classes"
+        what = f"Evaluated on {data_text(source)}; nothing was trained in this run."
+    training = ""
+    if trained:
+        params = ""
+        if "trainable_params" in results:
+            params = (
+                f"Trainable parameters: {results['trainable_params']:,} of {results['total_params']:,} "
+                f"({100 * results['trainable_params'] / results['total_params']:.3f}%).\n"
+            )
+        training = f"## Training hyper-parameters\n\n{hyper_parameter_table(config)}\n{params}\n"
+    uses_adapter = trained or bool(adapter)
+    base_ref = BASE_PLACEHOLDER if is_local(base) else base
+    filled = [f"`{BASE_PLACEHOLDER}` (the base CLIP: `{Path(base).name}`)"] if is_local(base) else []
+    if uses_adapter and not adapter_ref:
+        filled.append(f"`{ADAPTER_PLACEHOLDER}` (the folder holding adapter_config.json)")
+    fill_in = f"Replace {' and '.join(filled)} before running it.\n" if filled else ""
+    if uses_adapter:
+        cli = f"clip-lora predict --adapter_name_or_path {adapter_ref or ADAPTER_PLACEHOLDER} image.jpg"
+    else:
+        cli = (
+            f'clip-lora predict --model_name_or_path {base_ref} --labels "{",".join(class_names)}" image.jpg'
         )
     body = f"""
 # {name}
 
-A LoRA adapter for CLIP (`{base}`) that classifies images into {len(class_names)} classes by comparing each image
-with class prompts such as `{templates[0]}` ({len(templates)} template(s) per class). Trained on `{dataset}` with `transformers.Trainer` and `peft`.
+{title}, by comparing each image with class prompts such as `{templates[0]}` ({len(templates)} template(s) per
+class). {what}
 
 ## Results
 
-{table}
+{_results_table(results, trained, adapter)}
 Val: {report["total"]} images. Numbers from `all_results.json` of the run.
 
-## Per-class results (val, selected adapter)
+## Per-class results (val, {evaluated_model(trained, adapter)})
 
 {report_to_markdown(report)}
-## How the adapter was selected
+## How the {"adapter was selected" if trained else "evaluation was made"}
 
-{_selection_text(config, state, results)}
+{selection_text(config, state if trained else None, results)}
 
-## Training hyper-parameters
+{training}## Use it
 
-{hyper}
-{params}
-## Use it
+Classifies `image.jpg` with plain {"`peft` + " if uses_adapter else ""}`transformers`.
+{fill_in}
+{snippet(base_ref, (adapter_ref or ADAPTER_PLACEHOLDER) if uses_adapter else None, class_names, templates)}
 
-Loads the adapter with plain `peft` + `transformers` and classifies `image.jpg`:
-
-{_snippet(base_ref, repo_id or str(out.resolve()), class_names, templates)}
-
-Or with this project: `clip-lora-predict --adapter_name_or_path {repo_id or out} image.jpg`.
+Or with this project: `{cli}`.
 """
     return ModelCard(f"---\n{data.to_yaml()}\n---\n{body}")
 

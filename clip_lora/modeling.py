@@ -16,7 +16,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import CLIPModel, CLIPProcessor
 
-from clip_lora import artifacts
+from clip_lora import artifacts, offline
 from clip_lora.errors import ModelError  # noqa: F401 - re-exported: raised here, caught in cli
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ def load_clip(model_name_or_path: str, cache_dir: str | None = None, attn_implem
     """
     if Path(model_name_or_path).is_dir():
         model_name_or_path = str(Path(model_name_or_path).resolve())
+    offline.require_cached(model_name_or_path)  # an unreachable Hub: the HF cache, or one error line now
     try:
         model = CLIPModel.from_pretrained(
             model_name_or_path,
@@ -91,6 +92,7 @@ def load_adapter(model, adapter_name_or_path: str, is_trainable: bool = False):
                 "re-save it with safetensors."
             )
         _check_adapter_base(model, json.loads((path / artifacts.ADAPTER_CONFIG).read_text()), path)
+    offline.require_cached(adapter_name_or_path, artifacts.ADAPTER_CONFIG)
     try:
         return PeftModel.from_pretrained(
             model, adapter_name_or_path, is_trainable=is_trainable, use_safetensors=True
@@ -121,6 +123,7 @@ def adapter_base_model(adapter_name_or_path: str) -> str | None:
     """The base model an adapter records in its adapter_config.json (folder or hub id); None when unreadable."""
     from peft import PeftConfig
 
+    offline.require_cached(adapter_name_or_path, artifacts.ADAPTER_CONFIG)
     try:
         return PeftConfig.from_pretrained(adapter_name_or_path).base_model_name_or_path
     except (OSError, ValueError):

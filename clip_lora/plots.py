@@ -1,10 +1,10 @@
 """Headless plots of a finished run, read from its artifacts in output_dir.
 
-    python plots.py runs/demo          # writes training_curves.png, confusion_matrix.png, zero_shot_confusion_matrix.png
+    python -m clip_lora.plots runs/demo   # training_curves.png, changes.png, confusion_matrix.png, zero_shot_confusion_matrix.png
     plots.save_plots(output_dir)       # the same, as the last step of train_clip_lora.main
 
-Each confusion-matrix PNG also carries its counts as JSON in the PNG text chunk "Description", so a reader (or a
-test) can check the picture against predictions.csv without reading pixels.
+Each PNG also carries the data it draws as JSON in the PNG text chunk "Description" (counts, curves, the changed
+images), so a reader (or a test) can check the picture against the run's files without reading pixels.
 """
 
 from __future__ import annotations
@@ -21,42 +21,81 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from clip_lora import artifacts  # noqa: E402
+from clip_lora.card_text import selection  # noqa: E402
+from clip_lora.changes_plot import plot_changes  # noqa: E402
 from metrics import confusion_matrix  # noqa: E402
 
 TRAINING_CURVES = artifacts.TRAINING_CURVES
 CONFUSION_MATRIX = artifacts.CONFUSION_MATRIX
 ZERO_SHOT_CONFUSION_MATRIX = artifacts.ZERO_SHOT_CONFUSION_MATRIX
 TRAINER_STATE = artifacts.TRAINER_STATE
+CHANGES = artifacts.CHANGES
 
 
-def plot_training_curves(trainer_state: dict, zero_shot_accuracy: float | None, path: str | Path) -> Path:
-    """Train loss per step (left), dev accuracy per epoch with the zero-shot accuracy as a line (right)."""
+# Accuracy axes reach a little past 0 and 1, so a reference line at exactly 0 or 1 is drawn inside the frame.
+ACCURACY_LIMITS = (-0.05, 1.05)
+
+
+def training_curve_data(
+    trainer_state: dict, zero_shot_accuracy: float | None, metric: str = "accuracy"
+) -> dict:
+    """What training_curves.png draws, from trainer_state.json (also stored in the PNG's Description chunk)."""
     history = trainer_state.get("log_history", [])
-    loss = [(e["step"], e["loss"]) for e in history if "loss" in e and "step" in e]
-    dev = [(e["epoch"], e["eval_accuracy"]) for e in history if "eval_accuracy" in e and "epoch" in e]
+    chosen = selection(trainer_state, metric)
+    dev = {e["epoch"]: e["eval_accuracy"] for e in history if "eval_accuracy" in e and "epoch" in e}
+    return {
+        "train_loss": [[e["step"], e["loss"]] for e in history if "loss" in e and "step" in e],
+        "dev_loss": [[e["step"], e["eval_loss"]] for e in history if "eval_loss" in e and "step" in e],
+        "dev_accuracy": [[epoch, accuracy] for epoch, accuracy in dev.items()],
+        "selected_epoch": chosen["kept_epoch"],
+        "selected_dev_accuracy": dev.get(chosen["kept_epoch"]),
+        "tied_epochs": chosen["tied_epochs"],
+        "zero_shot_accuracy": zero_shot_accuracy,
+        "accuracy_limits": list(ACCURACY_LIMITS),
+    }
+
+
+def plot_training_curves(
+    trainer_state: dict, zero_shot_accuracy: float | None, path: str | Path, metric: str = "accuracy"
+) -> Path:
+    """Train and dev loss per step (left); dev accuracy per epoch, the selected epoch marked, zero-shot as a line."""
+    data = training_curve_data(trainer_state, zero_shot_accuracy, metric)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    if loss:
-        ax_loss.plot(*zip(*loss, strict=True), marker=".", label="train loss")
-    ax_loss.set(xlabel="step", ylabel="loss", title="Training loss")
-    if dev:
-        ax_acc.plot(*zip(*dev, strict=True), marker="o", label="dev accuracy")
-        best = trainer_state.get("best_metric")
-        if best is not None:
-            ax_acc.axhline(best, color="tab:green", linestyle=":", label=f"selected (dev) {best:.4f}")
+    if data["train_loss"]:
+        ax_loss.plot(*zip(*data["train_loss"], strict=True), marker=".", label="train loss")
+    if data["dev_loss"]:
+        ax_loss.plot(*zip(*data["dev_loss"], strict=True), marker="o", label="dev loss (each evaluation)")
+    ax_loss.set(xlabel="step", ylabel="loss", title="Loss")
+    if data["dev_accuracy"]:
+        ax_acc.plot(*zip(*data["dev_accuracy"], strict=True), marker="o", label="dev accuracy")
+    if data["selected_epoch"] is not None and data["selected_dev_accuracy"] is not None:
+        ties = len(data["tied_epochs"])
+        note = f", first of {ties} tied" if ties > 1 else ""
+        ax_acc.axvline(data["selected_epoch"], color="tab:green", linestyle=":", linewidth=1)
+        ax_acc.plot(
+            [data["selected_epoch"]],
+            [data["selected_dev_accuracy"]],
+            marker="*",
+            markersize=16,
+            color="tab:green",
+            linestyle="none",
+            label=f"selected: epoch {data['selected_epoch']:g} ({data['selected_dev_accuracy']:.4f}{note})",
+        )
     if zero_shot_accuracy is not None:
         ax_acc.axhline(
             zero_shot_accuracy,
             color="tab:red",
             linestyle="--",
+            linewidth=2,
             label=f"zero-shot (val) {zero_shot_accuracy:.4f}",
         )
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Dev accuracy per epoch", ylim=(0, 1.02))
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Dev accuracy per epoch", ylim=ACCURACY_LIMITS)
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, metadata={"Description": json.dumps(data)})
     plt.close(fig)
     return Path(path)
 
@@ -102,10 +141,17 @@ def save_plots(output_dir: str | Path) -> list[Path]:
     results = (
         artifacts.read_json(out / artifacts.ALL_RESULTS) if (out / artifacts.ALL_RESULTS).is_file() else {}
     )
+    config = artifacts.read_json(out / artifacts.RUN_CONFIG) if (out / artifacts.RUN_CONFIG).is_file() else {}
+    metric = (config.get("metric_for_best_model") or "accuracy").removeprefix("eval_")
     written = []
     if (out / TRAINER_STATE).is_file():  # absent in evaluation-only runs
         state = artifacts.read_json(out / TRAINER_STATE)
-        written.append(plot_training_curves(state, results.get("zero_shot_accuracy"), out / TRAINING_CURVES))
+        curves = plot_training_curves(state, results.get("zero_shot_accuracy"), out / TRAINING_CURVES, metric)
+        written.append(curves)
+    final, zero_shot = out / artifacts.PREDICTIONS, out / artifacts.ZERO_SHOT_PREDICTIONS
+    # An evaluation of the base model alone has predictions == zero-shot predictions: nothing can have changed.
+    if final.is_file() and zero_shot.is_file() and final.read_bytes() != zero_shot.read_bytes():
+        written.append(plot_changes(out, out / CHANGES))
     for csv_name, png_name, title in (
         (artifacts.PREDICTIONS, CONFUSION_MATRIX, "Val, selected adapter"),
         (artifacts.ZERO_SHOT_PREDICTIONS, ZERO_SHOT_CONFUSION_MATRIX, "Val, zero-shot"),

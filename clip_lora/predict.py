@@ -21,8 +21,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from clip_lora import progress
 from clip_lora.arguments import SEED_MODEL
 from clip_lora.errors import Parser, PredictError  # noqa: F401 - re-exported: raised here, caught in cli
+from clip_lora.export import read_class_prompts
 from clip_lora.images import IMAGE_EXTENSIONS, to_rgb
 from clip_lora.model_card import label_info
 from clip_lora.modeling import adapter_base_model, load_adapter, load_clip
@@ -60,7 +62,14 @@ def load_classifier(
     device: str,
 ):
     """(model, processor, class names, prompt templates), resolving defaults from the adapter and its card."""
-    info = label_info(adapter_name_or_path) if adapter_name_or_path else None
+    if adapter_name_or_path:
+        info = label_info(adapter_name_or_path)
+    else:  # a merged export (clip-lora export) carries its classes and prompts
+        info = (
+            read_class_prompts(model_name_or_path)
+            if model_name_or_path and Path(model_name_or_path).is_dir()
+            else None
+        )
     class_names = (
         [n.strip() for n in labels.split(",") if n.strip()] if labels else (info[0] if info else None)
     )
@@ -99,7 +108,7 @@ def predict_images(
     classes = class_embeddings(text, len(class_names))
     scale = capped_logit_scale(model)
     probs = []
-    for start in range(0, len(images), batch_size):
+    for start in progress.bar(range(0, len(images), batch_size), desc="Classifying", unit="batch"):
         batch = images[start : start + batch_size]
         pixels = (
             processor.image_processor(images=batch, return_tensors="pt")["pixel_values"].float().to(device)
@@ -178,7 +187,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, list[tuple[str, float
         args.model_name_or_path, args.adapter_name_or_path, args.labels, args.prompt_template, args.device
     )
     images, names, skipped = [], [], []
-    for path in paths:
+    for path in progress.bar(paths, desc="Reading images"):
         try:
             images.append(read_image(path))
             names.append(str(path))

@@ -1,12 +1,27 @@
-"""clip-lora-export: a plain CLIPModel with the LoRA merged in; same logits as base+adapter, no adapter files."""
+"""clip-lora export: a plain CLIPModel with the LoRA merged in (same logits as base+adapter, no adapter files) that
+carries its classes and prompts, so the standard transformers pipeline reproduces the run's predictions."""
 
 from __future__ import annotations
 
+import csv
+import json
+
+import pytest
 import torch
 from peft import PeftModel
-from transformers import CLIPModel, CLIPProcessor
+from PIL import Image
+from transformers import (
+    AutoConfig,
+    CLIPImageProcessor,
+    CLIPModel,
+    CLIPProcessor,
+    CLIPVisionModelWithProjection,
+    pipeline,
+)
 
+from clip_lora import artifacts
 from clip_lora.cli import run as run_verb
+from clip_lora.export import read_class_embeddings, read_class_prompts
 from clip_lora.modeling import load_adapter, load_clip
 
 
@@ -20,17 +35,32 @@ def _logits(model, processor):
         return model(pixel_values=pixels, **text).logits_per_image
 
 
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "merged"
+    # No --model_name_or_path: the base comes from the adapter's adapter_config.json; classes from its card.
+    argv = [
+        "--adapter_name_or_path",
+        str(trained_run.output_dir),
+        "--output_dir",
+        str(out),
+        "--with_text_embeddings",
+    ]
+    assert run_verb("export", argv) == 0
+    return out
+
+
+def _val_rows(trained_run):
+    with open(trained_run.output_dir / artifacts.PREDICTIONS, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def test_merged_export_matches_base_plus_adapter_and_loads_with_transformers_alone(
-    trained_run, tiny_model_dir, tmp_path
+    trained_run, tiny_model_dir, exported
 ):
-    out = tmp_path / "merged"
-    # No --model_name_or_path: the base comes from the adapter's adapter_config.json.
-    assert (
-        run_verb("export", ["--adapter_name_or_path", str(trained_run.output_dir), "--output_dir", str(out)])
-        == 0
-    )
+    out = exported
     files = {p.name for p in out.iterdir()}
-    assert "model.safetensors" in files and "config.json" in files
+    assert {"model.safetensors", "config.json", "class_prompts.json", "class_embeddings.safetensors"} <= files
     assert not {name for name in files if name.startswith("adapter")}
     merged = CLIPModel.from_pretrained(out).eval()  # transformers alone
     processor = CLIPProcessor.from_pretrained(out)
@@ -54,3 +84,68 @@ def test_refuses_a_non_empty_output_dir(trained_run, tmp_path, capsys):
         == 2
     )
     assert "not empty" in capsys.readouterr().err
+
+
+def test_standard_pipeline_on_the_export_reproduces_predictions_csv(trained_run, exported, image_root):
+    """The README's recipe: class names from config.id2label, the template from class_prompts.json."""
+    config = AutoConfig.from_pretrained(exported)
+    class_names, templates = read_class_prompts(exported)
+    with open(trained_run.output_dir / artifacts.PREDICTIONS, newline="") as f:
+        assert list(config.id2label.values()) == class_names == next(csv.reader(f))[3:]
+    assert config.label2id == {name: i for i, name in enumerate(class_names)}
+    assert templates == ["a photo of a {}."]
+    classify = pipeline("zero-shot-image-classification", model=str(exported))
+    rows = _val_rows(trained_run)
+    answers = classify(
+        [str(image_root / row["image"]) for row in rows],
+        candidate_labels=list(config.id2label.values()),
+        hypothesis_template=templates[0],
+    )
+    assert len(rows) == 100
+    assert [answer[0]["label"] for answer in answers] == [row["prediction"] for row in rows]
+
+
+def test_class_embeddings_classify_with_the_vision_tower_alone(trained_run, exported, image_root):
+    embeds, scale = read_class_embeddings(exported)
+    class_names, _ = read_class_prompts(exported)
+    assert embeds.shape[0] == len(class_names) and torch.allclose(
+        embeds.norm(dim=-1), torch.ones(len(class_names))
+    )
+    vision = CLIPVisionModelWithProjection.from_pretrained(exported).eval()
+    assert not any(name.startswith("text_model") for name, _ in vision.named_parameters())
+    processor = CLIPImageProcessor.from_pretrained(exported)
+    rows = _val_rows(trained_run)
+    images = [Image.open(image_root / row["image"]).convert("RGB") for row in rows]
+    with torch.no_grad():
+        image_embeds = vision(**processor(images=images, return_tensors="pt")).image_embeds
+    logits = scale * torch.nn.functional.normalize(image_embeds, dim=-1) @ embeds.T
+    assert [class_names[i] for i in logits.argmax(dim=-1).tolist()] == [row["prediction"] for row in rows]
+    probs = logits.softmax(dim=-1)
+    expected = torch.tensor([[float(row[name]) for name in class_names] for row in rows])
+    torch.testing.assert_close(probs, expected, atol=1e-4, rtol=0)  # the evaluation's probabilities
+
+
+def test_an_adapter_without_card_needs_labels(trained_run, tmp_path, capsys):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    for name in artifacts.ADAPTER_FILES:
+        (adapter / name).write_bytes((trained_run.output_dir / name).read_bytes())
+    argv = ["--adapter_name_or_path", str(adapter), "--output_dir", str(tmp_path / "out")]
+    assert run_verb("export", argv) == 2
+    assert "--labels" in capsys.readouterr().err
+    assert run_verb("export", [*argv, "--labels", ",".join("abcdefghij")]) == 0
+    assert json.loads((tmp_path / "out" / "class_prompts.json").read_text())["class_names"] == list(
+        "abcdefghij"
+    )
+
+
+def test_predict_reads_classes_and_prompts_from_the_export(trained_run, exported, image_root, capsys):
+    row = _val_rows(trained_run)[0]
+    capsys.readouterr()
+    assert (
+        run_verb(
+            "predict", ["--model_name_or_path", str(exported), "--top_k", "1", str(image_root / row["image"])]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.splitlines()[-1].split()[1:-1] == row["prediction"].split()

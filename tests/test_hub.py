@@ -21,6 +21,7 @@ EXPECTED_FILES = {
     "training_curves.png",
     "confusion_matrix.png",
     "zero_shot_confusion_matrix.png",
+    "changes.png",
 }
 
 

@@ -1,83 +1,155 @@
-"""The model card: parses with ModelCard.load, its metadata and numbers are the run's, its snippet really runs."""
+"""The model card states the run and nothing else: its metadata, numbers, data, selection (ties included) and a
+snippet that really runs; no machine's absolute path; evaluation-only runs get an evaluation card."""
 
 from __future__ import annotations
 
 import csv
+import json
 import re
 import shutil
 
 import pytest
 from huggingface_hub import ModelCard
 
-from clip_lora import model_card
+import train_clip_lora
+from clip_lora import artifacts, card_text, model_card, provenance
+from testing_utils import HUB_MODEL_ID, ROOT, make_tiny_trainer, smoke_argv
+
+
+def _copy_run(trained_run, tmp_path_factory, name="run"):
+    out = tmp_path_factory.mktemp("card") / name
+    shutil.copytree(trained_run.output_dir, out, ignore=shutil.ignore_patterns("checkpoint-*"))
+    return out
 
 
 @pytest.fixture(scope="module")
 def local_card(trained_run, tmp_path_factory):
-    """The card as an un-pushed run writes it (the snippet loads the output folder), in a copy of the run."""
-    out = tmp_path_factory.mktemp("card") / "run"
-    shutil.copytree(trained_run.output_dir, out, ignore=shutil.ignore_patterns("checkpoint-*"))
+    """The card as an un-pushed run writes it, in a copy of the run."""
+    out = _copy_run(trained_run, tmp_path_factory)
     return out, ModelCard.load(model_card.write_model_card(out))
 
 
-def test_metadata_and_model_index_match_all_results(trained_run):
+def _absolute_paths_of_the_run(output_dir) -> list[str]:
+    config = artifacts.read_json(output_dir / artifacts.RUN_CONFIG)
+    paths = [config["model_name_or_path"], config["data_dir"], config["data_source"]["root"]]
+    return [p for p in paths if p and p.startswith("/")] + [str(output_dir.resolve())]
+
+
+def test_metadata_and_numbers_are_the_runs_and_name_no_dataset_for_a_local_folder(trained_run):
     card = ModelCard.load(trained_run.output_dir / "README.md")
-    results = trained_run.results
-    data = card.data
+    data, results = card.data, trained_run.results
     assert data.library_name == "peft" and data.license == model_card.LICENSE
-    assert data.base_model is None  # a local folder is no Hub model id; the text names it instead
-    assert data.datasets == ["frgfm/imagenette"]
-    assert {"clip", "lora", "peft", "image-classification"} <= set(data.tags)
-    (result,) = data.eval_results
-    assert result.metric_type == "accuracy" and result.metric_value == results["eval_accuracy"]
-    assert result.dataset_split == "validation"
-    assert "model-index:" in card.content
+    assert data.base_model is None  # a local folder is no Hub model id
+    # The session's images are generated in the ImageNette folder layout: a local folder, not frgfm/imagenette.
+    assert (
+        artifacts.read_json(trained_run.output_dir / artifacts.RUN_CONFIG)["data_source"]["kind"]
+        == "local_folder"
+    )
+    assert data.datasets is None and data.eval_results is None and "model-index" not in card.content
+    assert "imagenette" not in (data.tags or []) and "frgfm" not in card.content
+    assert "a local image folder in the ImageNette folder layout" in card.text
     with open(trained_run.output_dir / "predictions.csv", newline="") as f:
         assert data.class_names == next(csv.reader(f))[3:]
     assert data.prompt_templates == ["a photo of a {}."]
-
-
-def test_text_holds_the_runs_numbers_and_replaces_peft_template(trained_run):
-    text = ModelCard.load(trained_run.output_dir / "README.md").text
-    results = trained_run.results
     rows = {
         line.split("|")[1].strip() + "/" + line.split("|")[2].strip(): line
-        for line in text.splitlines()
-        if line.startswith("| zero-shot") or line.startswith("| LoRA")
+        for line in card.text.splitlines()
+        if line.startswith(("| zero-shot", "| LoRA"))
     }
-    assert (
-        f"| {results['zero_shot_accuracy']:.4f} | {results['zero_shot_macro_f1']:.4f} |"
-        in rows["zero-shot (base model)/val"]
-    )
-    assert (
-        f"| {results['eval_accuracy']:.4f} | {results['eval_macro_f1']:.4f} |"
-        in rows["LoRA, selected adapter/val"]
-    )
+    zero_shot = f"| {results['zero_shot_accuracy']:.4f} | {results['zero_shot_macro_f1']:.4f} |"
+    assert zero_shot in rows["zero-shot (base model)/val"]
+    assert f"| {results['eval_accuracy']:.4f} |" in rows["LoRA, selected adapter/val"]
     assert f"| {results['dev_accuracy']:.4f} |" in rows["LoRA, selected adapter/dev (selection)"]
-    assert "| tench |" in text and "| parachute |" in text  # per-class table
-    assert "| `lora_r` | `16` |" in text and "| `learning_rate` | `0.005` |" in text
-    assert "**dev split** (10% of train" in text and "val split was used **once**" in text
-    assert "[More Information Needed]" not in text  # PEFT's template README is gone
+    assert "| `lora_r` | `16` |" in card.text and "Trainable parameters: " in card.text
+    assert "[More Information Needed]" not in card.text  # PEFT's template README is gone
 
 
-def test_selected_epoch_named_in_the_card_is_the_best_dev_epoch(trained_run):
-    import json
-
-    state = json.loads((trained_run.output_dir / "trainer_state.json").read_text())
-    dev = [
-        (e["eval_accuracy"], -e["epoch"], e["epoch"]) for e in state["log_history"] if "eval_accuracy" in e
+def test_no_absolute_path_of_the_machine_in_pushed_or_local_cards(trained_run, local_card):
+    out, local = local_card
+    for card, run_dir in (
+        (ModelCard.load(trained_run.output_dir / "README.md"), trained_run.output_dir),
+        (local, out),
+    ):
+        for path in _absolute_paths_of_the_run(run_dir):
+            assert path not in card.content
+    pushed_code = re.search(r"```python\n(.*?)```", (trained_run.output_dir / "README.md").read_text(), re.S)[
+        1
     ]
-    best_epoch = max(dev)[2]  # the first epoch with the best dev accuracy (Trainer keeps the first best)
-    text = (trained_run.output_dir / "README.md").read_text()
-    assert re.search(
-        rf"; epoch {best_epoch:g} \(dev accuracy {max(dev)[0]:.4f}\) of {len(dev)} evaluations", text
+    assert f'"{card_text.BASE_PLACEHOLDER}", "{HUB_MODEL_ID}"' in pushed_code  # pushed: the Hub id
+    assert (
+        f"--adapter_name_or_path {HUB_MODEL_ID} image.jpg"
+        in (trained_run.output_dir / "README.md").read_text()
     )
+    assert f'"{card_text.BASE_PLACEHOLDER}", "{card_text.ADAPTER_PLACEHOLDER}"' in local.text  # not pushed
 
 
-def test_snippet_runs_against_the_saved_adapter(local_card, image_root, tmp_path, monkeypatch, capsys):
+def test_selection_names_the_kept_epoch_and_every_tie(trained_run):
+    state = json.loads((trained_run.output_dir / "trainer_state.json").read_text())
+    dev = [(e["epoch"], e["eval_accuracy"]) for e in state["log_history"] if "eval_accuracy" in e]
+    best = max(acc for _, acc in dev)
+    tied = [epoch for epoch, acc in dev if acc == best]
+    text = (trained_run.output_dir / "README.md").read_text()
+    if len(tied) > 1:
+        expected = (
+            f"epochs {', '.join(f'{e:g}' for e in tied)} tied at {best:.4f} dev accuracy; the first was kept"
+        )
+    else:
+        expected = f"epoch {tied[0]:g} had the best dev accuracy ({best:.4f}) and was kept"
+    assert f"of {len(dev)} evaluations, {expected}" in text
+
+
+def test_tie_text_on_the_demo_history():
+    accuracies = [0.5, 0.85, 1.0, 1.0, 0.95, 1.0, 1.0, 1.0]  # the demo's dev accuracies, epochs 1..8
+    history = [
+        {"epoch": float(i + 1), "step": 12 * (i + 1), "eval_accuracy": a} for i, a in enumerate(accuracies)
+    ]
+    state = {"log_history": history, "best_metric": 1.0, "best_global_step": 36}
+    text = card_text.selection_text({"dev_split_ratio": 0.1, "seed": 42}, state, {"eval_accuracy": 0.97})
+    assert "of 8 evaluations, epochs 3, 4, 6, 7, 8 tied at 1.0000 dev accuracy; the first was kept" in text
+
+
+def test_trainer_keeps_the_first_of_tied_evaluations(tiny_model_dir, tmp_path):
+    """What the card claims about ties is what Trainer does: an equal dev value does not replace the best."""
+    trainer = make_tiny_trainer(
+        tiny_model_dir,
+        tmp_path,
+        metric_for_best_model="accuracy",
+        greater_is_better=True,
+        save_strategy="epoch",
+    )
+    for step, accuracy in ((12, 0.5), (24, 1.0), (36, 1.0), (48, 0.9), (60, 1.0)):
+        trainer.state.global_step = step
+        trainer._determine_best_metric({"eval_accuracy": accuracy}, trial=None)
+    assert trainer.state.best_global_step == 24 and trainer.state.best_metric == 1.0
+
+
+def test_public_datasets_are_named_in_the_metadata(trained_run, tmp_path_factory, image_root, tmp_path):
+    (tmp_path / "imagenette2-320").symlink_to(image_root)  # the folder the fast.ai archive extracts to
+    source = provenance.describe_data("imagenette", str(tmp_path), "320")
+    assert source["kind"] == "fastai_archive" and source["hub_id"] == "frgfm/imagenette"
+    assert provenance.describe_data("imagenette", str(image_root), "320")["kind"] == "local_folder"
+    assert provenance.describe_data("someone/flowers", None)["kind"] == "hub"
+    for recorded, expected in (
+        (source, "frgfm/imagenette"),
+        (provenance.describe_data("someone/flowers", None), "someone/flowers"),
+    ):
+        out = _copy_run(trained_run, tmp_path_factory, expected.replace("/", "-"))
+        config = artifacts.read_json(out / artifacts.RUN_CONFIG)
+        artifacts.write_json(out / artifacts.RUN_CONFIG, {**config, "data_source": recorded})
+        card = ModelCard.load(model_card.write_model_card(out))
+        assert card.data.datasets == [expected]
+        (result,) = card.data.eval_results
+        assert result.dataset_type == expected and result.metric_value == trained_run.results["eval_accuracy"]
+
+
+def test_snippet_runs_against_the_saved_adapter(
+    local_card, tiny_model_dir, image_root, tmp_path, monkeypatch, capsys
+):
     out, card = local_card
     code = re.search(r"```python\n(.*?)```", card.text, re.S).group(1)
-    assert str(out.resolve()) in code and "PeftModel.from_pretrained" in code
+    code = code.replace(card_text.BASE_PLACEHOLDER, str(tiny_model_dir)).replace(
+        card_text.ADAPTER_PLACEHOLDER, str(out)
+    )
     with open(out / "predictions.csv", newline="") as f:
         row = next(csv.DictReader(f))
     shutil.copy(image_root / row["image"], tmp_path / "image.jpg")
@@ -86,3 +158,47 @@ def test_snippet_runs_against_the_saved_adapter(local_card, image_root, tmp_path
     label, prob = capsys.readouterr().out.strip().rsplit(" ", 1)
     assert label == row["prediction"]  # the snippet classifies like the run's final evaluation
     assert float(prob) == pytest.approx(float(row[row["prediction"]]), abs=1e-3)
+
+
+def test_evaluation_only_run_gets_an_evaluation_card(trained_run, tiny_model_dir, image_root, tmp_path):
+    argv = smoke_argv(
+        tiny_model_dir,
+        image_root,
+        tmp_path,
+        "--do_train",
+        "false",
+        "--adapter_name_or_path",
+        str(trained_run.output_dir),
+    )
+    results = train_clip_lora.main(argv)
+    card = ModelCard.load(tmp_path / "README.md")
+    assert "## Training hyper-parameters" not in card.text and "Trainable parameters" not in card.text
+    assert "Trained on" not in card.text and "nothing was trained in this run" in card.text
+    assert "No training in this run" in card.text and "dev split" not in card.text
+    assert f"| evaluated adapter | val | {results['eval_accuracy']:.4f} |" in card.text
+    for path in _absolute_paths_of_the_run(tmp_path):
+        assert path not in card.content
+    report_md = (tmp_path / artifacts.CLASSIFICATION_REPORT_MD).read_text()
+    assert report_md.startswith(
+        f"# Classification report: val split, adapter {trained_run.output_dir.name} (evaluation only)"
+    )
+    report = artifacts.read_json(tmp_path / artifacts.CLASSIFICATION_REPORT_JSON)
+    assert report["split"] == "val" and "evaluation only" in report["model"]
+
+
+def test_training_run_reports_say_split_and_model(trained_run):
+    report_md = (trained_run.output_dir / artifacts.CLASSIFICATION_REPORT_MD).read_text()
+    assert report_md.startswith(
+        "# Classification report: val split, LoRA adapter selected on dev (100 images)"
+    )
+    report = artifacts.read_json(trained_run.output_dir / artifacts.CLASSIFICATION_REPORT_JSON)
+    assert (report["split"], report["model"]) == ("val", "LoRA adapter selected on dev")
+
+
+def test_readme_states_the_demo_numbers_of_the_demo_run(trained_run):
+    """trained_run is `make demo`'s run (same recipe, tiny model and generated images) with a fake push added."""
+    readme = (ROOT / "README.md").read_text()
+    zero_shot = re.search(r"Its zero-shot accuracy is \*\*([0-9.]+)\*\*", readme)[1]
+    fine_tuned = re.search(r"the fine-tuned one \*\*([0-9.]+)\*\*", readme)[1]
+    assert zero_shot == f"{trained_run.results['zero_shot_accuracy']:.4f}"
+    assert fine_tuned == f"{trained_run.results['eval_accuracy']:.4f}"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clip_lora import artifacts, plots
+from clip_lora import artifacts, changes, plots, stats
 
 
 def _counts_from_csv(path):
@@ -23,7 +23,7 @@ def _counts_from_csv(path):
 
 
 @pytest.mark.parametrize(
-    "png", [plots.TRAINING_CURVES, plots.CONFUSION_MATRIX, plots.ZERO_SHOT_CONFUSION_MATRIX]
+    "png", [plots.TRAINING_CURVES, plots.CONFUSION_MATRIX, plots.ZERO_SHOT_CONFUSION_MATRIX, plots.CHANGES]
 )
 def test_plots_are_valid_pngs_of_sensible_size(trained_run, png):
     path = trained_run.output_dir / png
@@ -62,3 +62,77 @@ def test_evaluation_only_run_gets_matrices_but_no_training_curves(tmp_path):
     assert [p.name for p in written] == [plots.CONFUSION_MATRIX]
     with Image.open(tmp_path / plots.CONFUSION_MATRIX) as image:
         assert json.loads(image.text["Description"])["counts"] == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+
+
+def _description(path):
+    with Image.open(path) as image:
+        return json.loads(image.text["Description"])
+
+
+def _correct_by_image(path):
+    with open(path, newline="") as f:
+        return {row["image"]: (row["label"], row["prediction"]) for row in csv.DictReader(f)}
+
+
+def test_training_curves_mark_the_selected_epoch_and_draw_dev_loss_and_visible_references(trained_run):
+    state = json.loads((trained_run.output_dir / artifacts.TRAINER_STATE).read_text())
+    drawn = _description(trained_run.output_dir / plots.TRAINING_CURVES)
+    history = state["log_history"]
+    assert drawn["dev_loss"] == [[e["step"], e["eval_loss"]] for e in history if "eval_loss" in e]
+    assert len(drawn["dev_loss"]) == len([e for e in history if "eval_accuracy" in e]) > 1
+    assert drawn["train_loss"] == [[e["step"], e["loss"]] for e in history if "loss" in e]
+    kept = next(e for e in history if e.get("step") == state["best_global_step"] and "eval_accuracy" in e)
+    assert (
+        drawn["selected_epoch"] == kept["epoch"] and drawn["selected_dev_accuracy"] == kept["eval_accuracy"]
+    )
+    low, high = drawn["accuracy_limits"]
+    assert low < 0 and high > 1  # a zero-shot line at 0.0 or a dev curve at 1.0 is inside the frame
+    assert drawn["zero_shot_accuracy"] == trained_run.results["zero_shot_accuracy"]
+
+
+def test_changes_png_holds_exactly_the_images_whose_correctness_changed(trained_run):
+    out = trained_run.output_dir
+    zero_shot = _correct_by_image(out / artifacts.ZERO_SHOT_PREDICTIONS)
+    fine_tuned = _correct_by_image(out / artifacts.PREDICTIONS)
+    fixed = {i for i, (label, pred) in fine_tuned.items() if pred == label and zero_shot[i][1] != label}
+    broken = {i for i, (label, pred) in fine_tuned.items() if pred != label and zero_shot[i][1] == label}
+    drawn = _description(out / plots.CHANGES)
+    assert {r["image"] for r in drawn["images"] if r["kind"] == "fixed"} == fixed
+    assert {r["image"] for r in drawn["images"] if r["kind"] == "broken"} == broken
+    assert fixed  # the smoke run learns: something changed
+    labels, zs_pred, _ = artifacts.read_predictions(out / artifacts.ZERO_SHOT_PREDICTIONS)
+    _, ft_pred, _ = artifacts.read_predictions(out / artifacts.PREDICTIONS)
+    mcnemar = stats.mcnemar(labels, zs_pred, ft_pred)
+    assert (drawn["b"], drawn["c"]) == (mcnemar["b"], mcnemar["c"]) == (len(broken), len(fixed))
+    for row in drawn["images"]:
+        assert (row["true"], row["zero_shot"]) == zero_shot[row["image"]]
+        assert row["fine_tuned"] == fine_tuned[row["image"]][1]
+
+
+def test_changed_images_rows_carry_files_and_probabilities(trained_run, image_root):
+    rows = changes.changed_images(trained_run.output_dir)
+    assert rows and all(row.path == image_root / row.image and row.path.is_file() for row in rows)
+    with open(trained_run.output_dir / artifacts.PREDICTIONS, newline="") as f:
+        by_image = {row["image"]: row for row in csv.DictReader(f)}
+    for row in rows[:5]:
+        assert row.fine_tuned_probs[row.fine_tuned] == float(by_image[row.image][row.fine_tuned])
+        assert sum(row.zero_shot_probs.values()) == pytest.approx(1, abs=1e-4)
+
+
+def test_both_wrong_with_other_labels_is_no_change(tmp_path):
+    names = ["cat", "dog", "car"]
+    ids = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    labels = np.array([0, 1, 2, 0])
+    zero_shot = np.eye(3)[[1, 1, 0, 0]] * 5.0  # wrong, right, wrong, right
+    tuned = np.eye(3)[[0, 2, 1, 0]] * 5.0  # right (fixed), wrong (broken), wrong again (no change), right
+    artifacts.write_predictions(tmp_path / artifacts.ZERO_SHOT_PREDICTIONS, ids, labels, zero_shot, names)
+    artifacts.write_predictions(tmp_path / artifacts.PREDICTIONS, ids, labels, tuned, names)
+    rows = changes.changed_images(tmp_path)
+    assert [(r.image, r.kind, r.zero_shot, r.fine_tuned) for r in rows] == [
+        ("a.jpg", "fixed", "dog", "cat"),
+        ("b.jpg", "broken", "dog", "car"),
+    ]
+    assert all(r.path is None for r in rows)  # no run_config: the images' folder is unknown
+    assert changes.discordant_counts(rows) == (1, 1)
+    assert plots.save_plots(tmp_path)[0].name == plots.CHANGES
+    assert _description(tmp_path / plots.CHANGES)["images"][1]["kind"] == "broken"
