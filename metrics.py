@@ -22,7 +22,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from clip_lora.artifacts import CLASSIFICATION_REPORT_JSON, CLASSIFICATION_REPORT_MD
+from clip_lora.artifacts import CLASSIFICATION_REPORT_JSON, CLASSIFICATION_REPORT_MD, atomic_write_text
 
 _INT_FEATURES = datasets.Features(
     {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
@@ -256,5 +256,5 @@ def save_report(report: dict, output_dir) -> None:
     """Usage: `save_report(report, "runs/x")` -> writes classification_report.json and classification_report.md."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / CLASSIFICATION_REPORT_JSON).write_text(json.dumps(report, indent=2) + "\n")
-    (out / CLASSIFICATION_REPORT_MD).write_text(report_to_markdown(report))
+    atomic_write_text(out / CLASSIFICATION_REPORT_JSON, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / CLASSIFICATION_REPORT_MD, report_to_markdown(report))

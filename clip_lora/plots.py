@@ -56,7 +56,8 @@ def plot_training_curves(trainer_state: dict, zero_shot_accuracy: float | None, 
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    with artifacts.atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png")
     plt.close(fig)
     return Path(path)
 
@@ -91,7 +92,8 @@ def plot_confusion_matrix(predictions_csv: str | Path, path: str | Path, title: 
                 )
     fig.tight_layout()
     description = json.dumps({"class_names": class_names, "counts": counts.tolist()})
-    fig.savefig(path, metadata={"Description": description})
+    with artifacts.atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", metadata={"Description": description})
     plt.close(fig)
     return counts
 
