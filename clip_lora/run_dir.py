@@ -187,6 +187,8 @@ def prepare(training_args, run_config: dict) -> str | None:
     main_process = training_args.process_index == 0
     if main_process:
         acquire_lock(out)
+        for leftover in out.glob(f"*{artifacts.ATOMIC_SUFFIX}"):  # a write cut off by a kill: never a result
+            leftover.unlink(missing_ok=True)
     if training_args.overwrite_output_dir:
         if main_process:
             clear_run(out)
