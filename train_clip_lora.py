@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 4. Images become pixel_values on the fly, or once into the datasets cache (--preprocessing, normalised by the
     #    collator); every batch carries the tokenized class prompts.
-    transform = make_transform(processor.image_processor)
+    transform = make_transform(processor.image_processor, output_dir / artifacts.SKIPPED_IMAGES)
     streamed = (
         splits.pop("train") if data_args.streaming else None
     )  # a stream is transformed lazily, never cached
