@@ -194,9 +194,8 @@ def test_sigterm_mid_run_a_concurrent_run_is_refused_and_the_rerun_matches(
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
-@pytest.mark.parametrize(
-    "free_fraction", [0.35, 0.9]
-)  # runs out during the first checkpoint / the last files
+# Runs out during the first checkpoint (CI) / while writing the last files (`make fuzz` too).
+@pytest.mark.parametrize("free_fraction", [0.35, 0.9] if os.environ.get("CLIP_LORA_ALL_FAULTS") else [0.35])
 def test_a_full_disk_then_the_rerun_with_space_resumes_and_matches(
     small_run, tiny_model_dir, tmp_path, free_fraction, image_check_cache
 ):
