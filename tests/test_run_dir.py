@@ -72,15 +72,16 @@ def assert_nothing_half_written(out: Path) -> None:
                 image.verify()
 
 
-def fault_plan(writes: list[str]) -> list[tuple[tuple[str, int], str]]:
+def fault_plans(writes: list[str]) -> list[list[tuple[tuple[str, int], str]]]:
+    """Chains of (n-th write of a file name, fault kind), one fault per write, kinds alternating; with
+    CLIP_LORA_ALL_FAULTS a second chain with the kinds swapped, so every write meets every kind."""
     seen = collections.Counter()
     targets = []
     for name in writes:
         seen[name] += 1
         targets.append((name, seen[name]))
-    if os.environ.get("CLIP_LORA_ALL_FAULTS"):
-        return [(target, kind) for target in targets for kind in FAULT_KINDS]
-    return [(target, FAULT_KINDS[i % 2]) for i, target in enumerate(targets)]
+    chains = 2 if os.environ.get("CLIP_LORA_ALL_FAULTS") else 1
+    return [[(target, FAULT_KINDS[(i + c) % 2]) for i, target in enumerate(targets)] for c in range(chains)]
 
 
 def test_a_fault_at_every_write_then_the_rerun_resumes_to_the_same_bytes(
@@ -88,20 +89,21 @@ def test_a_fault_at_every_write_then_the_rerun_resumes_to_the_same_bytes(
 ):
     data, reference, writes = small_run
     assert writes[-1] == artifacts.RUN_COMPLETE and artifacts.ALL_RESULTS in writes
-    out = tmp_path / "out"
-    argv = small_argv(tiny_model_dir, data, out)
     original = artifacts.atomic_write
-    # Each rerun is itself cut off at the next write: the writes only ever move forward, and each rerun resumes
-    # from what the previous fault left (a fresh start, a complete checkpoint, or the final one).
-    for target, kind in fault_plan(writes):
-        monkeypatch.setattr(artifacts, "atomic_write", faulting_write(target, kind))
-        with pytest.raises(Killed if kind == "kill" else OSError):
-            train_clip_lora.main(argv)
-        monkeypatch.setattr(artifacts, "atomic_write", original)
-        assert_nothing_half_written(out)
-    train_clip_lora.main(argv)
-    assert run_dir.is_finished(out)
-    assert_same_results(out, reference)
+    for chain, plan in enumerate(fault_plans(writes)):
+        out = tmp_path / f"out-{chain}"
+        argv = small_argv(tiny_model_dir, data, out)
+        # Each rerun is itself cut off at the next write: the writes only ever move forward, and each rerun resumes
+        # from what the previous fault left (a fresh start, a complete checkpoint, or the final one).
+        for target, kind in plan:
+            monkeypatch.setattr(artifacts, "atomic_write", faulting_write(target, kind))
+            with pytest.raises(Killed if kind == "kill" else OSError):
+                train_clip_lora.main(argv)
+            monkeypatch.setattr(artifacts, "atomic_write", original)
+            assert_nothing_half_written(out)
+        train_clip_lora.main(argv)
+        assert run_dir.is_finished(out)
+        assert_same_results(out, reference)
 
 
 def test_a_finished_run_is_refused_by_its_marker_not_by_its_results_file(
