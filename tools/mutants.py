@@ -1,0 +1,701 @@
+"""The mutants `make mutation` tries: realistic one-line bugs in the modules whose bugs change reported numbers.
+
+Each entry: the file, a snippet that must occur exactly once in it, its replacement, the bug in words, and the test
+files that cover the file (fast ones first: pytest runs with -x and stops at the first failure). A mutant no test can
+kill because it changes no observable behaviour gets `equivalent="why"`; that reason is copied into MUTATION.md.
+When the code under a mutant changes, tools/mutation.py reports it as STALE: rewrite the snippet, do not drop it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutant:
+    path: str
+    original: str
+    mutated: str
+    bug: str
+    tests: tuple[str, ...]
+    equivalent: str | None = None
+
+
+LOSS = ("tests/test_loss_reference.py", "tests/test_trainer.py")
+METRICS = ("tests/test_metrics_reference.py", "tests/test_metrics.py")
+COLLATOR = ("tests/test_collator.py", "tests/test_collator_values.py")
+STATS = ("tests/test_stats.py", "tests/test_stats_properties.py")
+PROMPTS = ("tests/test_prompts.py", "tests/test_prompt_files.py")
+WISE = ("tests/test_wise_ft_scaling.py", "tests/test_wise_ft.py")
+SPLITS = ("tests/test_splits_reference.py", "tests/test_data.py")
+SELECTION = ("tests/test_selection.py",)
+IMAGE_CHECK = ("tests/test_image_decoding.py", "tests/test_bad_images.py")
+PIXELS = ("tests/test_pixel_cache.py", "tests/test_preprocessing.py")
+MODELING = ("tests/test_defaults.py", "tests/test_modeling.py")
+DEFAULTS = ("tests/test_defaults.py",)
+
+
+def _m(path, tests, original, mutated, bug, equivalent=None):
+    return Mutant(path, original, mutated, bug, tests, equivalent)
+
+
+_T = "clip_lora/trainer.py"
+_MET = "metrics.py"
+_COL = "collator.py"
+_ST = "clip_lora/stats.py"
+_PR = "clip_lora/prompts.py"
+_WI = "clip_lora/wise_ft.py"
+_DA = "clip_lora/data.py"
+_TR = "train_clip_lora.py"
+_IC = "clip_lora/image_check.py"
+_PP = "clip_lora/preprocessing.py"
+_MO = "clip_lora/modeling.py"
+_AR = "clip_lora/arguments.py"
+
+MUTANTS: list[Mutant] = [
+    # ---------------------------------------------------------------- the loss and scoring
+    _m(
+        _T,
+        LOSS,
+        "return (image_to_text + text_to_image) / 2, logits",
+        "return image_to_text, logits",
+        "contrastive loss drops its text->image term",
+    ),
+    _m(
+        _T,
+        LOSS,
+        "return (image_to_text + text_to_image) / 2, logits",
+        "return image_to_text + text_to_image, logits",
+        "contrastive loss sums instead of averaging its terms",
+    ),
+    _m(
+        _T,
+        LOSS,
+        ".T.log_softmax(dim=1)",
+        ".T.log_softmax(dim=0)",
+        "text->image softmax over classes, not images",
+    ),
+    _m(
+        _T,
+        LOSS,
+        "masked_fill(~positives, -math.inf)",
+        "masked_fill(positives, -math.inf)",
+        "text->image positives and negatives swapped",
+    ),
+    _m(
+        _T,
+        LOSS,
+        ".logsumexp(dim=1).mean()",
+        ".logsumexp(dim=1).sum()",
+        "text->image term summed over classes",
+    ),
+    _m(
+        _T,
+        LOSS,
+        ".logsumexp(dim=1).mean()",
+        ".max(dim=1).values.mean()",
+        "text->image keeps one positive (max) instead of all of them",
+    ),
+    _m(_T, LOSS, "text_to_image = -log_probs", "text_to_image = log_probs", "text->image term sign flipped"),
+    _m(
+        _T,
+        LOSS,
+        "present = labels.unique()",
+        "present = torch.arange(class_embeds.shape[0])",
+        "text->image term over every class, also those absent from the batch",
+    ),
+    _m(
+        _T,
+        LOSS,
+        "image_to_text = F.cross_entropy(logits, labels)",
+        "image_to_text = F.nll_loss(logits, labels)",
+        "image->text CE without log-softmax",
+    ),
+    _m(_T, LOSS, 'if kind == "ce":', 'if kind != "ce":', "ce and contrastive swapped"),
+    _m(
+        _T,
+        LOSS,
+        "logit_scale * F.normalize(image_embeds.float(), dim=-1)",
+        "F.normalize(image_embeds.float(), dim=-1)",
+        "logits not multiplied by the temperature",
+    ),
+    _m(
+        _T,
+        LOSS,
+        "logit_scale * F.normalize(image_embeds.float(), dim=-1)",
+        "logit_scale * image_embeds.float()",
+        "image embeddings not normalised",
+    ),
+    _m(
+        _T,
+        LOSS,
+        "F.normalize(text_embeds.float(), dim=-1).view(",
+        "text_embeds.float().view(",
+        "prompt embeddings averaged before normalising",
+    ),
+    _m(
+        _T,
+        LOSS,
+        "return F.normalize(per_class.mean(dim=1), dim=-1)",
+        "return per_class.mean(dim=1)",
+        "class embedding (template mean) not renormalised",
+    ),
+    _m(
+        _T,
+        LOSS,
+        "clamp(max=MAX_LOGIT_SCALE)",
+        "clamp(min=MAX_LOGIT_SCALE)",
+        "temperature floored instead of capped",
+    ),
+    _m(_T, LOSS, "MAX_LOGIT_SCALE = 100.0", "MAX_LOGIT_SCALE = 1000.0", "temperature cap too high"),
+    _m(
+        _T,
+        LOSS,
+        'inputs["labels"], self.logit_scale(model), self.loss_kind\n        )\n        return (loss,',
+        'inputs["labels"], self.logit_scale(model), "ce"\n        )\n        return (loss,',
+        "training ignores --loss and always uses ce",
+    ),
+    _m(
+        _T,
+        LOSS,
+        "        self._eval_class_embeds = None\n        try:\n            return super().evaluation_loop(*args, **kwargs)\n"
+        "        finally:\n            self._eval_class_embeds = None\n",
+        "        return super().evaluation_loop(*args, **kwargs)\n",
+        "evaluation reuses the previous pass's class embeddings (stale after training)",
+    ),
+    # ---------------------------------------------------------------- metrics
+    _m(_MET, METRICS, "(preds == refs).mean()", "(preds != refs).mean()", "accuracy counts the errors"),
+    _m(
+        _MET,
+        METRICS,
+        "flat = np.bincount(refs * num_classes + preds",
+        "flat = np.bincount(preds * num_classes + refs",
+        "confusion matrix transposed (rows = predicted)",
+    ),
+    _m(
+        _MET,
+        METRICS,
+        "support = cm.sum(axis=1)",
+        "support = cm.sum(axis=0)",
+        "support counted over predictions",
+    ),
+    _m(
+        _MET,
+        METRICS,
+        "precision = _safe_div(tp, predicted)",
+        "precision = _safe_div(tp, support)",
+        "precision divided by support",
+    ),
+    _m(
+        _MET,
+        METRICS,
+        "f1 = _safe_div(2 * precision * recall",
+        "f1 = _safe_div(precision * recall",
+        "F1 without the factor 2",
+    ),
+    _m(
+        _MET,
+        METRICS,
+        '"present": (support + predicted) > 0',
+        '"present": support > 0',
+        "macro average skips classes that are only predicted",
+    ),
+    _m(
+        _MET,
+        METRICS,
+        "return float(stats[key][present].mean()) if present.any() else 0.0",
+        "return float(stats[key].mean())",
+        "macro average over every class id, absent ones as 0",
+    ),
+    _m(
+        _MET,
+        METRICS,
+        "preds = logits.argmax(axis=-1)",
+        "preds = logits.argmin(axis=-1)",
+        "prediction is the argmin",
+    ),
+    _m(
+        _MET,
+        METRICS,
+        "preds = logits.argmax(axis=-1)",
+        "preds = logits.argmax(axis=0)",
+        "argmax over the batch axis",
+    ),
+    _m(
+        _MET,
+        METRICS,
+        "MacroF1(num_classes=logits.shape[-1])",
+        "MacroF1(num_classes=logits.shape[0])",
+        "number of classes taken from the batch size",
+    ),
+    _m(
+        _MET,
+        METRICS,
+        "n = int(max(preds.max(initial=-1), refs.max(initial=-1))) + 1",
+        "n = int(max(preds.max(initial=-1), refs.max(initial=-1)))",
+        "class count off by one",
+    ),
+    _m(
+        _MET,
+        METRICS,
+        "{k: float((stats[k] * weights).sum()) for k in keys}",
+        "{k: float((stats[k] * weights).mean()) for k in keys}",
+        "weighted average is a mean of weighted values",
+    ),
+    _m(
+        _MET,
+        METRICS,
+        '"accuracy": float(np.trace(cm) / total) if total else 0.0',
+        '"accuracy": float(np.trace(cm) / len(class_names)) if total else 0.0',
+        "report accuracy divided by the number of classes",
+    ),
+    _m(
+        _MET,
+        METRICS,
+        'return {"accuracy": float((preds == refs).mean()) if refs.size else 0.0}',
+        'return {"accuracy": float((preds == refs).mean()) if refs.size else 1.0}',
+        "accuracy of no predictions is 1",
+    ),
+    _m(_MET, METRICS, "where=den > 0", "where=den >= 0", "zero division not guarded"),
+    # ---------------------------------------------------------------- collator
+    _m(
+        _COL,
+        COLLATOR,
+        "for name in class_names for template in templates]",
+        "for template in templates for name in class_names]",
+        "prompts template-major instead of class-major",
+    ),
+    _m(
+        _COL,
+        COLLATOR,
+        "pixels *= np.float32(\n                self.rescale_factor\n            )",
+        "pixels *= np.float32(\n                1.0\n            )",
+        "uint8 pixels not rescaled",
+    ),
+    _m(
+        _COL,
+        COLLATOR,
+        "pixels -= np.asarray(self.image_mean",
+        "pixels += np.asarray(self.image_mean",
+        "mean added instead of subtracted",
+    ),
+    _m(
+        _COL,
+        COLLATOR,
+        "pixels /= np.asarray(self.image_std",
+        "pixels *= np.asarray(self.image_std",
+        "multiplied by std instead of divided",
+    ),
+    _m(
+        _COL,
+        COLLATOR,
+        "pixels -= np.asarray(self.image_mean, dtype=np.float32).reshape(-1, 1, 1)",
+        "pixels -= np.asarray(self.image_std, dtype=np.float32).reshape(-1, 1, 1)",
+        "std subtracted instead of mean",
+    ),
+    _m(
+        _COL,
+        COLLATOR,
+        "rescale_factor: float = 1 / 255",
+        "rescale_factor: float = 1 / 256",
+        "default rescale factor 1/256",
+    ),
+    _m(
+        _COL,
+        COLLATOR,
+        "if pixels.dtype == np.uint8:",
+        "if pixels.dtype == np.int8:",
+        "uint8 pixels pass through unnormalised",
+    ),
+    _m(
+        _COL,
+        COLLATOR,
+        'torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)',
+        'torch.tensor([int(f["labels"]) for f in features[::-1]], dtype=torch.long)',
+        "labels in reverse order of the pixels",
+    ),
+    # ---------------------------------------------------------------- paired test
+    _m(
+        _ST,
+        STATS,
+        "for k in range(min(b, c) + 1))",
+        "for k in range(min(b, c)))",
+        "binomial tail misses its last term",
+    ),
+    _m(
+        _ST,
+        STATS,
+        "for k in range(min(b, c) + 1))",
+        "for k in range(max(b, c) + 1))",
+        "tail from the larger count",
+    ),
+    _m(_ST, STATS, "return min(1.0, 2 * tail / 2**n)", "return 2 * tail / 2**n", "p-value not capped at 1"),
+    _m(_ST, STATS, "return min(1.0, 2 * tail / 2**n)", "return min(1.0, tail / 2**n)", "one-sided p-value"),
+    _m(
+        _ST,
+        STATS,
+        "return 1.0  # no discordant image",
+        "return 0.0  # no discordant image",
+        "no discordant image gives p = 0",
+    ),
+    _m(
+        _ST,
+        STATS,
+        "b = int((base_right & ~model_right).sum())",
+        "b = int((base_right & model_right).sum())",
+        "b counts the images both get right",
+    ),
+    _m(
+        _ST,
+        STATS,
+        "c = int((~base_right & model_right).sum())",
+        "c = int((~base_right & ~model_right).sum())",
+        "c counts the images both get wrong",
+    ),
+    _m(_ST, STATS, "if b < 0 or c < 0:", "if b < 0 and c < 0:", "one negative count accepted"),
+    _m(_ST, STATS, "arr.std(ddof=1)", "arr.std(ddof=0)", "population instead of sample std"),
+    # ---------------------------------------------------------------- prompts
+    _m(
+        _PR,
+        PROMPTS,
+        "templates = [single]",
+        "templates = [DEFAULT_TEMPLATE]",
+        "'single' ignores --prompt_template",
+    ),
+    _m(
+        _PR,
+        PROMPTS,
+        "templates = list(OPENAI_IMAGENET_TEMPLATES)",
+        "templates = list(OPENAI_IMAGENET_TEMPLATES[1:])",
+        "one of the 80 templates dropped",
+    ),
+    _m(_PR, PROMPTS, 'if line and not line.startswith("#")', "if line", "comment lines used as templates"),
+    _m(_PR, PROMPTS, 'if t.count("{}") != 1', 'if t.count("{}") < 1', "a template with two {} accepted"),
+    _m(
+        _PR,
+        PROMPTS,
+        "    finally:\n        trainer.data_collator = ensemble\n",
+        "    finally:\n        pass\n",
+        "single-template collator left on the trainer",
+    ),
+    # ---------------------------------------------------------------- WiSE-FT
+    _m(
+        _WI,
+        WISE,
+        "layer.scaling[adapter] = value * alpha",
+        "layer.scaling[adapter] = value * (1 - alpha)",
+        "alpha 0 and 1 swapped",
+    ),
+    _m(
+        _WI,
+        WISE,
+        "layer.scaling[adapter] = value * alpha",
+        "layer.scaling[adapter] = value * alpha**2",
+        "adapter scaled by alpha squared",
+    ),
+    _m(
+        _WI,
+        WISE,
+        "            layer.scaling.update(scaling)\n",
+        "            pass\n",
+        "scalings not restored after the block",
+    ),
+    _m(
+        _WI,
+        WISE,
+        'sets = {"val": (val, val_ids)}',
+        'sets = {"val": (val, val_ids[::-1])}',
+        "val predictions written against reversed image ids",
+    ),
+    # ---------------------------------------------------------------- data splits
+    _m(
+        _DA,
+        SPLITS,
+        "extra = max(1, round(ratio * len(labels)))",
+        "extra = max(1, int(ratio * len(labels)))",
+        "dev size floored instead of rounded",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        "if take[i] < counts[i] - 1:",
+        "if take[i] < counts[i]:",
+        "a class can lose its last train image to dev",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        "key=lambda i: (-(quotas[i] - math.floor(quotas[i])), rng.random())",
+        "key=lambda i: ((quotas[i] - math.floor(quotas[i])), rng.random())",
+        "leftover dev images go to the smallest remainders",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        "take = np.floor(quotas).astype(int)",
+        "take = np.ceil(quotas).astype(int)",
+        "per-class quotas rounded up",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        "picked = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take",
+        "picked = [np.flatnonzero(labels == c)[:k] for c, k in zip(classes, take",
+        "dev takes the first images of each class, not a seeded sample",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        "    rng = np.random.default_rng(seed)\n    classes, counts",
+        "    rng = np.random.default_rng(0)\n    classes, counts",
+        "dev split ignores the seed",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        "dev_idx = _dev_indices(labels, dev_split_ratio, seed)",
+        "dev_idx = np.sort(np.random.default_rng(seed).permutation(len(labels))"
+        "[: max(1, round(dev_split_ratio * len(labels)))])",
+        "random unstratified dev split",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        "train_idx = np.setdiff1d(np.arange(len(train)), dev_idx)",
+        "train_idx = np.arange(len(train))",
+        "dev images stay in train",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        '"dev": _subset(train.select(dev_idx), max_eval_samples, seed)',
+        '"dev": _subset(splits["val"], max_eval_samples, seed)',
+        "dev is the val split",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        '"val": _subset(splits["val"], max_eval_samples, seed)',
+        '"val": _subset(splits["val"], max_train_samples, seed)',
+        "val truncated by max_train_samples",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        "if not 0 < dev_split_ratio <= 0.5:",
+        "if not 0 < dev_split_ratio < 0.5:",
+        "dev_split_ratio 0.5 refused",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        "dev_split_ratio: float = 0.05,",
+        "dev_split_ratio: float = 0.1,",
+        "load_splits default ratio 0.1",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        "    seed: int = 42,\n    max_train_samples",
+        "    seed: int = 0,\n    max_train_samples",
+        "load_splits default seed 0",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        "picked = [rng.permutation(np.flatnonzero(labels == c))[:shots]",
+        "picked = [rng.permutation(np.flatnonzero(labels == c))[: shots + 1]",
+        "few-shot keeps K+1 per class",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        "if n is None or n >= len(ds):",
+        "if n is None or n > len(ds):",
+        "subset of exactly len(ds) goes through the shuffle",
+        equivalent="with n == len(ds) the shuffle keeps every row and `select(sorted(...))` restores the original "
+        "order, so the split is the same dataset, row for row.",
+    ),
+    _m(
+        _DA,
+        SPLITS,
+        "return ds.select(sorted(interleaved[:n]))",
+        "return ds.select(interleaved[:n])",
+        "subset in shuffled instead of file order",
+    ),
+    # ---------------------------------------------------------------- the entry's selection and evaluation steps
+    _m(
+        _TR,
+        SELECTION,
+        'eval_dataset=splits["dev"],',
+        'eval_dataset=splits["val"],',
+        "per-epoch selection evaluates on val (the seed's mistake)",
+    ),
+    _m(
+        _TR,
+        SELECTION,
+        'results.update(trainer.evaluate(splits["dev"], metric_key_prefix="dev"))',
+        'results.update(trainer.evaluate(splits["val"], metric_key_prefix="dev"))',
+        "reported dev metrics are val's",
+    ),
+    _m(
+        _TR,
+        SELECTION,
+        'trainer, splits["val"], "eval", val_ids',
+        'trainer, splits["dev"], "eval", val_ids',
+        "final evaluation on dev",
+    ),
+    _m(
+        _TR,
+        SELECTION,
+        'splits["val"],\n            "zero_shot",',
+        'splits["dev"],\n            "zero_shot",',
+        "zero-shot baseline on dev",
+    ),
+    _m(
+        _TR,
+        SELECTION,
+        "dev_split_ratio=data_args.dev_split_ratio,",
+        "dev_split_ratio=0.05,",
+        "--dev_split_ratio ignored",
+    ),
+    _m(
+        _TR,
+        SELECTION,
+        "            seed=training_args.seed,\n            download",
+        "            seed=42,\n            download",
+        "--seed ignored by the dev split",
+    ),
+    _m(
+        _TR,
+        SELECTION,
+        "final_predictions = np.asarray(final.predictions).argmax(axis=1)",
+        "final_predictions = np.asarray(final.predictions).argmin(axis=1)",
+        "per-class report from the argmin",
+    ),
+    _m(
+        _TR,
+        SELECTION,
+        "trainer.save_model()  # the selected adapter",
+        "pass  # the selected adapter",
+        "selected adapter not saved",
+    ),
+    # ---------------------------------------------------------------- the pixel cache
+    _m(
+        _PP,
+        PIXELS,
+        "pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)",
+        "pixels = np.clip(pixels, 0, 255).astype(np.uint8)",
+        "cached pixels truncated instead of rounded",
+    ),
+    _m(_PP, PIXELS, '    "crop_size",\n', "", "crop size missing from the cache fingerprint"),
+    _m(
+        _PP,
+        PIXELS,
+        '"files": _files_signature(ds),',
+        '"files": [],',
+        "replaced image files reuse the old cache",
+    ),
+    _m(
+        _PP,
+        PIXELS,
+        'return "cached" if cuda_available else "on_the_fly"',
+        'return "on_the_fly" if cuda_available else "cached"',
+        "auto picks cached on CPU",
+    ),
+    _m(
+        _PP,
+        PIXELS,
+        "rescale = image_processor.rescale_factor if",
+        "rescale = 1.0 if",
+        "collator never rescales cached pixels",
+    ),
+    # ---------------------------------------------------------------- the image check
+    _m(_IC, IMAGE_CHECK, "            image.load()\n", "", "image check only verify()s, never decodes"),
+    _m(
+        _IC,
+        IMAGE_CHECK,
+        "image.draft(None, (max(1, image.width // 8), max(1, image.height // 8)))",
+        "pass",
+        "JPEGs decoded at full size",
+        equivalent="`draft` only chooses the DCT scale the decoder writes; the whole entropy-coded stream is read "
+        "either way, so every verdict is the same (it is a speed choice, measured in the module docstring).",
+    ),
+    _m(
+        _IC,
+        IMAGE_CHECK,
+        "if limit and image.width * image.height > limit:",
+        "if limit and image.width * image.height > 2 * limit:",
+        "bomb limit doubled (PIL's own error threshold)",
+    ),
+    _m(
+        _IC,
+        IMAGE_CHECK,
+        'if on_bad_image == "error":',
+        'if on_bad_image != "error":',
+        "skip and error swapped",
+    ),
+    # ---------------------------------------------------------------- adapter loading and LoRA
+    _m(
+        _MO,
+        MODELING,
+        "model, adapter_name_or_path, is_trainable=is_trainable, use_safetensors=True",
+        "model, adapter_name_or_path, is_trainable=False, use_safetensors=True",
+        "a loaded adapter is frozen even when training continues",
+    ),
+    _m(_MO, MODELING, "lora_alpha=alpha,", "lora_alpha=r,", "LoRA alpha set to r (scaling 1)"),
+    _m(_MO, MODELING, "lora_dropout=dropout,", "lora_dropout=0.0,", "LoRA dropout ignored"),
+    _m(
+        _MO,
+        MODELING,
+        '"vision": ("vision_model",),',
+        '"vision": ("vision_model", "text_model"),',
+        "--lora_towers vision adapts both towers",
+    ),
+    _m(
+        _MO,
+        MODELING,
+        "trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)",
+        "trainable = sum(p.numel() for p in model.parameters())",
+        "trainable count includes frozen weights",
+    ),
+    _m(
+        _MO,
+        MODELING,
+        'if not (path / "adapter_model.safetensors").is_file():',
+        "if False:",
+        "pickle-only adapter folders accepted",
+    ),
+    # ---------------------------------------------------------------- the seed defaults
+    _m(_AR, DEFAULTS, "default=0.05,", "default=0.1,", "--dev_split_ratio default 0.1"),
+    _m(_AR, DEFAULTS, "seed: int = field(default=42", "seed: int = field(default=0", "--seed default 0"),
+    _m(
+        _AR,
+        DEFAULTS,
+        "lora_dropout: float = field(default=0.1",
+        "lora_dropout: float = field(default=0.0",
+        "--lora_dropout default 0",
+    ),
+    _m(
+        _AR,
+        DEFAULTS,
+        'default="accuracy", metadata={"help": "Dev metric used for selection."}',
+        'default="loss", metadata={"help": "Dev metric used for selection."}',
+        "selection on dev loss",
+    ),
+    _m(
+        _AR,
+        DEFAULTS,
+        "greater_is_better: bool | None = field(\n        default=True",
+        "greater_is_better: bool | None = field(\n        default=False",
+        "selection keeps the worst epoch",
+    ),
+    _m(_AR, DEFAULTS, 'default="contrastive",', 'default="ce",', "--loss default ce"),
+    _m(
+        _AR,
+        DEFAULTS,
+        "per_device_eval_batch_size: int = field(default=64",
+        "per_device_eval_batch_size: int = field(default=32",
+        "eval batch default 32",
+    ),
+]
