@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned so pip takes the local CPU wheel here (on a GPU machine: the CUDA build).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test test-browser quality bench gpu-dry-run mutation clean
+.PHONY: setup demo test test-browser fuzz quality bench gpu-dry-run mutation clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ $(BIN)/.installed-app: $(BIN)/.installed setup.cfg
 
 test-browser: $(BIN)/.installed-app
 	CLIP_LORA_BROWSER_TEST=required $(BIN)/python -m pytest -q --timeout 600 tests/test_app_browser.py
+
+# The fuzz and fault tests with many more draws than CI runs (seeded: a failure reruns the same way).
+fuzz: setup
+	CLIP_LORA_FUZZ_EXAMPLES=500 CLIP_LORA_ALL_FAULTS=1 $(BIN)/python -m pytest -q --timeout 3600 \
+		tests/test_fuzz_images.py tests/test_run_dir.py tests/test_resume.py
 
 quality: setup
 	$(BIN)/ruff check --fix .

@@ -36,6 +36,7 @@ class ClipClassificationCollator:
     image_mean: list[float] | None = None
     image_std: list[float] | None = None
     rescale_factor: float = 1 / 255
+    _pixel_shape: tuple = (3, 0, 0)  # of the last image seen: an all-dropped batch keeps the same layout
 
     @classmethod
     def from_class_names(
@@ -51,7 +52,13 @@ class ClipClassificationCollator:
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         # numpy, single-threaded: torch's intra-op pool is the model's, and under load its stack/cast stall (bench/).
+        # A row without pixels is an image that became unreadable after the pre-training check (images.py logged
+        # and listed it): it is left out of the batch, with its label.
+        features = [f for f in features if f["pixel_values"] is not None]
+        if not features:
+            return self._empty_batch()
         pixels = np.stack([np.asarray(f["pixel_values"]) for f in features])
+        self._pixel_shape = pixels.shape[1:]
         if pixels.dtype == np.uint8:
             if self.image_mean is None or self.image_std is None:
                 raise ValueError(
@@ -71,6 +78,14 @@ class ClipClassificationCollator:
         return {
             "pixel_values": pixel_values,
             "labels": labels,
+            "input_ids": self.prompt_input_ids,
+            "attention_mask": self.prompt_attention_mask,
+        }
+
+    def _empty_batch(self) -> dict[str, torch.Tensor]:
+        return {
+            "pixel_values": torch.zeros((0, *self._pixel_shape), dtype=torch.float32),
+            "labels": torch.zeros(0, dtype=torch.long),
             "input_ids": self.prompt_input_ids,
             "attention_mask": self.prompt_attention_mask,
         }

@@ -22,7 +22,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from clip_lora.artifacts import CLASSIFICATION_REPORT_JSON, CLASSIFICATION_REPORT_MD
+from clip_lora.artifacts import CLASSIFICATION_REPORT_JSON, CLASSIFICATION_REPORT_MD, atomic_write_text
 
 _INT_FEATURES = datasets.Features(
     {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
@@ -259,7 +259,7 @@ def save_report(report: dict, output_dir, split: str | None = None, model: str |
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     described = {**({"split": split} if split else {}), **({"model": model} if model else {}), **report}
-    (out / CLASSIFICATION_REPORT_JSON).write_text(json.dumps(described, indent=2) + "\n")
+    atomic_write_text(out / CLASSIFICATION_REPORT_JSON, json.dumps(described, indent=2) + "\n")
     title = ", ".join(part for part in (split and f"{split} split", model) if part)
     heading = f"# Classification report: {title} ({report['total']} images)\n\n" if title else ""
-    (out / CLASSIFICATION_REPORT_MD).write_text(heading + report_to_markdown(report))
+    atomic_write_text(out / CLASSIFICATION_REPORT_MD, heading + report_to_markdown(report))

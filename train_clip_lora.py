@@ -10,7 +10,6 @@ one final evaluation of the selected adapter on val -> report, adapter, predicti
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -29,46 +28,29 @@ from clip_lora import (
     plots,
     prompts,
     provenance,
+    run_dir,
     streaming,
     tracking,
     wise_ft,
 )
 from clip_lora.arguments import parse_args
 from clip_lora.data import load_splits
-from clip_lora.errors import ArgumentError
 from clip_lora.image_check import verify_splits
-from clip_lora.images import make_transform
+from clip_lora.images import make_transform, surviving_ids
 from clip_lora.modeling import apply_lora, count_parameters, load_adapter, load_clip
 from clip_lora.preprocessing import prepare_splits
 from clip_lora.resources import looks_like_recipe
-from clip_lora.trainer import ClipLoraTrainer, last_complete_checkpoint
+from clip_lora.trainer import ClipLoraTrainer
 from collator import ClipClassificationCollator
 from metrics import classification_report, compute_metrics, format_report, save_report
 
 logger = logging.getLogger("train_clip_lora")
 
 
-def resolve_output_dir(training_args) -> str | None:
-    """Refuse to overwrite a finished run; return the last checkpoint of an interrupted one (resumed on its own)."""
-    out = Path(training_args.output_dir)
-    fresh = training_args.overwrite_output_dir or not out.is_dir()
-    if not fresh and (out / artifacts.ALL_RESULTS).exists() and training_args.do_train:
-        raise ArgumentError(
-            f"{out} already holds a finished run; pass --overwrite_output_dir to replace it or choose another --output_dir."
-        )
-    try:  # fail now, not after hours of training, when nothing can be written there
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise ArgumentError(
-            f"--output_dir {out} is not writable ({err.strerror or err}); choose another one."
-        ) from None
-    if fresh or not training_args.do_train:
-        return None
-    # Only checkpoints whose save finished count; half-written newer ones (a kill mid-save) are removed.
-    return last_complete_checkpoint(out, remove_partial=training_args.process_index == 0)
+def resolve_output_dir(training_args, run_config: dict) -> str | None:
+    """Lock the output dir; refuse a finished run, or an interrupted one made with other flags; clear it for
+    --overwrite_output_dir; return the checkpoint to resume from (run_dir.py)."""
+    return run_dir.prepare(training_args, run_config)
 
 
 def evaluate_split(
@@ -76,10 +58,17 @@ def evaluate_split(
 ):
     """Predict on one split: metrics under `prefix`, and (main process only) a predictions CSV."""
     result = trainer.predict(dataset, metric_key_prefix=prefix)
+    # Images that became unreadable while loading are left out of the result; the CSV names the rows that remain.
+    ids = surviving_ids(image_ids, len(result.label_ids), output_dir / artifacts.SKIPPED_IMAGES)
     if csv_name and trainer.is_world_process_zero():
-        artifacts.write_predictions(
-            output_dir / csv_name, image_ids, result.label_ids, result.predictions, class_names
-        )
+        if ids is None:
+            logger.warning(
+                "Not writing %s: images were skipped while loading and rows cannot be named", csv_name
+            )
+        else:
+            artifacts.write_predictions(
+                output_dir / csv_name, ids, result.label_ids, result.predictions, class_names
+            )
     return result
 
 
@@ -96,7 +85,11 @@ def main(argv: list[str] | None = None) -> dict:
     ):  # TF32 tensor cores for fp32 matmuls (also those bf16 autocast leaves in fp32)
         torch.set_float32_matmul_precision("high")
     output_dir = Path(training_args.output_dir)
-    last_checkpoint = resolve_output_dir(training_args)
+    run_config = {**vars(model_args), **vars(data_args), **vars(lora_args), **training_args.to_dict()}
+    run_config["data_source"] = provenance.describe_data(
+        data_args.dataset_name, data_args.data_dir, data_args.imagenette_size
+    )
+    last_checkpoint = resolve_output_dir(training_args, run_config)
     if last_checkpoint:
         logger.info("Resuming the interrupted run from %s", last_checkpoint)
     # Before any data or model: a push that cannot work fails now; wandb without credentials goes offline.
@@ -152,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 4. Images become pixel_values on the fly, or once into the datasets cache (--preprocessing, normalised by the
     #    collator); every batch carries the tokenized class prompts.
-    transform = make_transform(processor.image_processor)
+    transform = make_transform(processor.image_processor, output_dir / artifacts.SKIPPED_IMAGES)
     streamed = (
         splits.pop("train") if data_args.streaming else None
     )  # a stream is transformed lazily, never cached
@@ -165,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
             data_args.preprocessing,
             on_gpu=training_args.device.type == "cuda",
             num_proc=training_args.dataloader_num_workers,
+            skip_log=output_dir / artifacts.SKIPPED_IMAGES,
         )
     if streamed is not None:
         splits["train"] = streaming.with_transform(streamed, transform)
@@ -188,10 +182,6 @@ def main(argv: list[str] | None = None) -> dict:
         logger.info(batching.batch_line(training_args, None if data_args.streaming else len(splits["train"])))
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
-        run_config = {**vars(model_args), **vars(data_args), **vars(lora_args), **training_args.to_dict()}
-        run_config["data_source"] = provenance.describe_data(
-            data_args.dataset_name, data_args.data_dir, data_args.imagenette_size
-        )
         artifacts.write_json(output_dir / artifacts.RUN_CONFIG, run_config)
 
     # 5. Zero-shot baseline: the base model (adapter switched off) on val, with the same prompts.
@@ -242,8 +232,9 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         final = zero_shot
         if trainer.is_world_process_zero():
-            (output_dir / artifacts.PREDICTIONS).write_bytes(
-                (output_dir / artifacts.ZERO_SHOT_PREDICTIONS).read_bytes()
+            artifacts.atomic_write_bytes(
+                output_dir / artifacts.PREDICTIONS,
+                (output_dir / artifacts.ZERO_SHOT_PREDICTIONS).read_bytes(),
             )
     results.update({key.replace("zero_shot_", "eval_", 1): value for key, value in final.metrics.items()})
 
@@ -285,6 +276,8 @@ def main(argv: list[str] | None = None) -> dict:
         tracking.log_final(training_args.report_to, output_dir)
         if repo_id:
             hub.push_run(output_dir, repo_id, training_args)
+        run_dir.mark_finished(output_dir)  # last: everything above is in place
+        run_dir.release_lock(output_dir)
     return results
 
 

@@ -2,12 +2,16 @@
 
 write_predictions(path, image_ids, labels, logits, class_names)   # predictions.csv
 read_predictions(path) -> (labels, predictions, class_names)      # ints, ints, names
+with atomic_write(path) as f: ...                                  # every artifact: whole or absent, never half
+escape_path(path) -> one printable line                            # for logs, lists and error messages
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +41,51 @@ SWEEP_SUMMARY_MD = "summary.md"
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_FILES = (ADAPTER_CONFIG, ADAPTER_WEIGHTS)  # what a saved LoRA adapter is (safetensors only)
+RUN_COMPLETE = ".run_complete"  # written last: a run is finished when this exists, whatever else is there
+RUN_LOCK = ".run.lock"  # held (flock) by the run writing into the folder; names its pid and host
+ATOMIC_SUFFIX = ".partial"  # temp files of atomic_write: name.<pid>.partial, renamed over name when complete
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w", **open_kwargs):
+    """Usage: with atomic_write(path) as f: f.write(...). The file appears whole (fsync + rename) or not at all:
+    a kill or a full disk mid-write leaves the previous version (or nothing), never a truncated file."""
+    path = Path(path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}{ATOMIC_SUFFIX}")
+    if "b" not in mode:
+        open_kwargs.setdefault("encoding", "utf-8")
+    try:
+        with open(tmp, mode, **open_kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_write(path) as f:
+        f.write(text)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    with atomic_write(path, "wb") as f:
+        f.write(data)
+
+
+def escape_path(path: str | Path | bytes) -> str:
+    """A file name as one printable line: newlines, tabs, control characters and undecodable bytes (which Python
+    keeps as surrogates) are written as escapes, so a log record or a list entry is always one line."""
+    text = os.fsdecode(path) if isinstance(path, bytes) else str(path)
+    if text.isprintable():
+        return text
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for ch in text
+    )
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -53,12 +102,17 @@ def write_predictions(
         raise ValueError(f"{len(image_ids)} images, {len(labels)} labels and {len(logits)} logit rows differ")
     probs = softmax(np.asarray(logits, dtype=np.float64))
     predictions = probs.argmax(axis=1)
-    with open(path, "w", newline="") as f:
+    with atomic_write(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["image", "label", "prediction", *class_names])
         for image_id, label, pred, row in zip(image_ids, labels, predictions, probs, strict=True):
             writer.writerow(
-                [image_id, class_names[int(label)], class_names[int(pred)], *(f"{p:.6f}" for p in row)]
+                [
+                    escape_path(image_id),
+                    class_names[int(label)],
+                    class_names[int(pred)],
+                    *(f"{p:.6f}" for p in row),
+                ]
             )
 
 
@@ -83,4 +137,4 @@ def read_json(path: str | Path) -> dict:
 
 
 def write_json(path: str | Path, data: dict) -> None:
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

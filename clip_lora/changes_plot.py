@@ -15,10 +15,10 @@ matplotlib.use("Agg")  # no display on servers / CI; must precede pyplot
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 
+from clip_lora import artifacts  # noqa: E402
 from clip_lora.changes import BROKEN, FIXED, changed_images, discordant_counts  # noqa: E402
-from clip_lora.images import to_rgb  # noqa: E402
+from clip_lora.images import BadImageError, open_image  # noqa: E402
 
 COLUMNS = 6
 MAX_THUMBNAILS = (
@@ -31,13 +31,11 @@ def _thumbnail(path: Path | None):
     if path is None:
         return None
     try:
-        with Image.open(path) as image:
-            image.load()  # decoded before the file closes (to_rgb returns RGB images as they are)
-            rgb = to_rgb(image)
-            rgb.thumbnail(THUMBNAIL)
-            return np.asarray(rgb)
-    except (OSError, ValueError):
+        rgb = open_image(path)  # the one bounded, EXIF-aware decode training and evaluation saw
+    except BadImageError:
         return None
+    rgb.thumbnail(THUMBNAIL)
+    return np.asarray(rgb)
 
 
 def plot_changes(output_dir: str | Path, path: str | Path) -> Path:
@@ -101,6 +99,7 @@ def plot_changes(output_dir: str | Path, path: str | Path) -> Path:
             for r in rows
         ],
     }
-    fig.savefig(path, metadata={"Description": json.dumps(description)})
+    with artifacts.atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", metadata={"Description": json.dumps(description)})
     plt.close(fig)
     return Path(path)

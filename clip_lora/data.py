@@ -5,7 +5,7 @@ Usage:
     splits["train"].set_transform(make_transform(processor.image_processor))
 
 Every split has the columns image (datasets.Image, decoded lazily), label (ClassLabel with human class names)
-and image_id (str). This module imports no other project module.
+and image_id (str). Hidden files and folders (a name starting with '.') are ignored everywhere.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from clip_lora.artifacts import escape_path
 from clip_lora.download import DataError, download_file, md5sum, safe_extract
 from clip_lora.images import IMAGE_EXTENSIONS
 
@@ -94,19 +95,28 @@ def _find_split_dirs(root: Path) -> tuple[Path, Path]:
     val = next((root / n for n in VAL_SPLIT_NAMES if (root / n).is_dir()), None)
     if not train.is_dir() or val is None:
         missing = "train/" if not train.is_dir() else "val/ (or validation/, test/)"
-        raise DataError(f"{root} has no {missing} folder; expected the layout train/<class>/, val/<class>/")
+        raise DataError(
+            f"{escape_path(root)} has no {missing} folder; expected the layout train/<class>/, val/<class>/"
+        )
     return train, val
 
 
+def is_hidden(path: Path, below: Path) -> bool:
+    """A file or folder whose name, or any folder's between `below` and it, starts with '.' (.DS_Store, .git,
+    .ipynb_checkpoints, ._photo.jpg): never a class, never an image."""
+    return any(part.startswith(".") for part in path.relative_to(below).parts)
+
+
 def _scan_split(split_dir: Path, root: Path, folder_to_label: dict[str, int]) -> dict[str, list]:
-    """Lists images of split_dir/<class>/ (sorted, so the order is reproducible); ignores other files loudly."""
+    """Lists images of split_dir/<class>/ (sorted, so the order is reproducible); ignores other files loudly and
+    hidden ones silently."""
     paths, labels, ids, ignored = [], [], [], []
-    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+    for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir() and not is_hidden(p, split_dir)):
         found = 0
         for f in sorted(class_dir.rglob("*")):
-            if not f.is_file():
+            if not f.is_file() or is_hidden(f, class_dir):
                 continue
-            if f.suffix.lower() not in IMAGE_EXTENSIONS:
+            if f.suffix.lower() not in IMAGE_EXTENSIONS or not _utf8(str(f.resolve())):
                 ignored.append(f)
                 continue
             paths.append(str(f.resolve()))
@@ -115,22 +125,43 @@ def _scan_split(split_dir: Path, root: Path, folder_to_label: dict[str, int]) ->
             found += 1
         if found == 0:
             raise DataError(
-                f"class folder {class_dir} contains no images ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+                f"class folder {escape_path(class_dir)} contains no images "
+                f"({', '.join(sorted(IMAGE_EXTENSIONS))})"
             )
     if not paths:
         raise DataError(
-            f"{split_dir} has no class folders with images; expected {split_dir.name}/<class>/<images>"
+            f"{escape_path(split_dir)} has no class folders with images; expected "
+            f"{escape_path(split_dir.name)}/<class>/<images>"
         )
-    ignored += [f for f in split_dir.iterdir() if f.is_file()]
+    ignored += [f for f in split_dir.iterdir() if f.is_file() and not is_hidden(f, split_dir)]
     if ignored:
         logger.warning(
-            "Ignored %d non-image file(s) under %s, e.g. %s", len(ignored), split_dir, ignored[0].name
+            "Ignored %d non-image file(s) (or ones whose name is not UTF-8) under %s, e.g. %s",
+            len(ignored),
+            escape_path(split_dir),
+            escape_path(ignored[0].name),
         )
     return {"image": paths, "label": labels, "image_id": ids}
 
 
+def _utf8(text: str) -> bool:
+    """Names Python could not decode hold surrogates; datasets cannot store them, so such files are ignored."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _class_folders(split_dir: Path) -> list[str]:
-    return sorted(p.name for p in split_dir.iterdir() if p.is_dir())
+    folders = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    bad = [f for f in folders if not _utf8(f)]
+    if bad:
+        raise DataError(
+            f"class folder name(s) {', '.join(map(escape_path, bad))} in {escape_path(split_dir)} are not valid "
+            "UTF-8; rename them"
+        )
+    return folders
 
 
 def _load_folder(root: Path, folder_names: list[str], class_names: list[str]) -> datasets.DatasetDict:
@@ -140,7 +171,7 @@ def _load_folder(root: Path, folder_names: list[str], class_names: list[str]) ->
         unknown = [f for f in _class_folders(split_dir) if f not in folder_to_label]
         if unknown:
             raise DataError(
-                f"unknown class folder(s) in {split_dir}: {', '.join(unknown)}; "
+                f"unknown class folder(s) in {escape_path(split_dir)}: {', '.join(map(escape_path, unknown))}; "
                 f"known: {', '.join(folder_names)}"
             )
     features = class_features(class_names)
@@ -197,14 +228,17 @@ def load_eval_folder(
     """
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise DataError(f"evaluation folder {root} does not exist; pass a folder of <class>/<images>")
+        raise DataError(
+            f"evaluation folder {escape_path(root)} does not exist; pass a folder of <class>/<images>"
+        )
     split_dir = next((root / n for n in VAL_SPLIT_NAMES if (root / n).is_dir()), root)
     folders = _class_folders(split_dir)
     names = class_names_for(folders, class_names_file)
     unknown = [f for f, n in zip(folders, names, strict=True) if n not in class_names]
     if unknown or not folders:
         raise DataError(
-            f"{split_dir}: class folder(s) {', '.join(unknown) or '(none)'} are not training classes "
+            f"{escape_path(split_dir)}: class folder(s) {', '.join(map(escape_path, unknown)) or '(none)'} "
+            "are not training classes "
             f"({', '.join(class_names)})"
         )
     folder_to_label = {f: class_names.index(n) for f, n in zip(folders, names, strict=True)}

@@ -6,7 +6,10 @@
 Each image is opened, `verify()`-ed and decoded, in threads (PIL decodes without the GIL). JPEGs decode at 1/8 scale
 (`draft`): the whole entropy-coded stream is still read, so a truncated file fails, but the pixels are 1/64 (on a
 6 MP photo 3x faster; on ImageNette-sized images the entropy decoding dominates and it costs about a full decode,
-~3 ms). Images over PIL's decompression-bomb limit are bad too.
+~3 ms). Every frame of an animated image is decoded. An image is bad too when its work is unbounded: decoded pixels
+over PIL's decompression-bomb limit, or an aspect ratio beyond images.MAX_ASPECT_RATIO (the resize to the model's
+shortest edge would be huge: a 1 KB PNG of 1 x 1,000,000 pixels). Paths in logs, lists and errors are escaped
+(artifacts.escape_path), so each record is one line whatever the file name holds.
 Results are cached per split (datasets fingerprint + size and mtime of every file), so a rerun checks nothing again.
 `skip` logs each bad file, writes `skipped_images.txt` in the output dir and filters them out of the splits;
 `error` stops before training with the list.
@@ -25,39 +28,54 @@ from pathlib import Path
 
 import datasets
 import PIL
-from PIL import Image
+from PIL import Image, ImageOps
 
 from clip_lora import artifacts, progress
+from clip_lora.artifacts import escape_path
 from clip_lora.download import DataError
+from clip_lora.images import MAX_ASPECT_RATIO, geometry_problem
 
 logger = logging.getLogger(__name__)
 
 SKIPPED_IMAGES = artifacts.SKIPPED_IMAGES
 CACHE_SUBDIR = "clip_lora_image_check"
+CHECK_VERSION = f"2, aspect {MAX_ASPECT_RATIO}"  # in the cache key: a stricter check re-checks everything
 MAX_LISTED = 5  # bad files named in the one-line error; the log lists every one
 
 
 def check_image(source: str | bytes) -> str | None:
-    """None when the image (a path or its bytes) opens and decodes; otherwise the reason, one line."""
+    """None when the image (a path or its bytes) opens, decodes in full and costs bounded work; else the reason."""
     try:
         if (len(source) if isinstance(source, bytes) else os.path.getsize(source)) == 0:
             return "empty file (0 bytes)"
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            limit = Image.MAX_IMAGE_PIXELS
-            if limit and image.width * image.height > limit:  # between 1x and 2x PIL only warns
-                raise Image.DecompressionBombError(f"{image.width}x{image.height}")
+            problem = geometry_problem(image.width, image.height)  # from the header, before any pixel
+            if problem:
+                return problem
             image.verify()  # structure and checksums (PNG CRCs); leaves the object unusable
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            if image.format == "JPEG":  # DCT-domain downscale: the whole stream is read, 1/64 of the pixels
-                image.draft(None, (max(1, image.width // 8), max(1, image.height // 8)))
-            image.load()
+            frames = getattr(image, "n_frames", 1)
+            if frames * image.width * image.height > (Image.MAX_IMAGE_PIXELS or float("inf")):
+                return (
+                    f"{frames} frames of {image.width}x{image.height} exceed PIL's decompression-bomb limit"
+                )
+            for frame in range(frames):  # every frame: a truncated later frame of a GIF is a bad file too
+                image.seek(frame)
+                if (
+                    image.format == "JPEG"
+                ):  # DCT-domain downscale: the whole stream is read, 1/64 of the pixels
+                    image.draft(None, (max(1, image.width // 8), max(1, image.height // 8)))
+                image.load()
+            ImageOps.exif_transpose(image)  # a broken EXIF block fails here, not in the epoch
     except Image.DecompressionBombError:
         return f"larger than PIL's decompression-bomb limit ({Image.MAX_IMAGE_PIXELS:,} pixels)"
     except PIL.UnidentifiedImageError:
         return "not an image PIL can read (unknown format or corrupt header)"
-    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError, struct.error, ...
+    except (
+        Exception
+    ) as err:  # PIL raises OSError, SyntaxError, ValueError, struct.error, zlib.error, EOFError ...
         text = " ".join(str(err).split())
-        kind = "truncated" if "truncated" in text.lower() else "corrupt"
+        kind = "truncated" if "truncated" in text.lower() or isinstance(err, EOFError) else "corrupt"
         return f"{kind} image data ({type(err).__name__}: {text[:160]})"
     return None
 
@@ -71,7 +89,9 @@ def _sources(ds: datasets.Dataset) -> tuple[list[str], list[str | bytes]]:
 
 def _cache_key(ds: datasets.Dataset, sources: list) -> str:
     # The fingerprint names the rows; size + mtime of each file catch a file replaced under the same name.
-    digest = hashlib.sha256(f"{ds._fingerprint}|PIL {PIL.__version__}|{Image.MAX_IMAGE_PIXELS}".encode())
+    digest = hashlib.sha256(
+        f"{ds._fingerprint}|PIL {PIL.__version__}|{Image.MAX_IMAGE_PIXELS}|{CHECK_VERSION}".encode()
+    )
     for source in sources:
         if isinstance(source, str):
             try:
@@ -133,20 +153,27 @@ def verify_splits(
     if not bad:
         return splits
     for where, reason in sorted(bad.values()):
-        logger.warning("Bad image %s: %s", where, reason)
-    listed = "; ".join(f"{where} ({reason})" for where, reason in list(sorted(bad.values()))[:MAX_LISTED])
+        logger.warning("Bad image %s: %s", escape_path(where), reason)
+    listed = "; ".join(
+        f"{escape_path(where)} ({reason})" for where, reason in list(sorted(bad.values()))[:MAX_LISTED]
+    )
     more = f"; and {len(bad) - MAX_LISTED} more (see the log)" if len(bad) > MAX_LISTED else ""
     if on_bad_image == "error":
         raise DataError(
             f"{len(bad)} unreadable image(s): {listed}{more}; delete or replace them, or pass --on_bad_image skip"
         )
     logger.warning(
-        "Skipping %d unreadable image(s); listed in %s", len(bad), Path(output_dir) / SKIPPED_IMAGES
+        "Skipping %d unreadable image(s); listed in %s",
+        len(bad),
+        escape_path(Path(output_dir) / SKIPPED_IMAGES),
     )
     if is_main_process:
         Path(output_dir).mkdir(parents=True, exist_ok=True)
-        lines = [f"{image_id}\t{where}\t{reason}\n" for image_id, (where, reason) in sorted(bad.items())]
-        (Path(output_dir) / SKIPPED_IMAGES).write_text("".join(lines), encoding="utf-8")
+        lines = [
+            "\t".join(escape_path(x) for x in (image_id, where, reason)) + "\n"
+            for image_id, (where, reason) in sorted(bad.items())
+        ]
+        artifacts.atomic_write_text(Path(output_dir) / SKIPPED_IMAGES, "".join(lines))
     kept = datasets.DatasetDict(
         {
             name: ds.filter(
@@ -160,4 +187,14 @@ def verify_splits(
         raise DataError(
             f"no readable images left in split(s) {', '.join(empty)} after skipping {len(bad)}; fix the data"
         )
+    if "train" in kept:  # a class without training images would be evaluated but never learned
+        names = kept["train"].features["label"].names
+        present = set(kept["train"].unique("label"))
+        lost = [names[i] for i in sorted(set(splits["train"].unique("label")) - present)]
+        if lost:
+            raise DataError(
+                f"class(es) {', '.join(lost)} have no readable training images left after skipping {len(bad)} "
+                f"unreadable image(s) (listed in {escape_path(Path(output_dir) / SKIPPED_IMAGES)}); fix or "
+                "replace those images"
+            )
     return kept

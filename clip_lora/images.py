@@ -1,17 +1,28 @@
-"""Images -> model inputs: any PIL mode to RGB, and the on-the-fly CLIPImageProcessor transform.
+"""Images -> model inputs: ONE decode (EXIF orientation, size bounds, any PIL mode to RGB) for training, evaluation
+and predict, and the on-the-fly CLIPImageProcessor transform that never raises.
 
-    ds.set_transform(make_transform(processor.image_processor))   # batches become pixel_values + labels
-    rgb = to_rgb(Image.open(path))                                # L, I;16, CMYK, RGBA, P ... -> RGB
+    ds.set_transform(make_transform(processor.image_processor, skip_log))   # batches become pixel_values + labels
+    rgb = open_image(path_or_bytes)                                        # oriented, bounded, RGB; raises if bad
+    rgb = to_rgb(Image.open(path))                                         # L, I;16, CMYK, RGBA, P ... -> RGB
 
-This module imports no other project module.
+An image that cannot be decoded when a batch is built (deleted or rewritten after the pre-training check) is
+skipped: its row comes out with pixel_values None (the collator drops it) and one line is appended to skip_log.
 """
 
 from __future__ import annotations
 
+import io
+import logging
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
+
+from clip_lora.artifacts import escape_path
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {
     ".jpg",
@@ -23,6 +34,80 @@ IMAGE_EXTENSIONS = {
     ".tif",
     ".tiff",
 }  # what counts as an image file
+# Work an image may cost. Resizing to a shortest edge S makes S*S*aspect pixels, so the aspect ratio bounds the
+# resized size (a 1 x 1,000,000 PNG of 1 KB would be a 10 GB resize); PIL's bomb limit bounds the decoded size.
+MAX_ASPECT_RATIO = 100
+
+
+class BadImageError(ValueError):
+    """An image that cannot be used; the message is the one-line reason."""
+
+
+def geometry_problem(width: int, height: int) -> str | None:
+    """None when an image of width x height costs bounded work to decode and resize; else the reason."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if width < 1 or height < 1:
+        return f"has no pixels ({width}x{height})"
+    if limit and width * height > limit:
+        return f"larger than PIL's decompression-bomb limit ({limit:,} pixels)"
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        return f"aspect ratio {width}x{height} is beyond 1:{MAX_ASPECT_RATIO} (its resize would be huge)"
+    return None
+
+
+def _open(source) -> Image.Image:
+    if isinstance(source, dict):  # a datasets.Image(decode=False) cell
+        source = source.get("bytes") or source.get("path")
+    return Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+
+
+def open_image(source) -> Image.Image:
+    """Path, bytes, {"path", "bytes"} or an opened PIL image -> RGB, EXIF-oriented; BadImageError (one-line reason)
+    when it cannot be decoded or would cost unbounded work."""
+    try:
+        image = source if isinstance(source, Image.Image) else _open(source)
+        problem = geometry_problem(*image.size)
+        if problem:
+            raise BadImageError(problem)
+        image.load()
+        return to_rgb(ImageOps.exif_transpose(image))
+    except BadImageError:
+        raise
+    except (
+        Exception
+    ) as err:  # PIL raises OSError, SyntaxError, ValueError, struct.error, DecompressionBombError ...
+        raise BadImageError(f"{type(err).__name__}: {' '.join(str(err).split())[:160]}") from None
+
+
+def record_skipped(skip_log: str | Path, image_id: str, where: str, reason: str) -> None:
+    """One line (id, where, reason; escaped) appended to skip_log, from any process or data-loader worker."""
+    line = "\t".join(escape_path(x) for x in (image_id, where, reason)) + "\n"
+    fd = os.open(skip_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(
+            fd, line.encode("utf-8")
+        )  # one write of one line: appends from several workers never interleave
+    finally:
+        os.close(fd)
+
+
+def skipped_ids(skip_log: str | Path) -> set[str]:
+    try:
+        text = Path(skip_log).read_text(encoding="utf-8")
+    except OSError:
+        return set()
+    return {line.split("\t", 1)[0] for line in text.splitlines() if line}
+
+
+def surviving_ids(image_ids: list[str], num_rows: int, skip_log: str | Path | None) -> list[str] | None:
+    """The ids of the rows an evaluation returned when num_rows < len(image_ids) (images dropped while loading);
+    None when that cannot be told (then no per-image file is written)."""
+    if num_rows == len(image_ids):
+        return list(image_ids)
+    listed = skipped_ids(skip_log) if skip_log else set()
+    candidates = {i for i in image_ids if escape_path(i) in listed}
+    kept = [i for i in image_ids if i not in candidates]
+    return kept if len(kept) == num_rows else None
 
 
 def _gray_to_8bit(image: Image.Image) -> Image.Image:
@@ -49,12 +134,29 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def make_transform(image_processor) -> Callable[[dict], dict]:
-    """Usage: ds.set_transform(make_transform(processor.image_processor)); batches become pixel_values + labels."""
+def make_transform(image_processor, skip_log: str | Path | None = None) -> Callable[[dict], dict]:
+    """Usage: ds.set_transform(make_transform(processor.image_processor, skip_log)); batches become pixel_values +
+    labels. Never raises for an image: an unreadable one gives pixel_values None (dropped by the collator), logged."""
 
     def transform(batch: dict) -> dict:
-        images = [to_rgb(image) for image in batch["image"]]
-        pixels = image_processor(images=images, return_tensors="pt")["pixel_values"].float()
-        return {"pixel_values": list(pixels), "labels": [int(label) for label in batch["label"]]}
+        images, ok = [], []
+        ids = batch.get("image_id") or [None] * len(batch["label"])
+        for image, image_id in zip(batch["image"], ids, strict=True):
+            try:
+                images.append(open_image(image))
+                ok.append(True)
+            except BadImageError as err:
+                ok.append(False)
+                where = image.get("path") or image_id if isinstance(image, dict) else image_id
+                logger.warning("Skipping image %s: %s", escape_path(str(where)), err)
+                if skip_log and image_id is not None:
+                    record_skipped(skip_log, image_id, str(where), f"unreadable when loaded ({err})")
+        pixels = iter(
+            image_processor(images=images, return_tensors="pt")["pixel_values"].float() if images else []
+        )
+        return {
+            "pixel_values": [next(pixels) if good else None for good in ok],
+            "labels": [int(label) for label in batch["label"]],
+        }
 
     return transform

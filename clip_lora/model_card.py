@@ -217,7 +217,7 @@ Or with this project: `{cli}`.
 def write_model_card(output_dir: str | Path, repo_id: str | None = None) -> Path:
     """Write README.md into output_dir (replacing PEFT's template); returns its path."""
     path = Path(output_dir) / README
-    build_model_card(output_dir, repo_id).save(path)
+    artifacts.atomic_write_text(path, str(build_model_card(output_dir, repo_id)))
     return path
 
 

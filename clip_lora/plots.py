@@ -95,7 +95,8 @@ def plot_training_curves(
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, metadata={"Description": json.dumps(data)})
+    with artifacts.atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", metadata={"Description": json.dumps(data)})
     plt.close(fig)
     return Path(path)
 
@@ -130,7 +131,8 @@ def plot_confusion_matrix(predictions_csv: str | Path, path: str | Path, title: 
                 )
     fig.tight_layout()
     description = json.dumps({"class_names": class_names, "counts": counts.tolist()})
-    fig.savefig(path, metadata={"Description": description})
+    with artifacts.atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", metadata={"Description": description})
     plt.close(fig)
     return counts
 

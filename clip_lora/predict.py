@@ -21,11 +21,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from clip_lora import progress
+from clip_lora import artifacts, progress
 from clip_lora.arguments import SEED_MODEL
+from clip_lora.artifacts import escape_path
 from clip_lora.errors import Parser, PredictError  # noqa: F401 - re-exported: raised here, caught in cli
 from clip_lora.export import read_class_prompts
-from clip_lora.images import IMAGE_EXTENSIONS, to_rgb
+from clip_lora.images import IMAGE_EXTENSIONS, BadImageError, open_image
 from clip_lora.model_card import label_info
 from clip_lora.modeling import adapter_base_model, load_adapter, load_clip
 from clip_lora.prompts import DEFAULT_TEMPLATE
@@ -49,9 +50,8 @@ def find_images(inputs: list[str]) -> list[Path]:
 
 
 def read_image(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        image.load()
-        return to_rgb(image)
+    """The same decode as training and evaluation (EXIF orientation, size bounds); BadImageError when unusable."""
+    return open_image(path)
 
 
 def load_classifier(
@@ -138,10 +138,10 @@ def write_output(
             ],
             "skipped": [{"image": image, "error": error} for image, error in skipped],
         }
-        path.write_text(json.dumps(data, indent=2) + "\n")
+        artifacts.atomic_write_text(path, json.dumps(data, indent=2) + "\n")
         return
     k = max((len(top) for _, top in rows), default=0)
-    with open(path, "w", newline="") as f:
+    with artifacts.atomic_write(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["image", *(f"{kind}_{r}" for r in range(1, k + 1) for kind in ("label", "score"))])
         for image, top in rows:
@@ -191,9 +191,9 @@ def main(argv: list[str] | None = None) -> list[tuple[str, list[tuple[str, float
         try:
             images.append(read_image(path))
             names.append(str(path))
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            skipped.append((str(path), str(err).splitlines()[0] if str(err) else type(err).__name__))
-            print(f"skipped {path}: {skipped[-1][1]}", file=sys.stderr)
+        except BadImageError as err:
+            skipped.append((str(path), str(err)))
+            print(f"skipped {escape_path(path)}: {err}", file=sys.stderr)
     if not images:
         raise PredictError(f"no readable images among {len(paths)} file(s) in {' '.join(args.inputs)}.")
     probs = predict_images(model, processor, class_names, templates, images, args.batch_size)

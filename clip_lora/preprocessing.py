@@ -173,13 +173,17 @@ def prepare_splits(
     on_gpu: bool | None = None,
     cache_dir: str | Path | None = None,
     num_proc: int | None = None,
+    skip_log: str | Path | None = None,
 ):
-    """Splits ready for the Trainer, and the collator kwargs that normalise them (empty for on_the_fly)."""
+    """Splits ready for the Trainer, and the collator kwargs that normalise them (empty for on_the_fly).
+    on_the_fly decodes with images.open_image (the column stays encoded), so an image that became unreadable after
+    the check is skipped and appended to skip_log instead of failing the epoch."""
     # A stream (--streaming) is not a map-style Dataset: it transforms itself and cannot be cached; it passes through.
     maps = {name for name, split in splits.items() if isinstance(split, datasets.Dataset)}
     if resolve_mode(mode, on_gpu) == "on_the_fly":
-        transform = make_transform(image_processor)
+        transform = make_transform(image_processor, skip_log)
         for name in maps:
+            splits[name] = splits[name].cast_column("image", datasets.Image(decode=False))
             splits[name].set_transform(transform)
         return splits, {}
     logger.info("Caching resized uint8 pixels under %s", cache_dir or datasets.config.HF_DATASETS_CACHE)

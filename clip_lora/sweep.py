@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 import train_clip_lora
-from clip_lora import artifacts
+from clip_lora import artifacts, run_dir
 from clip_lora.arguments import parse_args
 from clip_lora.errors import ArgumentError, DataError, Parser
 from clip_lora.stats import mcnemar, mean_std
@@ -41,7 +41,7 @@ def run_seeds(seeds: list[int], train_argv: list[str]) -> Path:
     output_dir = Path(training_args.output_dir)
     for seed in seeds:
         folder = seed_dir(output_dir, seed)
-        if (folder / artifacts.ALL_RESULTS).is_file() and not training_args.overwrite_output_dir:
+        if run_dir.is_finished(folder) and not training_args.overwrite_output_dir:
             logger.info("seed %d: %s is finished; reusing it", seed, folder)
             continue
         train_clip_lora.main([*train_argv, "--seed", str(seed), "--output_dir", str(folder)])

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,30 +21,15 @@ from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from clip_lora.distributed import gather_rows, scale_gradient, share_of
+from clip_lora.run_dir import (
+    CHECKPOINT_COMPLETE as CHECKPOINT_COMPLETE,  # re-exported: checkpoints live in run_dir
+)
+from clip_lora.run_dir import last_complete_checkpoint as last_complete_checkpoint
+from clip_lora.run_dir import write_checkpoint_marker
 
 logger = logging.getLogger(__name__)
 
 MAX_LOGIT_SCALE = 100.0  # CLIP clamps its learned temperature here; we never score with a sharper one.
-CHECKPOINT_COMPLETE = ".complete"  # written last, by rename: a checkpoint without it was cut off mid-save
-
-
-def last_complete_checkpoint(output_dir: str | Path, remove_partial: bool = False) -> str | None:
-    """The newest checkpoint-N in output_dir whose save finished; optionally delete the half-written ones after it."""
-    found = sorted(
-        (int(m.group(1)), path)
-        for path in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-        if path.is_dir() and (m := re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", path.name))
-    )
-    complete = [(step, path) for step, path in found if (path / CHECKPOINT_COMPLETE).is_file()]
-    if not complete:
-        return None
-    last_step, last = complete[-1]
-    if remove_partial:
-        for step, path in found:
-            if step > last_step:  # a kill during its save; training reaches that step again and rewrites it
-                logger.warning("Removing %s: its save was interrupted", path)
-                shutil.rmtree(path, ignore_errors=True)
-    return str(last)
 
 
 def class_embeddings(text_embeds: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -146,9 +128,15 @@ class ClipLoraTrainer(Trainer):
         if self.args.should_save:
             run_dir = self._get_output_dir(trial=trial)
             folder = Path(run_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            (folder / f"{CHECKPOINT_COMPLETE}.tmp").write_text(f"{self.state.global_step}\n")
-            os.replace(folder / f"{CHECKPOINT_COMPLETE}.tmp", folder / CHECKPOINT_COMPLETE)
+            write_checkpoint_marker(folder, self.state.global_step)
             rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
+
+    def training_step(self, model, inputs, *args, **kwargs):
+        # Every image of this batch became unreadable after the pre-training check (the collator dropped them):
+        # nothing to learn from, and a mean over zero images would be NaN.
+        if inputs["labels"].numel() == 0:
+            return torch.zeros((), device=self.args.device)
+        return super().training_step(model, inputs, *args, **kwargs)
 
     def logit_scale(self, model) -> torch.Tensor:
         return capped_logit_scale(self.accelerator.unwrap_model(model))

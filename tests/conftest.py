@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from clip_lora import image_check  # noqa: E402
 from clip_lora.testing_utils import build_tiny_clip, make_image_folder  # noqa: E402
-from testing_utils import SHARED, run_trained, smoke_argv  # noqa: E402
+from testing_utils import SHARED, WNIDS, run_trained, small_argv, smoke_argv  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -57,3 +57,29 @@ def trained_run(tiny_model_dir, image_root, tmp_path_factory):
 def image_check_cache(tmp_path, monkeypatch):
     """The image check's verdict cache inside the test's tmp_path (never the user's cache)."""
     monkeypatch.setattr(image_check, "default_cache_dir", lambda: tmp_path / "image-check-cache")
+
+
+@pytest.fixture(scope="session")
+def small_run(tiny_model_dir, tmp_path_factory):
+    """(data dir, reference output dir, names of its atomic writes in order) of one uninterrupted small_argv run
+    (2 classes, 2 one-step epochs), in-process: the reference every fault test's rerun must reproduce."""
+    import contextlib
+
+    import train_clip_lora
+    from clip_lora import artifacts
+
+    base = tmp_path_factory.mktemp("small-run")
+    data = make_image_folder(base / "data", WNIDS[:2], train_per_class=6, val_per_class=3, size=16)
+    writes, original = [], artifacts.atomic_write
+
+    @contextlib.contextmanager
+    def recording(path, mode="w", **kwargs):
+        writes.append(Path(path).name)
+        with original(path, mode, **kwargs) as f:
+            yield f
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(image_check, "default_cache_dir", lambda: base / "image-check-cache")
+        mp.setattr(artifacts, "atomic_write", recording)
+        train_clip_lora.main(small_argv(tiny_model_dir, data, base / "reference"))
+    return data, base / "reference", writes

@@ -187,3 +187,30 @@ def test_images_stored_as_bytes_are_checked_too(tmp_path):
     bad = image_check.find_bad_images(datasets.Dataset.from_dict(rows, features=features), tmp_path / "cache")
     assert list(bad) == ["train/1"] and bad["train/1"][0] == "train/1"
     assert bad["train/1"][1].startswith(BAD["truncated_jpeg"])
+
+
+def test_images_deleted_after_the_check_are_skipped_listed_and_left_out_of_predictions(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    root = make_image_folder(tmp_path / "data", WNIDS[:2], train_per_class=6, val_per_class=3, size=16)
+    gone = [
+        root / "train" / WNIDS[0] / f"{WNIDS[0]}_train_0001.JPEG",
+        root / "val" / WNIDS[1] / f"{WNIDS[1]}_val_0000.JPEG",
+    ]
+    assert all(p.exists() for p in gone)
+    checked = train_clip_lora.verify_splits
+
+    def check_then_delete(*args, **kwargs):
+        splits = checked(*args, **kwargs)
+        for path in gone:  # deleted between the check and the first epoch
+            path.unlink()
+        return splits
+
+    monkeypatch.setattr(train_clip_lora, "verify_splits", check_then_delete)
+    out = tmp_path / "out"
+    results = train_clip_lora.main(smoke_argv(tiny_model_dir, root, out, "--num_train_epochs", "1"))
+    listed = {line.split("\t")[0] for line in (out / image_check.SKIPPED_IMAGES).read_text().splitlines()}
+    assert listed == {p.relative_to(root).as_posix() for p in gone}
+    predicted = [line.split(",")[0] for line in (out / "predictions.csv").read_text().splitlines()[1:]]
+    assert len(predicted) == 5 and gone[1].relative_to(root).as_posix() not in predicted
+    assert results["eval_samples_per_second"] > 0 and 0 <= results["eval_accuracy"] <= 1

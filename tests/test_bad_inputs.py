@@ -162,7 +162,7 @@ def test_unwritable_output_dir(small_data, tiny_model_dir, tmp_path, capsys):
 
 def test_finished_output_dir_without_overwrite(small_data, tiny_model_dir, tmp_path, capsys):
     (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "all_results.json").write_text("{}")
+    (tmp_path / "out" / ".run_complete").write_text("finished\n")  # the marker a finished run writes last
     line = user_error(smoke_argv(tiny_model_dir, small_data, tmp_path / "out"), capsys)
     assert line == (
         f"error: {tmp_path / 'out'} already holds a finished run; pass --overwrite_output_dir to "

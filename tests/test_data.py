@@ -204,3 +204,31 @@ def test_shared_imagenette_sample():
     row = splits["val"][299]
     assert row["image_id"].startswith("val/n03888257/") and NAMES[row["label"]] == "parachute"
     assert to_rgb(row["image"]).size == (224, 224)
+
+
+def test_hidden_files_and_folders_are_never_classes_or_images(tmp_path, caplog):
+    make_layout(tmp_path, WNIDS[:2], n_train=4, n_val=2)
+    for split in ("train", "val"):
+        (tmp_path / split / ".ipynb_checkpoints").mkdir()  # a hidden folder: not a class
+        (tmp_path / split / ".ipynb_checkpoints" / "x.JPEG").write_bytes(b"")
+        (tmp_path / split / ".DS_Store").write_bytes(b"\0")
+    (tmp_path / "train" / WNIDS[0] / "._0.JPEG").write_bytes(b"\0")  # macOS resource fork: not an image
+    (tmp_path / "train" / WNIDS[0] / ".cache").mkdir()
+    (tmp_path / "train" / WNIDS[0] / ".cache" / "thumb.JPEG").write_bytes(b"\0")
+    splits = load_splits("imagenette", data_dir=str(tmp_path), dev_split_ratio=0.25, download=False)
+    ids = [*splits["train"]["image_id"], *splits["dev"]["image_id"], *splits["val"]["image_id"]]
+    assert len(ids) == 12 and not any("/." in i for i in ids)
+    assert "Ignored" not in caplog.text  # hidden files are not even worth a warning
+
+
+def test_a_file_name_that_is_not_utf8_is_ignored_with_an_escaped_warning(tmp_path, caplog):
+    import os
+
+    make_layout(tmp_path, WNIDS[:2], n_train=4, n_val=2)
+    odd = os.path.join(os.fsencode(tmp_path / "train" / WNIDS[0]), b"caf\xe9.JPEG")
+    with open(odd, "wb") as f:
+        f.write((tmp_path / "train" / WNIDS[0] / "0.JPEG").read_bytes())
+    splits = load_splits("imagenette", data_dir=str(tmp_path), dev_split_ratio=0.25, download=False)
+    assert len(splits["train"]) + len(splits["dev"]) == 8
+    assert "Ignored 1 non-image file(s) (or ones whose name is not UTF-8)" in caplog.text
+    assert "caf\\udce9.JPEG" in caplog.text

@@ -69,3 +69,81 @@ def test_transform_matches_processor(tmp_path):
     torch.testing.assert_close(torch.stack(batch["pixel_values"]), expected["pixel_values"])
     gray = make_transform(processor)({"image": [Image.new("I;16", (40, 50))], "label": [3]})
     assert gray["pixel_values"][0].shape == (3, 32, 32) and gray["labels"] == [3]
+
+
+# ---------------------------------------------------------------- loading never raises
+def _encoded(size=(40, 20), **save) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(
+        buf, "JPEG", **save
+    )
+    return buf.getvalue()
+
+
+def test_an_image_unreadable_at_load_time_is_skipped_listed_and_dropped_from_the_batch(tmp_path):
+    from clip_lora.images import skipped_ids
+    from collator import ClipClassificationCollator
+
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    good, gone = tmp_path / "good.jpg", tmp_path / "gone\n.jpg"
+    good.write_bytes(_encoded())
+    log = tmp_path / "skipped_images.txt"
+    batch = make_transform(processor, log)(
+        {
+            "image": [{"path": str(good), "bytes": None}, {"path": str(gone), "bytes": None}],
+            "label": [1, 0],
+            "image_id": ["train/good.jpg", "train/gone\n.jpg"],
+        }
+    )
+    assert batch["pixel_values"][0].shape == (3, 32, 32) and batch["pixel_values"][1] is None
+    assert log.read_text().startswith("train/gone\\n.jpg\t") and len(log.read_text().splitlines()) == 1
+    assert skipped_ids(log) == {"train/gone\\n.jpg"}
+    collate = ClipClassificationCollator(
+        torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long)
+    )
+    rows = [
+        {"pixel_values": p, "labels": y} for p, y in zip(batch["pixel_values"], batch["labels"], strict=True)
+    ]
+    out = collate(rows)
+    assert out["pixel_values"].shape == (1, 3, 32, 32) and out["labels"].tolist() == [1]
+    empty = collate(rows[1:])  # every image of the batch gone: an empty batch of the same layout
+    assert empty["pixel_values"].shape == (0, 3, 32, 32) and empty["labels"].shape == (0,)
+
+
+def test_an_empty_batch_trains_nothing(tiny_model_dir, tmp_path):
+    from testing_utils import make_tiny_trainer
+
+    trainer = make_tiny_trainer(tiny_model_dir, tmp_path)
+    inputs = {"pixel_values": torch.zeros(0, 3, 32, 32), "labels": torch.zeros(0, dtype=torch.long)}
+    assert trainer.training_step(trainer.model, inputs).item() == 0.0
+
+
+def test_surviving_ids_name_the_rows_an_evaluation_returned(tmp_path):
+    from clip_lora.images import record_skipped, surviving_ids
+
+    log = tmp_path / "skipped_images.txt"
+    ids = ["val/a.jpg", "val/b.jpg", "val/c.jpg"]
+    assert surviving_ids(ids, 3, log) == ids
+    record_skipped(log, "val/b.jpg", "/data/val/b.jpg", "unreadable when loaded")
+    assert surviving_ids(ids, 2, log) == ["val/a.jpg", "val/c.jpg"]
+    assert surviving_ids(ids, 1, log) is None  # cannot be told: no per-image file rather than a wrong one
+
+
+def test_predict_training_and_evaluation_share_one_exif_aware_decode(tmp_path):
+    from clip_lora.images import open_image
+    from clip_lora.predict import read_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 8  # rotate 90 degrees counter-clockwise when shown
+    path = tmp_path / "rotated.jpg"
+    path.write_bytes(_encoded(exif=exif))
+    shown = read_image(path)
+    assert shown.size == (20, 40)
+    assert list(shown.getdata()) == list(open_image({"path": str(path), "bytes": None}).getdata())
+    processor = CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16})
+    via_transform = make_transform(processor)({"image": [{"path": str(path), "bytes": None}], "label": [0]})
+    torch.testing.assert_close(
+        via_transform["pixel_values"][0], processor(images=[shown], return_tensors="pt")["pixel_values"][0]
+    )

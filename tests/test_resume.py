@@ -1,16 +1,21 @@
-"""Interruption: a run killed with SIGKILL resumes from its last complete checkpoint and ends exactly where an
-uninterrupted run ends; a save cut off half-way never becomes the checkpoint a rerun resumes from.
+"""Interruption: a run killed with SIGKILL or SIGTERM, or stopped by a full disk, resumes from its last complete
+checkpoint and ends exactly where an uninterrupted run ends; a save cut off half-way, or a checkpoint damaged later,
+never becomes the checkpoint a rerun resumes from; a second run into a busy folder is refused.
 
-Run: python -m pytest tests/test_resume.py -q   (three short subprocess runs of the tiny smoke recipe)
+Run: python -m pytest tests/test_resume.py -q   (short subprocess runs of the tiny smoke recipe)
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,13 +23,24 @@ from datasets import Dataset
 from transformers import CLIPTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 
+import train_clip_lora
+from clip_lora import artifacts, run_dir
 from clip_lora import trainer as trainer_module
 from clip_lora.arguments import ClipLoraTrainingArguments
 from clip_lora.modeling import apply_lora, load_clip
 from clip_lora.trainer import CHECKPOINT_COMPLETE, ClipLoraTrainer, last_complete_checkpoint
 from collator import ClipClassificationCollator
 from metrics import compute_metrics
-from testing_utils import command, env, finish, start_reference
+from testing_utils import (
+    ROOT,
+    assert_same_results,
+    command,
+    env,
+    finish,
+    small_argv,
+    start_reference,
+    user_error,
+)
 
 
 def test_kill_9_in_second_epoch_then_rerun_resumes_and_matches(
@@ -142,3 +158,94 @@ def test_kill_during_save_keeps_previous_checkpoint_usable(small_trainer, monkey
         "checkpoint-6"
     ]  # rotated only after it completed
     assert (out / "checkpoint-6" / CHECKPOINT_COMPLETE).exists()
+
+
+# ---------------------------------------------------------------- SIGTERM, a concurrent run, a full disk, damage
+def test_sigterm_mid_run_a_concurrent_run_is_refused_and_the_rerun_matches(
+    small_run, tiny_model_dir, tmp_path, capsys, image_check_cache
+):
+    data, reference, _ = small_run
+    out = tmp_path / "out"
+    victim = subprocess.Popen(
+        [sys.executable, str(ROOT / "train_clip_lora.py"), *small_argv(tiny_model_dir, data, out)],
+        env=env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while not (out / "zero_shot_predictions.csv").exists():  # zero-shot written: training is next
+        assert victim.poll() is None and time.monotonic() < deadline, (
+            "the run ended before its zero-shot pass"
+        )
+        time.sleep(0.02)
+    os.kill(victim.pid, signal.SIGSTOP)  # held still while a second run tries the same folder
+    try:
+        line = user_error(small_argv(tiny_model_dir, data, out), capsys)
+        assert line == (
+            f"error: --output_dir {out} is in use by another run (pid {victim.pid} on {socket.gethostname()}); "
+            "wait for it to end or choose another --output_dir."
+        )
+    finally:
+        os.kill(victim.pid, signal.SIGTERM)
+        os.kill(victim.pid, signal.SIGCONT)
+    assert victim.wait(timeout=60) == -signal.SIGTERM
+    train_clip_lora.main(small_argv(tiny_model_dir, data, out))
+    assert_same_results(out, reference)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+# Runs out during the first checkpoint (CI) / while writing the last files (`make fuzz` too).
+@pytest.mark.parametrize("free_fraction", [0.35, 0.9] if os.environ.get("CLIP_LORA_ALL_FAULTS") else [0.35])
+def test_a_full_disk_then_the_rerun_with_space_resumes_and_matches(
+    small_run, tiny_model_dir, tmp_path, free_fraction, image_check_cache
+):
+    data, reference, _ = small_run
+    needed = sum(p.stat().st_size for p in reference.rglob("*") if p.is_file())
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={4 * needed}", "tmpfs", str(disk)], check=True)
+    try:
+        filler = disk / "filler"
+        filler.write_bytes(bytes(4 * needed - int(free_fraction * needed)))
+        out = disk / "out"
+        # Whichever library was writing when the space ran out raises its own error (torch: "unexpected pos").
+        with pytest.raises((OSError, RuntimeError)):
+            train_clip_lora.main(small_argv(tiny_model_dir, data, out))
+        assert not run_dir.is_finished(out)
+        filler.unlink()
+        train_clip_lora.main(small_argv(tiny_model_dir, data, out))
+        assert_same_results(out, reference)
+    finally:
+        run_dir.release_lock(disk / "out")
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def test_a_damaged_newest_checkpoint_falls_back_to_the_older_one(
+    small_run, tiny_model_dir, tmp_path, monkeypatch, caplog, image_check_cache
+):
+    data, reference, _ = small_run
+    caplog.set_level(logging.INFO, logger="train_clip_lora")
+    out = tmp_path / "out"
+    original = artifacts.write_predictions
+
+    def killed_at_final_predictions(path, *args, **kwargs):
+        if Path(path).name == artifacts.PREDICTIONS:
+            raise Killed
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(artifacts, "write_predictions", killed_at_final_predictions)
+    with pytest.raises(Killed):
+        train_clip_lora.main(small_argv(tiny_model_dir, data, out))
+    monkeypatch.undo()
+    newest = out / "checkpoint-2" / "adapter_model.safetensors"
+    damaged = bytearray(newest.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # one flipped byte inside a tensor: still loads, silently wrong
+    newest.write_bytes(bytes(damaged))
+    assert last_complete_checkpoint(out) == str(out / "checkpoint-1")
+    train_clip_lora.main(small_argv(tiny_model_dir, data, out))
+    assert (
+        f"Not resuming from {out / 'checkpoint-2'}: it is damaged (adapter_model.safetensors does not match "
+        "the hash recorded when it was saved)" in caplog.text
+    )
+    assert f"Resuming the interrupted run from {out / 'checkpoint-1'}" in caplog.text
+    assert_same_results(out, reference)

@@ -380,3 +380,41 @@ def run_trained(argv: list[str], tmp: Path) -> Run:
     out = Path(argv[argv.index("--output_dir") + 1])
     results = artifacts.read_json(out / artifacts.ALL_RESULTS) if code == 0 else {}
     return Run(out, results, code, events, stderr.getvalue(), wandb_dir)
+
+
+# ---------------------------------------------------------------- a small in-process run, for fault tests
+
+SMALL_RUN = (
+    "--num_train_epochs",
+    "2",
+)  # 2 classes x 6 train images, batch 16: one step an epoch, 2 checkpoints
+SAME_BYTES = (  # what a resumed run must reproduce byte for byte
+    "predictions.csv",
+    "zero_shot_predictions.csv",
+    "adapter_model.safetensors",
+    "classification_report.json",
+)
+
+
+def small_argv(model_dir: Path, data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
+    return smoke_argv(model_dir, data_dir, output_dir, *SMALL_RUN, *extra)
+
+
+# Timings differ run to run; Trainer averages train_loss over the steps of the current process only, so a resumed
+# run reports the mean of its own steps (the adapter, predictions and every eval number still match).
+NOT_REPRODUCED = ("runtime", "per_second", "preparation_time", "train_loss")
+
+
+def without_timings(results: dict) -> dict:
+    return {k: v for k, v in results.items() if not any(part in k for part in NOT_REPRODUCED)}
+
+
+def assert_same_results(out: Path, reference: Path) -> None:
+    from clip_lora import artifacts
+
+    for name in SAME_BYTES:
+        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    results = [without_timings(artifacts.read_json(d / artifacts.ALL_RESULTS)) for d in (out, reference)]
+    assert results[0] == results[1], {
+        k: (v, results[1].get(k)) for k, v in results[0].items() if v != results[1].get(k)
+    }

@@ -1,0 +1,232 @@
+"""The run directory is a transaction: a fault at any write leaves no half-written file and no "finished" run, and
+the rerun resumes to the same bytes; a second run into the folder is refused; a rerun with other flags is refused;
+--overwrite_output_dir clears the old run first; artifacts appear whole or not at all.
+
+Run: python -m pytest tests/test_run_dir.py -q
+CLIP_LORA_ALL_FAULTS=1 (set by `make fuzz`): both fault kinds at every write instead of alternating them.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import csv
+import errno
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+import train_clip_lora
+from clip_lora import artifacts, run_dir
+from clip_lora.arguments import parse_args
+from testing_utils import ROOT, assert_same_results, small_argv, user_error
+
+pytestmark = pytest.mark.usefixtures("image_check_cache")
+FAULT_KINDS = ("kill", "disk_full")
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL at a write: nothing after the raise runs, and nothing catches it."""
+
+
+def faulting_write(target: tuple[str, int], kind: str):
+    """artifacts.atomic_write that fails at the n-th write of one file name: a kill before the write, or a full
+    disk half-way through it (the real atomic_write then has a partial temp file to clean up)."""
+    counts, original = collections.Counter(), artifacts.atomic_write
+
+    @contextlib.contextmanager
+    def write(path, mode="w", **kwargs):
+        name = Path(path).name
+        counts[name] += 1
+        if (name, counts[name]) != target:
+            with original(path, mode, **kwargs) as f:
+                yield f
+            return
+        if kind == "kill":
+            raise Killed(name)
+        with original(path, mode, **kwargs) as f:
+            f.write(b"\0" * 100 if "b" in mode else "{half")
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    return write
+
+
+def assert_nothing_half_written(out: Path) -> None:
+    """Every artifact in the folder parses; no temp file is left; the run does not look finished."""
+    assert not run_dir.is_finished(out)
+    assert not list(out.rglob(f"*{artifacts.ATOMIC_SUFFIX}"))
+    for path in out.iterdir():
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".csv":
+            rows = list(csv.reader(path.open(newline="")))
+            assert rows and len({len(r) for r in rows}) == 1, path
+        elif path.suffix == ".png":
+            with Image.open(path) as image:
+                image.verify()
+
+
+def fault_plans(writes: list[str]) -> list[list[tuple[tuple[str, int], str]]]:
+    """Chains of (n-th write of a file name, fault kind), one fault per write, kinds alternating; with
+    CLIP_LORA_ALL_FAULTS a second chain with the kinds swapped, so every write meets every kind."""
+    seen = collections.Counter()
+    targets = []
+    for name in writes:
+        seen[name] += 1
+        targets.append((name, seen[name]))
+    chains = 2 if os.environ.get("CLIP_LORA_ALL_FAULTS") else 1
+    return [[(target, FAULT_KINDS[(i + c) % 2]) for i, target in enumerate(targets)] for c in range(chains)]
+
+
+def test_a_fault_at_every_write_then_the_rerun_resumes_to_the_same_bytes(
+    small_run, tiny_model_dir, tmp_path, monkeypatch
+):
+    data, reference, writes = small_run
+    assert writes[-1] == artifacts.RUN_COMPLETE and artifacts.ALL_RESULTS in writes
+    original = artifacts.atomic_write
+    for chain, plan in enumerate(fault_plans(writes)):
+        out = tmp_path / f"out-{chain}"
+        argv = small_argv(tiny_model_dir, data, out)
+        # Each rerun is itself cut off at the next write: the writes only ever move forward, and each rerun resumes
+        # from what the previous fault left (a fresh start, a complete checkpoint, or the final one).
+        for target, kind in plan:
+            monkeypatch.setattr(artifacts, "atomic_write", faulting_write(target, kind))
+            with pytest.raises(Killed if kind == "kill" else OSError):
+                train_clip_lora.main(argv)
+            monkeypatch.setattr(artifacts, "atomic_write", original)
+            assert_nothing_half_written(out)
+        train_clip_lora.main(argv)
+        assert run_dir.is_finished(out)
+        assert_same_results(out, reference)
+
+
+def test_a_finished_run_is_refused_by_its_marker_not_by_its_results_file(
+    small_run, tiny_model_dir, tmp_path, capsys
+):
+    data, _, _ = small_run
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / artifacts.ALL_RESULTS).write_text("")  # what a full disk used to leave: not a finished run
+    assert run_dir.prepare(parse_args(small_argv(tiny_model_dir, data, out))[3], {}) is None
+    run_dir.mark_finished(out)
+    line = user_error(small_argv(tiny_model_dir, data, out), capsys)
+    assert line == (
+        f"error: {out} already holds a finished run; pass --overwrite_output_dir to replace it or choose another "
+        "--output_dir."
+    )
+
+
+def test_resume_with_other_result_flags_is_refused_listing_them(small_run, tiny_model_dir, tmp_path, capsys):
+    data, reference, _ = small_run
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / artifacts.RUN_CONFIG).write_bytes((reference / artifacts.RUN_CONFIG).read_bytes())  # interrupted
+    argv = small_argv(tiny_model_dir, data, out, "--learning_rate", "0.01", "--seed", "7", "--lora_r", "4")
+    line = user_error(argv, capsys)
+    assert line == (
+        f"error: {out} holds an interrupted run made with other flags (learning_rate 0.005 -> 0.01; lora_r 16 -> 4; "
+        "seed 42 -> 7); rerun with its flags to resume it, or pass --overwrite_output_dir to start over."
+    )
+    # Flags that do not shape the result (where logs go, how many loader workers) resume as before.
+    same = small_argv(tiny_model_dir, data, out, "--logging_steps", "1", "--dataloader_num_workers", "0")
+    training_args = parse_args(same)[3]
+    assert run_dir.prepare(training_args, artifacts.read_json(reference / artifacts.RUN_CONFIG)) is None
+
+
+def test_overwrite_clears_the_old_run_before_the_new_one_writes(tiny_model_dir, tmp_path):
+    out = tmp_path / "old-run"
+    (out / "checkpoint-3").mkdir(parents=True)
+    for name in (artifacts.ALL_RESULTS, artifacts.RUN_CONFIG, artifacts.PREDICTIONS, artifacts.RUN_COMPLETE):
+        (out / name).write_text("{}")
+    argv = [
+        "--model_name_or_path",
+        str(tiny_model_dir),
+        "--output_dir",
+        str(out),
+        "--overwrite_output_dir",
+        "true",
+    ]
+    assert run_dir.prepare(parse_args(argv)[3], {}) is None
+    assert [p.name for p in out.iterdir()] == [artifacts.RUN_LOCK]  # a cut-off new run leaves no old result
+    user_folder = tmp_path / "photos"  # holds no run of ours: --overwrite_output_dir deletes nothing there
+    user_folder.mkdir()
+    (user_folder / "holiday.jpg").write_bytes(b"x")
+    run_dir.prepare(parse_args([*argv[:3], str(user_folder), *argv[4:]])[3], {})
+    assert (user_folder / "holiday.jpg").exists()
+
+
+def test_a_second_run_into_a_locked_folder_stops_naming_the_holder(
+    small_run, tiny_model_dir, tmp_path, capsys
+):
+    data, _, _ = small_run
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from clip_lora import run_dir; run_dir.acquire_lock(sys.argv[1]); "
+            "print('held', flush=True); time.sleep(120)",
+            str(out),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        line = user_error(small_argv(tiny_model_dir, data, out), capsys)
+        assert line == (
+            f"error: --output_dir {out.resolve()} is in use by another run (pid {holder.pid} on "
+            f"{socket.gethostname()}); wait for it to end or choose another --output_dir."
+        )
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died without cleaning up: its lock file still names it, but the kernel released the lock.
+    assert run_dir.lock_holder(out) == f"pid {holder.pid} on {socket.gethostname()}"
+    run_dir.acquire_lock(out)
+    assert run_dir.lock_holder(out) == f"pid {os.getpid()} on {socket.gethostname()}"
+    run_dir.release_lock(out)
+
+
+def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path):
+    path = tmp_path / "all_results.json"
+    artifacts.write_json(path, {"eval_accuracy": 0.5})
+    with pytest.raises(Killed), artifacts.atomic_write(path) as f:
+        f.write('{"eval_accu')
+        raise Killed
+    assert artifacts.read_json(path) == {"eval_accuracy": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["all_results.json"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_atomic_write_on_a_really_full_disk_keeps_the_old_file(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        artifacts.write_json(disk / "all_results.json", {"eval_accuracy": 0.5})
+        with pytest.raises(OSError) as err:
+            artifacts.write_json(disk / "all_results.json", {"big": "x" * 200_000})
+        assert err.value.errno == errno.ENOSPC
+        assert artifacts.read_json(disk / "all_results.json") == {"eval_accuracy": 0.5}
+        assert [p.name for p in disk.iterdir()] == ["all_results.json"]
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.parametrize(
+    "name, shown",
+    [("a\nb.jpg", "a\\nb.jpg"), ("tab\there.png", "tab\\there.png"), (b"caf\xe9.jpg", "caf\\udce9.jpg")],
+)
+def test_escape_path_makes_every_name_one_printable_line(name, shown):
+    assert artifacts.escape_path(name) == shown
+    assert artifacts.escape_path(Path(os.fsdecode(name))) == shown
