@@ -24,6 +24,7 @@ from clip_lora import artifacts, hub, model_card, plots, prompts, streaming, tra
 from clip_lora.arguments import parse_args
 from clip_lora.data import load_splits
 from clip_lora.errors import ArgumentError
+from clip_lora.health import TrainingHealthCallback
 from clip_lora.image_check import verify_splits
 from clip_lora.images import make_transform
 from clip_lora.modeling import apply_lora, count_parameters, load_adapter, load_clip
@@ -166,6 +167,7 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics=compute_metrics,
         num_classes=len(class_names),
         loss_kind=lora_args.loss,
+        callbacks=[TrainingHealthCallback()],  # a non-finite gradient or weight stops the run in one line
     )
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
