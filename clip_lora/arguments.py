@@ -88,7 +88,7 @@ class DataArguments:
         default=0.05,
         metadata={
             "help": "Fraction of train held out (stratified, seeded) to select the best epoch.",
-            "gt": 0.0,
+            "gt": 0,
             "max": 0.5,
         },
     )
@@ -224,15 +224,25 @@ class ClipLoraTrainingArguments(TrainingArguments):
         default="accuracy", metadata={"help": "Dev metric used for selection."}
     )
     greater_is_better: bool | None = field(
-        default=True, metadata={"help": "Higher metric_for_best_model is better."}
+        default=None,
+        metadata={
+            "help": "Higher metric_for_best_model is better (default: false for a loss, true otherwise)."
+        },
     )
     logging_steps: float = field(
         default=10, metadata={"help": "Log the training loss every N steps.", "gt": 0}
     )
     remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Keep 'image' for the on-the-fly transform."}
+        default=False,
+        metadata={
+            "help": "Keep 'image' for the on-the-fly transform (must stay false).",
+            "choices": (False,),
+        },
     )
-    label_names: list[str] | None = field(default_factory=lambda: ["labels"], metadata={"help": "Label key."})
+    label_names: list[str] | None = field(
+        default_factory=lambda: ["labels"],
+        metadata={"help": "Label key (the collator's: labels).", "choices": ("labels",)},
+    )
     seed: int = field(
         default=42,
         metadata={"help": "Seed for init, shuffling and the dev split.", **validation.SEED_RULE},

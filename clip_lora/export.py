@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from clip_lora import validation
 from clip_lora.artifacts import ADAPTER_FILES
 from clip_lora.errors import ModelError, Parser
 from clip_lora.modeling import adapter_base_model, load_adapter, load_clip
@@ -23,6 +24,7 @@ def export_merged(
 ) -> Path:
     """Write base+adapter, merged, as a CLIPModel (safetensors) + CLIPProcessor to output_dir; returns it."""
     out = Path(output_dir)
+    validation.check_output_folder("--output_dir", out)
     if out.is_dir() and any(out.iterdir()):
         raise ModelError(f"--output_dir {out} is not empty; choose a new folder for the merged model.")
     base = model_name_or_path or adapter_base_model(adapter_name_or_path)

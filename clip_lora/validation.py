@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -118,7 +119,12 @@ def field_problem(name: str, value, rules: dict, default=None) -> str | None:
                 return f"{value!r} {problem}; use e.g. 'a photo of a {{}}.'"
         return None
     if isinstance(value, bool):
-        return None
+        choices = rules.get("choices", (True, False))
+        return (
+            None
+            if value in choices
+            else f"{str(value).lower()} is not supported here; leave it at its default."
+        )
     if isinstance(value, float) and not math.isfinite(value) and not rules.get("allow_inf"):
         return f"{value} must be a finite number{hint}"
     if isinstance(value, (int, float)) and _out_of_range(value, rules):
@@ -236,3 +242,35 @@ def library_error_line(err: Exception, argument_classes) -> str:
     mentioned = [n for n in sorted(names) if re.search(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?!\w)", text)]
     flags = ", ".join(f"--{n}" for n in mentioned) or "the training arguments"
     return f"{flags}: {first}; see `clip-lora train --help`."
+
+
+def check_output_file(flag: str, path: str | Path) -> None:
+    """An output file's location, before any work: its folder exists and is writable, and it is not a folder."""
+    path = Path(path)
+    problem = _text_problem(str(path))
+    if problem:
+        raise ArgumentError(f"{flag} {str(path)!r} {problem}.")
+    if path.is_dir():
+        raise ArgumentError(f"{flag} {path} is a folder; pass a file name.")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ArgumentError(
+            f"{flag} {path}: the folder {parent} does not exist; create it or choose another path."
+        )
+    if not os.access(parent, os.W_OK):
+        raise ArgumentError(f"{flag} {path}: the folder {parent} is not writable; choose another path.")
+
+
+def check_output_folder(flag: str, path: str | Path) -> None:
+    """A new output folder's location, before any work: not a file, not inside a file, creatable."""
+    path = Path(path)
+    problem = _text_problem(str(path))
+    if problem:
+        raise ArgumentError(f"{flag} {str(path)!r} {problem}.")
+    if path.exists() and not path.is_dir():
+        raise ArgumentError(f"{flag} {path} is a file; pass a folder.")
+    existing = next(p for p in [path, *path.parents] if p.exists())
+    if not existing.is_dir():
+        raise ArgumentError(f"{flag} {path}: {existing} is a file; choose another folder.")
+    if not os.access(existing, os.W_OK):
+        raise ArgumentError(f"{flag} {path}: {existing} is not writable; choose another folder.")
