@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from peft import PeftModel
 from transformers import CLIPModel, CLIPProcessor
@@ -54,3 +55,13 @@ def test_refuses_a_non_empty_output_dir(trained_run, tmp_path, capsys):
         == 2
     )
     assert "not empty" in capsys.readouterr().err
+
+
+def test_output_dir_that_is_a_file_is_refused_before_loading(tmp_path, capsys, monkeypatch):
+    from clip_lora import export
+
+    monkeypatch.setattr(export, "load_clip", lambda *a, **k: pytest.fail("the model loaded before the check"))
+    (tmp_path / "merged").write_text("a file")
+    argv = ["--adapter_name_or_path", str(tmp_path / "adapter"), "--output_dir", str(tmp_path / "merged")]
+    assert run_verb("export", argv) == 2
+    assert capsys.readouterr().err == f"error: --output_dir {tmp_path / 'merged'} is a file; pass a folder.\n"
