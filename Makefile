@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned so pip takes the local CPU wheel here (on a GPU machine: the CUDA build).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test quality bench clean
+.PHONY: setup demo test fuzz quality bench clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q --timeout 600
+
+# The flag fuzz of tests/test_fuzz_flags.py with many more draws than `make test` (FUZZ_EXAMPLES=N to change).
+fuzz: setup
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-400} $(BIN)/python -m pytest -q --timeout 7200 tests/test_fuzz_flags.py
 
 quality: setup
 	$(BIN)/ruff check --fix .
