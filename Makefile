@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned so pip takes the local CPU wheel here (on a GPU machine: the CUDA build).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test fuzz quality bench clean
+.PHONY: setup demo test fuzz test-browser quality bench gpu-dry-run clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +32,26 @@ test: setup
 fuzz: setup
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-400} $(BIN)/python -m pytest -q --timeout 7200 tests/test_fuzz_flags.py
 
+# `clip-lora app` in a real headless browser. Not part of `make test`: it needs Debian's chromium + chromium-driver
+# (as root: apt-get install -y chromium chromium-driver; ~120 MB download, ~420 MB on disk) and the app extras.
+$(BIN)/.installed-app: $(BIN)/.installed setup.cfg
+	$(BIN)/pip install --progress-bar on -e ".[app,app-test]"
+	touch $@
+
+test-browser: $(BIN)/.installed-app
+	CLIP_LORA_BROWSER_TEST=required $(BIN)/python -m pytest -q --timeout 600 tests/test_app_browser.py
+
 quality: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+# The GPU check (bench/gpu_check.sh) rehearsed on CPU in a Python 3.12 built like the offline GPU machine's, with
+# the carried wheels installed as there; builds .gpu-venv/ once (GPU_VENV=DIR to reuse one). Needs no `make setup`.
+gpu-dry-run:
+	bash bench/gpu_dry_run.sh
 
 clean:
 	rm -rf runs $(VENV)

@@ -20,7 +20,7 @@ import torch
 import transformers
 from peft import PeftModel
 
-from clip_lora import artifacts, hub, model_card, plots, prompts, streaming, tracking, wise_ft
+from clip_lora import artifacts, batching, hub, model_card, plots, prompts, streaming, tracking, wise_ft
 from clip_lora.arguments import parse_args
 from clip_lora.data import load_splits
 from clip_lora.errors import ArgumentError
@@ -75,7 +75,9 @@ def evaluate_split(
 def main(argv: list[str] | None = None) -> dict:
     # 1. Arguments and logging.
     model_args, data_args, lora_args, training_args = parse_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    # INFO from the main process only: N processes would print every line N times.
+    level = logging.INFO if training_args.should_log else logging.WARNING
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     transformers.set_seed(training_args.seed)
     if (
@@ -169,6 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
         loss_kind=lora_args.loss,
         callbacks=[TrainingHealthCallback()],  # a non-finite gradient or weight stops the run in one line
     )
+    if training_args.do_train:  # processes x per-device batch x accumulation = global batch; optimizer steps
+        logger.info(batching.batch_line(training_args, None if data_args.streaming else len(splits["train"])))
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
         run_config = {**vars(model_args), **vars(data_args), **vars(lora_args), **training_args.to_dict()}

@@ -1,13 +1,22 @@
-"""bench/RESULTS.md from one run's results (bench/results.json); `python bench/run.py --write-results` calls it.
+"""bench/RESULTS.md from one run's results (bench/results.json) and the GPU check's (bench/gpu_results.json).
 
-python bench/report.py bench/results.json     # re-render RESULTS.md from a saved run, without re-measuring
+    python bench/report.py                         # print RESULTS.md as it would be now (changes no file)
+    python bench/report.py --write-results         # rewrite bench/RESULTS.md (what `bench/run.py --write-results` does)
+    python bench/report.py --gpu runs/gpu-dry-run/gpu_results.json --output /tmp/RESULTS.md   # another GPU JSON
+
+The GPU section shows a GPU check's figures only when they come from a GPU (the JSON names the card); a dry run's
+JSON (`make gpu-dry-run`, CPU) is reported as a dry run that passed or not, never with its figures.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+import math
 from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GPU_JSON = HERE / "gpu_results.json"
 
 # name -> (goal as text, test on the value or None, what the ratio compares)
 FIGURES = {
@@ -68,7 +77,8 @@ def _list(values) -> str:
     return ", ".join(f"{v:.2f}" for v in values)
 
 
-def render(results: dict) -> str:
+def render(results: dict, gpu: dict | None = None) -> str:
+    """RESULTS.md; `gpu`: the GPU check's JSON (default: bench/gpu_results.json when it exists)."""
     f, d, m, cfg = results["figures"], results["details"], results["machine"], results["config"]
     lines = [
         "# Benchmark results",
@@ -149,27 +159,118 @@ def render(results: dict) -> str:
         "## GPU",
         "",
     ]
-    gpu = Path(__file__).with_name("gpu_results.json")
-    if gpu.is_file():
-        lines.append(
-            "From `bench/gpu_check.sh` (`bench/gpu_results.json`):\n\n```json\n"
-            + gpu.read_text().strip()
-            + "\n```"
-        )
-    else:
-        lines.append(
+    lines += render_gpu(gpu if gpu is not None else _load(GPU_JSON))
+    return "\n".join(lines) + "\n"
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _mb(value: float) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.0f}"
+
+
+def render_gpu(gpu: dict | None) -> list[str]:
+    """The GPU section's lines from bench/gpu_check.py's JSON (None: not run yet)."""
+    if gpu is None:
+        return [
             "`bench/gpu_check.sh` has not been run on a GPU yet (no device was lent to the task that wrote "
             "it); see its header for how to run it. It prints bf16 and fp16 training img/s, the data path's "
             "standalone img/s, the fraction of step time the GPU waits for data, peak GPU memory and the "
             "projected time of the 10-epoch ImageNette run."
+        ]
+    v, runs = gpu["versions"], gpu["runs"]
+    stack = (
+        f"Python {v['python']}, torch {v['torch']} (CUDA {v['cuda']}), transformers {v['transformers']}, "
+        f"accelerate {v['accelerate']}, peft {v['peft']}, datasets {v['datasets']}, pyarrow {v['pyarrow']}"
+    )
+    if gpu["complete"]:
+        state = f"ran to the end in {gpu['wall_s']:.0f} s"
+    elif "images" not in gpu:
+        state = "**stopped during its set-up**, before any run"
+    else:
+        state = "**stopped before the end** (the runs shown are those that ended)"
+    images = f"{gpu['images']['train']} train / {gpu['images']['val']} val" if "images" in gpu else "no"
+    problems = "; ".join(gpu["problems"]) or "none"
+    if gpu.get("dry_run", True) or not v.get("gpu"):
+        checked = ", ".join(
+            f"{r['precision']} batch {r['batch']}{' persistent workers' if r['persistent_workers'] else ''}"
+            f" (computed in {r['compute_dtype'].get('train')} / {r['compute_dtype'].get('eval')})"
+            for r in runs
         )
-    return "\n".join(lines) + "\n"
+        return [
+            "**Dry run, not GPU figures.** No GPU has run the check yet. "
+            f"`{gpu['command']}` (`make gpu-dry-run`) ran `bench/gpu_check.py` on CPU, tiny model, {images} "
+            f"images, on {gpu['date']}, in a Python built like the GPU machine's ({stack}), with the carried "
+            f"wheels installed as there. It {state}; {len(runs)} runs: {checked or 'none'}; problems: {problems}. "
+            "Its timings are meaningless and are not reported. `bash bench/gpu_check.sh` on a GPU replaces this "
+            "with GPU figures (`bench/gpu_results.json`).",
+        ]
+    lines = [
+        f"From `{gpu['command']}` on **{v['gpu']}** ({gpu['cpus']} CPUs), {gpu['date']}; {stack}. It {state}. "
+        f"Model: ViT-B/16-shaped CLIP, random weights, LoRA r=16; {images} images (generated ~500x375 JPEGs) "
+        f"through the `cached` path; {gpu['config']['warmup']} warm-up + {gpu['config']['steps']} timed steps per run, a fresh "
+        "model each.",
+    ]
+    if runs:
+        lines += [
+            "",
+            "| precision | batch | loader workers | train img/s | GPU alone img/s | data path img/s | GPU waits | "
+            "peak GPU MB | eval img/s | computes in (train / eval) | 10-epoch run, min | goal met |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+    for r in runs:
+        p = r["projection"]
+        workers = f"{r['workers']}{' persistent' if r['persistent_workers'] else ''}"
+        lines.append(
+            f"| {r['precision']} | {r['batch']} | {workers} | {r['train_img_s']:.0f} | {r['gpu_only_img_s']:.0f} | "
+            f"{r['data_img_s']:.0f} | {100 * r['data_wait_fraction']:.1f}% | {_mb(r['peak_gpu_mem_mb'])} | "
+            f"{r['eval_img_s']:.0f} | {r['compute_dtype'].get('train')} / {r['compute_dtype'].get('eval')} | "
+            f"{p['minutes']:.2f} | {'yes' if p['goal_met'] else '**no**'} |"
+        )
+    lines.append("")
+    lines.append(
+        "Goal: the 10-epoch ImageNette run in < 3 min with the GPU busy >= 85% of the step time. Evaluation runs "
+        "under the run's autocast (gpu_check.py wraps it; the Trainer's own evaluation does not autocast)."
+    )
+    if "data_path_img_s" in gpu:
+        lines[-1] += (
+            f" Cache build: {gpu['cache_build_img_s']:.0f} img/s; data path alone, {gpu['loader_workers']} loader "
+            "workers (img/s): "
+            + ", ".join(f"{k} {val:.0f}" for k, val in gpu["data_path_img_s"].items())
+            + "."
+        )
+    lines += [f"- Skipped {s['precision']} batch {s['batch']}: {s['reason']}." for s in gpu["skipped"]]
+    lines += [f"- **Problem**: {problem}" for problem in gpu["problems"]]
+    return lines
 
 
-def write_results_md(results: dict, path: Path) -> None:
-    path.write_text(render(results))
+def write_results_md(results: dict, path: Path, gpu: dict | None = None) -> None:
+    path.write_text(render(results, gpu))
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", nargs="?", default=str(HERE / "results.json"), help="bench/run.py's JSON")
+    parser.add_argument(
+        "--gpu", help="bench/gpu_check.py's JSON (default: bench/gpu_results.json if present)"
+    )
+    parser.add_argument("--output", help="write the markdown here instead of printing it")
+    parser.add_argument("--write-results", action="store_true", help="rewrite bench/RESULTS.md")
+    args = parser.parse_args(argv)
+    gpu = _load(Path(args.gpu)) if args.gpu else None
+    if args.gpu and gpu is None:
+        parser.error(f"{args.gpu}: no such file")
+    text = render(json.loads(Path(args.results).read_text()), gpu)
+    for path in ([Path(args.output)] if args.output else []) + (
+        [HERE / "RESULTS.md"] if args.write_results else []
+    ):
+        path.write_text(text)
+    if not args.output and not args.write_results:
+        print(text, end="")
+    return text
 
 
 if __name__ == "__main__":
-    source = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).with_name("results.json"))
-    write_results_md(json.loads(source.read_text()), Path(__file__).with_name("RESULTS.md"))
+    main()

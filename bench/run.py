@@ -1,7 +1,7 @@
 """Benchmark: the project's pipeline against its own limit, every figure a ratio measured in the same run.
 
-    python bench/run.py                   # ~4-5 min on 2 CPUs; prints NAME: VALUE lines, writes bench/results.json
-    python bench/run.py --write-results   # the same, then regenerates bench/RESULTS.md from this run
+    python bench/run.py                   # ~4-5 min on 2 CPUs; prints NAME: VALUE lines, writes runs/bench/results.json
+    python bench/run.py --write-results   # the same, then updates the committed bench/results.json and RESULTS.md
     python bench/run.py --quick           # a dry run of the bench itself (tiny model, few images): figures meaningless
 
 Model: CLIP shaped like openai/clip-vit-base-patch16 with random weights (no download), LoRA at the seed config,
@@ -30,7 +30,8 @@ from bench import measure, report  # noqa: E402
 from bench.common import ROOT, make_jpegs, run_worker, splits_for, tokenizer_and_processor, vit_b16_lora  # noqa: E402
 from clip_lora.preprocessing import prepare_splits  # noqa: E402
 
-RESULTS_JSON = ROOT / "bench" / "results.json"
+RESULTS_JSON = ROOT / "bench" / "results.json"  # committed: written with --write-results only
+SCRATCH_JSON = ROOT / "runs" / "bench" / "results.json"  # git-ignored
 FULL = dict(
     train_per_class=44,
     val_per_class=2,
@@ -186,12 +187,14 @@ def run(quick: bool) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--write-results", action="store_true", help="regenerate bench/RESULTS.md from this run"
+        "--write-results",
+        action="store_true",
+        help="also update the committed bench/results.json and RESULTS.md",
     )
     parser.add_argument(
         "--quick", action="store_true", help="dry run: tiny model, few images (figures meaningless)"
     )
-    parser.add_argument("--output", default=str(RESULTS_JSON), help="where the JSON results go")
+    parser.add_argument("--output", default=str(SCRATCH_JSON), help="where the JSON results go")
     args = parser.parse_args(argv)
     if args.write_results and args.quick:
         parser.error("--write-results needs a full run (drop --quick): RESULTS.md reports real figures only")
@@ -199,8 +202,10 @@ def main(argv: list[str] | None = None) -> dict:
     for name, value in results["figures"].items():
         print(f"{name}: {value:.0f}" if name.endswith("_mb") else f"{name}: {value:.3f}")
     print(f"bench_wall_s: {results['wall_s']:.0f}")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=1) + "\n")
     if args.write_results:
+        RESULTS_JSON.write_text(json.dumps(results, indent=1) + "\n")
         report.write_results_md(results, ROOT / "bench" / "RESULTS.md")
     return results
 

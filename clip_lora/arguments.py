@@ -21,6 +21,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from clip_lora import validation
+from clip_lora.batching import launched_processes, resolve_batch
 from clip_lora.errors import ArgumentError, ClipLoraError, OneLineParserMixin
 from clip_lora.prompts import DEFAULT_TEMPLATE
 from clip_lora.resources import looks_like_recipe, recipe_path
@@ -203,8 +204,30 @@ class ClipLoraTrainingArguments(TrainingArguments):
         default=True, metadata={"help": "Evaluate on dev each epoch and on val at the end."}
     )
     num_train_epochs: float = field(default=10.0, metadata={"help": "Epochs.", "min": 0})
-    per_device_train_batch_size: int = field(
-        default=32, metadata={"help": "Training batch per device.", "min": 1}
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Images per optimizer step over all processes and accumulation steps (default: 32, the seed's, "
+            "unless --per_device_train_batch_size is given); the per-device batch or the accumulation is derived.",
+            "min": 1,
+            "example": 32,
+        },
+    )
+    per_device_train_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Training batch per process (default: derived from --global_batch_size).",
+            "min": 1,
+            "example": 32,
+        },
+    )
+    gradient_accumulation_steps: int | None = field(
+        default=None,
+        metadata={
+            "help": "Micro-batches per optimizer step (default: derived, 1 unless memory needs more).",
+            "min": 1,
+            "example": 1,
+        },
     )
     per_device_eval_batch_size: int = field(
         default=64, metadata={"help": "Evaluation batch per device.", "min": 1}
@@ -263,10 +286,19 @@ class ClipLoraTrainingArguments(TrainingArguments):
 
     def __post_init__(self):
         validation.check_fields(self, validation.TRAINING_RULES)  # before TrainingArguments acts on any value
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
-            # torchrun / accelerate on a machine without GPUs: without use_cpu, Trainer would run N independent
-            # copies (no DDP) that all write the same output files.
+        processes = launched_processes()
+        if processes > 1 and not torch.cuda.is_available():
+            # torchrun on a machine without GPUs: CPU DDP (gloo), announced in the run's batch line. Without use_cpu,
+            # Trainer would run N independent copies (no DDP) that all write the same output files.
             self.use_cpu = True
+        self.per_device_train_batch_size, self.gradient_accumulation_steps, self.global_batch_size = (
+            resolve_batch(
+                self.global_batch_size,
+                self.per_device_train_batch_size,
+                self.gradient_accumulation_steps,
+                processes,
+            )
+        )
         if self.dataloader_num_workers is None:
             self.dataloader_num_workers = default_loader_workers(
                 torch.cuda.is_available() and not self.use_cpu

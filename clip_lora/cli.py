@@ -5,6 +5,7 @@
     clip-lora predict --adapter_name_or_path runs/demo photo.jpg folder/
     clip-lora export --adapter_name_or_path runs/demo --output_dir runs/demo-merged
     clip-lora sweep --seeds 0,1,2 smoke --output_dir runs/sweep
+    clip-lora app runs/demo                             # a page to look at the results (pip install clip-lora[app])
     accelerate launch --config_file $(clip-lora config 1gpu) train_clip_lora.py imagenette_vitb16
 
 This is the one place that turns a ClipLoraError into `error: <message>` and exit status 2, for every verb; under
@@ -32,6 +33,7 @@ VERBS = {
     "predict": ("clip_lora.predict", "main", "classify image files and folders with a run's adapter"),
     "export": ("clip_lora.export", "main", "merge an adapter into a standalone CLIPModel"),
     "sweep": ("clip_lora.sweep", "main", "the same run over several seeds, with mean/std and McNemar tests"),
+    "app": ("clip_lora.app", "main", "a local page with a run's results (pip install clip-lora[app])"),
     "config": ("clip_lora.cli", "config_main", "print the path of a packaged accelerate config"),
 }
 

@@ -42,6 +42,10 @@ class PredictError(ClipLoraError, ValueError):
     """Inputs to `clip-lora predict` that give nothing to predict."""
 
 
+class MissingExtraError(ClipLoraError, ImportError):
+    """An optional extra a command needs is not installed (the message names the pip command)."""
+
+
 class OneLineParserMixin:
     """For argparse parsers: a bad flag raises ArgumentError (one `error:` line) instead of printing usage + exiting."""
 

@@ -15,12 +15,15 @@ import math
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+
+from clip_lora.distributed import gather_rows, scale_gradient, share_of
 
 logger = logging.getLogger(__name__)
 
@@ -90,14 +93,44 @@ def clip_class_loss(
     return (image_to_text + text_to_image) / 2, logits
 
 
+@dataclass
+class AccumulationWindow:
+    """The micro-batches of one optimizer step on this process, and (contrastive, k > 1) their cached features."""
+
+    batches: list
+    next_index: int = 0
+    images: list[torch.Tensor] | None = None  # per micro-batch, every process's rows, no gradient
+    labels: list[torch.Tensor] | None = None
+
+
 class ClipLoraTrainer(Trainer):
-    """Trainer subclass: CLIP class-prompt loss in `compute_loss`, class logits in `prediction_step`."""
+    """Trainer subclass: CLIP class-prompt loss in `compute_loss`, class logits in `prediction_step`.
+
+    The loss is the one of the global batch (every process, every accumulated micro-batch), so k micro-batches of b
+    images on W processes give the loss and the gradients of one batch of W*k*b images:
+    - image embeddings are gathered across processes (distributed.gather_rows), gradients flowing to their owner;
+    - `ce` is a mean over images: each micro-batch contributes its images' summed cross-entropy over the window's
+      image count;
+    - `contrastive` couples the images (the text->image term), so it follows open_clip's --accum-freq: the image
+      features of every micro-batch of the step are computed once without gradients, then each micro-batch is
+      recomputed with gradients and scored against that cached rest. Its returned loss is the whole loss / k in
+      value (the k shares add up to the logged loss) with the whole loss's gradient for its own images; the class
+      prompts pass through the text tower in every micro-batch, so their gradient is taken 1/k of each time.
+    Exact with lora_dropout 0; with dropout the cached features are another dropout sample, as in open_clip.
+    """
+
+    # compute_loss returns each micro-batch's share of the step's loss: Trainer must not divide it by k again.
+    loss_is_scaled_for_ga = True
 
     def __init__(self, *args, num_classes: int, loss_kind: str = "contrastive", **kwargs):
         super().__init__(*args, **kwargs)
+        # CLIPModel.forward takes **kwargs, so Trainer assumes the model scales its own loss for accumulation (and
+        # counts num_items_in_batch for it); here compute_loss does all the scaling.
+        self.model_accepts_loss_kwargs = False
         self.num_classes = num_classes
         self.loss_kind = loss_kind
         self._eval_class_embeds: torch.Tensor | None = None
+        self._window: AccumulationWindow | None = None
         self.text_encoder_calls = 0  # how often the class prompts went through the text tower in evaluation
 
     def _save_checkpoint(self, model, trial):
@@ -120,7 +153,35 @@ class ClipLoraTrainer(Trainer):
     def logit_scale(self, model) -> torch.Tensor:
         return capped_logit_scale(self.accelerator.unwrap_model(model))
 
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self._window = AccumulationWindow(
+            batches
+        )  # Trainer fetches one optimizer step's micro-batches at once
+        return batches, num_items
+
+    def _take_micro_batch(self, model) -> tuple[AccumulationWindow | None, int]:
+        """The current optimizer step's window and this micro-batch's place in it (None outside training steps)."""
+        window = self._window
+        if not model.training or window is None or window.next_index >= len(window.batches):
+            return None, 0
+        window.next_index += 1
+        return window, window.next_index - 1
+
+    @torch.no_grad()
+    def _cache_window(self, model, window: AccumulationWindow) -> None:
+        """Image embeddings and labels of every micro-batch of the window, gathered over processes, no gradients."""
+        clip = self.accelerator.unwrap_model(model)
+        window.images, window.labels = [], []
+        for batch in window.batches:
+            batch = self._prepare_inputs(batch)
+            with self.accelerator.autocast():
+                images = clip.get_image_features(pixel_values=batch["pixel_values"]).pooler_output
+            window.images.append(gather_rows(images.float())[0])
+            window.labels.append(gather_rows(batch["labels"])[0])
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        window, index = self._take_micro_batch(model)
         # One forward through the (possibly DDP-wrapped) model, so gradient sync sees every adapted weight.
         outputs = model(
             input_ids=inputs["input_ids"],
@@ -128,24 +189,54 @@ class ClipLoraTrainer(Trainer):
             pixel_values=inputs["pixel_values"],
         )
         class_embeds = class_embeddings(outputs.text_embeds, self.num_classes)
-        loss, logits = clip_class_loss(
-            outputs.image_embeds, class_embeds, inputs["labels"], self.logit_scale(model), self.loss_kind
-        )
-        return (loss, {"logits": logits}) if return_outputs else loss
+        images, own_rows = gather_rows(outputs.image_embeds)
+        labels, _ = gather_rows(inputs["labels"])
+        scale = self.logit_scale(model)
+        parts = len(window.batches) if window is not None else 1
+        if self.loss_kind == "ce" and parts > 1:
+            if window.labels is None:  # the window's image count over all processes
+                window.labels = [gather_rows(self._prepare_inputs(b)["labels"])[0] for b in window.batches]
+            logits = class_logits(images, class_embeds, scale)
+            loss = F.cross_entropy(logits, labels, reduction="sum") / sum(len(x) for x in window.labels)
+        elif parts > 1:
+            if window.images is None:
+                self._cache_window(model, window)
+            before = window.images[:index]
+            whole_images = torch.cat([*before, images, *window.images[index + 1 :]])
+            whole_labels = torch.cat([*window.labels[:index], labels, *window.labels[index + 1 :]])
+            whole, whole_logits = clip_class_loss(
+                whole_images, scale_gradient(class_embeds, 1 / parts), whole_labels, scale, self.loss_kind
+            )
+            loss = share_of(whole, parts)
+            offset = sum(len(x) for x in before)
+            logits = whole_logits[offset : offset + len(labels)]
+        else:
+            loss, logits = clip_class_loss(images, class_embeds, labels, scale, self.loss_kind)
+        return (loss, {"logits": logits[own_rows]}) if return_outputs else loss
 
     def evaluation_loop(self, *args, **kwargs):
         # The prompts are encoded once per pass: the adapter may have changed since the last one.
         self._eval_class_embeds = None
         try:
-            return super().evaluation_loop(*args, **kwargs)
+            output = super().evaluation_loop(*args, **kwargs)
         finally:
             self._eval_class_embeds = None
+        if output.predictions is not None and output.label_ids is not None:
+            # Trainer averages per-batch losses, and under DDP the last batch of a process is padded with repeated
+            # images; the logits it returns are every image's exactly once, on every process.
+            logits = torch.as_tensor(output.predictions, dtype=torch.float64)
+            loss = F.cross_entropy(logits, torch.as_tensor(output.label_ids, dtype=torch.long)).item()
+            key = f"{kwargs.get('metric_key_prefix', 'eval')}_loss"  # Trainer passes it by keyword
+            if key in output.metrics:
+                output.metrics[key] = loss
+        return output
 
     @torch.no_grad()
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         clip = self.accelerator.unwrap_model(model)
-        with self.compute_loss_context_manager():
+        # get_*_features bypass the autocast accelerate wraps around forward: evaluate in the training's precision.
+        with self.accelerator.autocast():
             if self._eval_class_embeds is None:
                 text = clip.get_text_features(
                     input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]
@@ -153,7 +244,8 @@ class ClipLoraTrainer(Trainer):
                 self._eval_class_embeds = class_embeddings(text.pooler_output, self.num_classes)
                 self.text_encoder_calls += 1
             image = clip.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output
-            loss, logits = clip_class_loss(
-                image, self._eval_class_embeds, inputs["labels"], self.logit_scale(model), self.loss_kind
-            )
+        logits = class_logits(image, self._eval_class_embeds, self.logit_scale(model))
+        # Image->text cross-entropy only: defined per image, so the evaluation loss does not depend on the batch
+        # size, the order or the number of processes (the text->image term would).
+        loss = F.cross_entropy(logits, inputs["labels"])
         return loss.detach(), (None if prediction_loss_only else logits.detach()), inputs["labels"]

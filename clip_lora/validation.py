@@ -25,7 +25,6 @@ from clip_lora.errors import ArgumentError
 
 # Rules for TrainingArguments' own fields (the ones ClipLoraTrainingArguments redefines carry them in metadata).
 TRAINING_RULES: dict[str, dict] = {
-    "gradient_accumulation_steps": {"min": 1},
     "eval_accumulation_steps": {"min": 1},
     "weight_decay": {"min": 0},
     "adam_beta1": {"min": 0, "lt": 1},

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -19,15 +19,9 @@ import pytest
 
 from clip_lora.artifacts import read_predictions
 from clip_lora.data import IMAGENETTE_CLASSES
-from testing_utils import ROOT, smoke_argv
+from testing_utils import ROOT, free_port, smoke_argv
 
 VAL_IMAGES = 50  # 4 eval batches of 16 (16+16+16+2) over 2 processes: the last batch is padded on one of them
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +50,7 @@ def ddp_run(tiny_model_dir, image_root, tmp_path_factory):
         "--nproc_per_node",
         "2",
         "--master_port",
-        str(_free_port()),
+        str(free_port()),
         str(ROOT / "train_clip_lora.py"),
         *argv,
     ]
@@ -74,8 +68,8 @@ def _rows(path):
 def test_two_processes_really_trained(ddp_run):
     out, _ = ddp_run
     state = json.loads((out / "trainer_state.json").read_text())
-    # 64 train images, 16 per device: 2 steps an epoch with two processes (4 with one).
-    assert state["global_step"] == 2 and state["train_batch_size"] == 16
+    # 64 train images, the smoke recipe's global batch of 16 = 2 processes x 8: 4 steps an epoch, as with one process.
+    assert state["global_step"] == 4 and state["train_batch_size"] == 8
 
 
 @pytest.mark.parametrize("csv_name", ["predictions.csv", "zero_shot_predictions.csv"])
@@ -99,8 +93,25 @@ def test_metrics_count_each_image_once(ddp_run):
     assert results["zero_shot_accuracy"] == pytest.approx((zs_labels == zs_predictions).mean())
 
 
+@pytest.mark.parametrize(
+    ("prefix", "csv_name"), [("zero_shot", "zero_shot_predictions.csv"), ("eval", "predictions.csv")]
+)
+def test_loss_is_the_mean_per_image_cross_entropy_over_val(ddp_run, prefix, csv_name):
+    # Image->text only, every val image once: the same number with any process count or batch size (the
+    # text->image term made it 2.2948 on one process and 2.3325 on two).
+    out, _ = ddp_run
+    results = json.loads((out / "all_results.json").read_text())
+    rows = _rows(out / csv_name)
+    expected = -sum(math.log(float(row[row["label"]])) for row in rows) / len(rows)
+    assert results[f"{prefix}_loss"] == pytest.approx(expected, rel=1e-4)
+
+
 def test_outputs_written_by_the_main_process_only(ddp_run):
     out, run = ddp_run
+    logs = run.stdout + run.stderr
+    assert logs.count("Batch: 2 processes (cpu) - no CUDA GPU: CPU DDP over gloo x 8 per device") == 1
+    for info in ("INFO train_clip_lora: Data: ", "INFO train_clip_lora: Trainable parameters"):
+        assert logs.count(info) == 1, info  # INFO from the main process only
     assert run.stdout.count("macro avg") == 1  # the report is printed (and written) once
     assert (run.stdout + run.stderr).count("zero-shot accuracy") == 1
     assert not list(out.glob(".write-test-*")) and not list(out.glob("**/*.tmp"))

@@ -69,3 +69,24 @@ def test_bf16_autocast_step_on_cpu_is_finite_and_keeps_fp32_master_weights(tiny_
         assert p.dtype == torch.float32, name
     states = [s for s in trainer.optimizer.state.values() if "exp_avg" in s]
     assert states and all(s["exp_avg"].dtype == torch.float32 for s in states)
+
+
+def test_evaluation_runs_under_the_training_autocast(tiny_model_dir, tmp_path):
+    # get_text_features / get_image_features bypass the autocast accelerate wraps around forward: evaluation (dev,
+    # zero-shot, WiSE-FT all go through trainer.predict) must run in the training's precision, not fp32.
+    trainer = make_trainer(tiny_model_dir, tmp_path, bf16=True)
+    clip = trainer.model.base_model.model
+    seen = {}
+    handles = [
+        tower.encoder.layers[0].self_attn.q_proj.register_forward_hook(
+            lambda module, args, out, name=name: seen.setdefault(name, set()).add(out.dtype)
+        )
+        for name, tower in (("vision", clip.vision_model), ("text", clip.text_model))
+    ]
+    try:
+        metrics = trainer.evaluate()
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert seen == {"vision": {torch.bfloat16}, "text": {torch.bfloat16}}
+    assert math.isfinite(metrics["eval_loss"])

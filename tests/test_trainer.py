@@ -81,3 +81,17 @@ def test_evaluation_encodes_class_prompts_once_per_pass(tiny_trainer):
         handle.remove()
     assert tiny_trainer.text_encoder_calls == 2
     assert {"eval_accuracy", "eval_macro_f1", "eval_loss"} <= set(metrics)
+
+
+@pytest.mark.parametrize("loss_kind", ["contrastive", "ce"])
+def test_eval_loss_does_not_depend_on_the_batch_size(tiny_model_dir, tmp_path, loss_kind):
+    losses = {}
+    for batch in (4, 32):
+        trainer = make_tiny_trainer(tiny_model_dir, tmp_path / str(batch), per_device_eval_batch_size=batch)
+        trainer.loss_kind = loss_kind
+        losses[batch] = trainer.evaluate()["eval_loss"]
+    # The image->text cross-entropy, a per-image quantity: 6 batches of 4 and one of 24 give the same mean.
+    assert losses[4] == pytest.approx(losses[32], abs=1e-6)
+    predictions = trainer.predict(trainer.eval_dataset)
+    logits, labels = torch.from_numpy(predictions.predictions), torch.from_numpy(predictions.label_ids)
+    assert losses[32] == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-5)

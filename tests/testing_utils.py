@@ -300,6 +300,38 @@ def guard_network(monkeypatch, events: list) -> None:
     monkeypatch.setattr("transformers.trainer.hf_api", trainer_hf_api)
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def network_guard_for_subprocess(folder: Path) -> tuple[Path, Path]:
+    """(a folder to put first on a child's PYTHONPATH, the log file): its sitecustomize refuses and logs every
+    connect that leaves this machine, as guard_network does in-process."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "refused_connections.log"
+    (folder / "sitecustomize.py").write_text(
+        f"""import socket
+
+_connect = socket.socket.connect
+
+
+def _guarded(sock, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if sock.family != socket.AF_UNIX and host not in {LOCAL_HOSTS!r}:
+        with open({str(log)!r}, "a") as f:
+            f.write(repr(address) + "\\n")
+        raise OSError(f"test: network access to {{address}} refused")
+    return _connect(sock, address)
+
+
+socket.socket.connect = _guarded
+"""
+    )
+    return folder, log
+
+
 def record_training_steps(monkeypatch, events: list) -> None:
     original = ClipLoraTrainer.training_step
 

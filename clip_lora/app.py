@@ -1,0 +1,256 @@
+"""clip-lora app: a local page to look at a run's results (needs the optional extra: pip install clip-lora[app]).
+
+    clip-lora app runs/demo                       # a run's output_dir
+    clip-lora app USER/clip-lora-imagenette       # a pushed adapter (downloaded once into the HF cache)
+    clip-lora app runs/demo --port 7861 --data_dir runs/demo-assets/imagenette
+
+The page (served on 127.0.0.1, never shared, no analytics) shows (a) the top-5 of the fine-tuned model beside the
+zero-shot model for an uploaded image, (b) the val images whose prediction the fine-tuning changed (fixed: zero-shot
+wrong -> fine-tuned right; broken: the reverse) with their probabilities, from the run's two predictions CSVs, and
+(c) the per-class report and the confusion matrices. This module holds the verb and the data behind the page;
+clip_lora/app_page.py builds the page itself (the only place that imports gradio).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from clip_lora import artifacts
+from clip_lora.errors import ArgumentError, MissingExtraError, ModelError, Parser
+
+INSTALL_HINT = "pip install clip-lora[app]"
+
+
+@dataclass(frozen=True)
+class PredictionRow:
+    """One row of predictions.csv / zero_shot_predictions.csv."""
+
+    image: str  # the image id: a path relative to the dataset root (folders) or split/index (hub datasets)
+    label: str
+    prediction: str
+    probabilities: dict[str, float]
+
+    @property
+    def correct(self) -> bool:
+        return self.label == self.prediction
+
+
+@dataclass(frozen=True)
+class ChangedImage:
+    """A val image whose correctness differs between the zero-shot and the fine-tuned model."""
+
+    image: str
+    label: str
+    zero_shot: PredictionRow
+    fine_tuned: PredictionRow
+
+    @property
+    def fixed(self) -> bool:
+        return self.fine_tuned.correct
+
+    def caption(self) -> str:
+        return (
+            f"true: {self.label} | zero-shot: {self.zero_shot.prediction} "
+            f"({self.zero_shot.probabilities[self.zero_shot.prediction]:.2f}) | fine-tuned: "
+            f"{self.fine_tuned.prediction} ({self.fine_tuned.probabilities[self.fine_tuned.prediction]:.2f})"
+        )
+
+
+def read_prediction_rows(path: str | Path) -> list[PredictionRow]:
+    """Every row of a predictions CSV (artifacts.write_predictions' format), probabilities keyed by class name."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        class_names = next(reader)[3:]
+        return [
+            PredictionRow(row[0], row[1], row[2], dict(zip(class_names, map(float, row[3:]), strict=True)))
+            for row in reader
+        ]
+
+
+def changed_images(
+    zero_shot: list[PredictionRow], fine_tuned: list[PredictionRow]
+) -> tuple[list[ChangedImage], list[ChangedImage]]:
+    """(fixed, broken): the images the fine-tuning made right, and those it made wrong (McNemar's b and c)."""
+    by_image = {row.image: row for row in zero_shot}
+    if set(by_image) != {row.image for row in fine_tuned}:
+        raise ModelError(
+            "the zero-shot and fine-tuned predictions CSVs list different images; rerun the training."
+        )
+    changed = [
+        ChangedImage(row.image, row.label, by_image[row.image], row)
+        for row in fine_tuned
+        if row.correct != by_image[row.image].correct
+    ]
+    return [c for c in changed if c.fixed], [c for c in changed if not c.fixed]
+
+
+def image_root(run_dir: Path, run_config: dict, image_id: str, data_dir: str | None = None) -> Path | None:
+    """The folder the run's image ids are relative to, or None (a hub dataset, or data not on this machine).
+
+    Ids are relative to the dataset root: --dataset_name when it is a folder, else --data_dir or the extracted
+    archive folder inside it. A relative --data_dir is tried from here and from each folder above the run's.
+    """
+    given = [data_dir] if data_dir else [run_config.get("dataset_name"), run_config.get("data_dir")]
+    bases = [Path.cwd(), *Path(run_dir).resolve().parents]
+    for entry in filter(None, given):
+        path = Path(entry).expanduser()
+        for folder in [path] if path.is_absolute() else [base / path for base in bases]:
+            candidates = [folder, *(sorted(folder.iterdir()) if folder.is_dir() else [])]
+            for root in candidates:
+                if (root / image_id).is_file():
+                    return root
+    return None
+
+
+def is_hub_id(source: str) -> bool:
+    return not Path(source).expanduser().exists() and source.count("/") == 1
+
+
+def resolve_run(source: str) -> Path:
+    """A run's folder: source itself, or a Hub repo's snapshot (cached; HF_HUB_OFFLINE=1 uses the cache only)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return path
+    if not is_hub_id(source):
+        raise ModelError(f"{source} is neither a run's output folder nor a hub id (USER/NAME).")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source))
+    except Exception as err:  # noqa: BLE001 - not found, private, offline without a cached copy
+        raise ModelError(
+            f"cannot get {source} from the Hub ({type(err).__name__}); check the id, `hf auth login`, "
+            "or pass a local run folder."
+        ) from None
+
+
+def read_run_config(run_dir: Path) -> dict:
+    path = run_dir / artifacts.RUN_CONFIG
+    return artifacts.read_json(path) if path.is_file() else {}
+
+
+def adapter_path(run_dir: Path, run_config: dict) -> str:
+    """The run's adapter: in its folder (a training run) or the one an eval-only run evaluated."""
+    if all((run_dir / name).is_file() for name in artifacts.ADAPTER_FILES):
+        return str(run_dir)
+    if run_config.get("adapter_name_or_path"):
+        return run_config["adapter_name_or_path"]
+    raise ModelError(
+        f"{run_dir} has no adapter ({', '.join(artifacts.ADAPTER_FILES)}) and its run used none; "
+        "pass the output_dir of a training run."
+    )
+
+
+class Classifier:
+    """The run's adapter on its base model; the same model with the adapter switched off is the zero-shot one."""
+
+    def __init__(self, adapter: str, device: str = "cpu"):
+        from clip_lora.predict import load_classifier
+
+        self.model, self.processor, self.class_names, self.templates = load_classifier(
+            None, adapter, None, None, device
+        )
+
+    def top_k(self, image, k: int = 5) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+        """(fine-tuned, zero-shot) top-k (class name, probability) for one PIL image."""
+        from clip_lora.images import to_rgb
+        from clip_lora.predict import predict_images, top_k
+
+        image = to_rgb(image)
+        fine_tuned = predict_images(self.model, self.processor, self.class_names, self.templates, [image])
+        with self.model.disable_adapter():
+            zero_shot = predict_images(self.model, self.processor, self.class_names, self.templates, [image])
+        return top_k(fine_tuned, self.class_names, k)[0], top_k(zero_shot, self.class_names, k)[0]
+
+
+@dataclass
+class RunView:
+    """Everything the page shows, read from a run's folder; files a run (or a hub repo) lacks are None."""
+
+    run_dir: Path
+    results: dict
+    fixed: list[ChangedImage] | None
+    broken: list[ChangedImage] | None
+    images_root: Path | None
+    report_md: str | None
+    confusion_matrix: Path | None
+    zero_shot_confusion_matrix: Path | None
+
+    def image_file(self, image_id: str) -> Path | None:
+        path = self.images_root / image_id if self.images_root else None
+        return path if path and path.is_file() else None
+
+
+def load_view(run_dir: Path, data_dir: str | None = None) -> RunView:
+    def optional(name: str) -> Path | None:
+        return run_dir / name if (run_dir / name).is_file() else None
+
+    run_config = read_run_config(run_dir)
+    fixed = broken = root = None
+    zero_shot_csv, fine_tuned_csv = optional(artifacts.ZERO_SHOT_PREDICTIONS), optional(artifacts.PREDICTIONS)
+    if zero_shot_csv and fine_tuned_csv:
+        fine_tuned = read_prediction_rows(fine_tuned_csv)
+        fixed, broken = changed_images(read_prediction_rows(zero_shot_csv), fine_tuned)
+        root = image_root(run_dir, run_config, fine_tuned[0].image, data_dir) if fine_tuned else None
+    report = optional(artifacts.CLASSIFICATION_REPORT_MD)
+    return RunView(
+        run_dir=run_dir,
+        results=artifacts.read_json(run_dir / artifacts.ALL_RESULTS)
+        if optional(artifacts.ALL_RESULTS)
+        else {},
+        fixed=fixed,
+        broken=broken,
+        images_root=root,
+        report_md=report.read_text() if report else None,
+        confusion_matrix=optional(artifacts.CONFUSION_MATRIX),
+        zero_shot_confusion_matrix=optional(artifacts.ZERO_SHOT_CONFUSION_MATRIX),
+    )
+
+
+def parse_args(argv: list[str] | None):
+    parser = Parser(prog="clip-lora app", description=__doc__.splitlines()[0])
+    parser.add_argument("run", metavar="OUTPUT_DIR_OR_HUB_ID", help="A run's output_dir or a pushed adapter.")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="Address to serve on (default: this machine only)."
+    )
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--data_dir", help="Where the run's val images are (default: from run_config.json).")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available).")
+    return parser.parse_args(argv)
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail before the model loads when the address cannot be served (taken, or not this machine's)."""
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, port))
+    except OSError as err:
+        raise ArgumentError(
+            f"cannot serve on {host}:{port} ({err.strerror or err}); pass another --port or --host."
+        ) from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if not is_hub_id(args.run):  # a local folder is checked before anything is imported or downloaded
+        local = resolve_run(args.run)
+        adapter_path(local, read_run_config(local))
+    check_port(args.host, args.port)
+    if importlib.util.find_spec("gradio") is None:
+        raise MissingExtraError(f"clip-lora app needs Gradio, which is not installed: {INSTALL_HINT}")
+    # Before gradio is imported: no usage analytics and no version check (the page must work offline).
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    run_dir = resolve_run(args.run)
+    adapter = adapter_path(run_dir, read_run_config(run_dir))
+    view = load_view(run_dir, args.data_dir)
+    import torch
+
+    classifier = Classifier(adapter, args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    from clip_lora.app_page import serve
+
+    serve(view, classifier, args.host, args.port)
