@@ -39,8 +39,9 @@ test-browser: $(BIN)/.installed-app
 
 # The fuzz and fault tests with many more draws than CI runs (seeded: a failure reruns the same way).
 fuzz: setup
-	CLIP_LORA_FUZZ_EXAMPLES=500 CLIP_LORA_ALL_FAULTS=1 $(BIN)/python -m pytest -q --timeout 3600 \
-		tests/test_fuzz_images.py tests/test_run_dir.py tests/test_resume.py
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-400} CLIP_LORA_FUZZ_EXAMPLES=$${CLIP_LORA_FUZZ_EXAMPLES:-500} CLIP_LORA_ALL_FAULTS=1 \
+		$(BIN)/python -m pytest -q --timeout 7200 tests/test_fuzz_flags.py tests/test_fuzz_images.py \
+		tests/test_run_dir.py tests/test_resume.py
 
 quality: setup
 	$(BIN)/ruff check --fix .

@@ -8,7 +8,9 @@ A single YAML/JSON file works instead of flags (HfArgumentParser's convention); 
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -18,9 +20,9 @@ import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from clip_lora import progress
+from clip_lora import progress, validation
 from clip_lora.batching import launched_processes, resolve_batch
-from clip_lora.errors import ArgumentError, OneLineParserMixin
+from clip_lora.errors import ArgumentError, ClipLoraError, OneLineParserMixin
 from clip_lora.prompts import DEFAULT_TEMPLATE
 from clip_lora.resources import looks_like_recipe, recipe_path
 
@@ -34,7 +36,8 @@ PREPROCESSING = ("auto", "on_the_fly", "cached")  # = preprocessing.PREPROCESSIN
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(
-        default=SEED_MODEL, metadata={"help": "CLIP checkpoint: a hub id or a local save_pretrained folder."}
+        default=SEED_MODEL,
+        metadata={"help": "CLIP checkpoint: a hub id or a local save_pretrained folder.", "nonempty": True},
     )
     adapter_name_or_path: str | None = field(
         default=None,
@@ -42,8 +45,12 @@ class ModelArguments:
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models are cached."})
     attn_implementation: str = field(
-        default="sdpa", metadata={"help": "Attention kernel: sdpa (fused, default) or eager."}
+        default="sdpa",
+        metadata={"help": "Attention kernel: sdpa (fused, default) or eager.", "choices": ("sdpa", "eager")},
     )
+
+    def __post_init__(self):
+        validation.check_fields(self)
 
 
 @dataclass
@@ -51,7 +58,8 @@ class DataArguments:
     dataset_name: str = field(
         default="imagenette",
         metadata={
-            "help": "'imagenette', 'imagewoof', a local imagefolder path (train/<class>/, val/<class>/), or a hub dataset id."
+            "help": "'imagenette', 'imagewoof', a local imagefolder path (train/<class>/, val/<class>/), or a hub dataset id.",
+            "nonempty": True,
         },
     )
     data_dir: str | None = field(
@@ -62,7 +70,10 @@ class DataArguments:
     )
     imagenette_size: str = field(
         default="320",
-        metadata={"help": "Which fast.ai archive to download: full, 320 or 160 (shortest side, px)."},
+        metadata={
+            "help": "Which fast.ai archive to download: full, 320 or 160 (shortest side, px).",
+            "choices": ("full", "320", "160"),
+        },
     )
     download: bool = field(
         default=True, metadata={"help": "Download ImageNette when --data_dir holds no data."}
@@ -70,19 +81,27 @@ class DataArguments:
     on_bad_image: str = field(
         default="skip",
         metadata={
-            "help": "Unreadable images found by the pre-training check: skip (listed in skipped_images.txt) or error."
+            "help": "Unreadable images found by the pre-training check: skip (listed in skipped_images.txt) or error.",
+            "choices": ON_BAD_IMAGE,
         },
     )
     dev_split_ratio: float = field(
         default=0.05,
-        metadata={"help": "Fraction of train held out (stratified, seeded) to select the best epoch."},
+        metadata={
+            "help": "Fraction of train held out (stratified, seeded) to select the best epoch.",
+            "gt": 0,
+            "max": 0.5,
+        },
     )
     max_train_samples: int | None = field(
-        default=None, metadata={"help": "Truncate train (debugging, smoke runs)."}
+        default=None, metadata={"help": "Truncate train (debugging, smoke runs).", "min": 1, "example": 64}
     )
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate dev and val (debugging)."})
+    max_eval_samples: int | None = field(
+        default=None, metadata={"help": "Truncate dev and val (debugging).", "min": 1, "example": 64}
+    )
     prompt_template: str = field(
-        default=DEFAULT_TEMPLATE, metadata={"help": "Class prompt; '{}' is replaced by the class name."}
+        default=DEFAULT_TEMPLATE,
+        metadata={"help": "Class prompt; '{}' is replaced by the class name.", "template": True},
     )
     class_names_file: str | None = field(
         default=None, metadata={"help": "JSON mapping folder name -> class name, for an imagefolder dataset."}
@@ -91,7 +110,8 @@ class DataArguments:
         default="auto",
         metadata={
             "help": "on_the_fly (decode + resize every epoch), cached (resized once into the datasets cache as "
-            "uint8, normalised in the collator) or auto (cached on a GPU, on_the_fly on CPU)."
+            "uint8, normalised in the collator) or auto (cached on a GPU, on_the_fly on CPU).",
+            "choices": PREPROCESSING,
         },
     )
     # Issue 6: prompt ensembles, few-shot, streaming, WiSE-FT (logic in prompts.py, data.py, wise_ft.py).
@@ -103,7 +123,11 @@ class DataArguments:
     )
     shots_per_class: int | None = field(
         default=None,
-        metadata={"help": "Train on K images per class (stratified, seeded; dev is carved first)."},
+        metadata={
+            "help": "Train on K images per class (stratified, seeded; dev is carved first).",
+            "min": 1,
+            "example": 16,
+        },
     )
     streaming: bool = field(
         default=False,
@@ -118,31 +142,16 @@ class DataArguments:
     )
 
     def __post_init__(self):
-        if "{}" not in self.prompt_template:
-            raise ArgumentError(
-                f"--prompt_template {self.prompt_template!r} has no '{{}}' for the class name; "
-                "use e.g. 'a photo of a {}.'"
-            )
-        if not 0.0 < self.dev_split_ratio <= 0.5:
-            raise ArgumentError(f"--dev_split_ratio {self.dev_split_ratio} must be in (0, 0.5]; e.g. 0.05.")
-        if self.preprocessing not in PREPROCESSING:
-            raise ArgumentError(
-                f"--preprocessing {self.preprocessing!r} is not one of {', '.join(PREPROCESSING)}."
-            )
-        if self.on_bad_image not in ON_BAD_IMAGE:
-            raise ArgumentError(
-                f"--on_bad_image {self.on_bad_image!r} is not one of {', '.join(ON_BAD_IMAGE)}."
-            )
-        if self.shots_per_class is not None and self.shots_per_class < 1:
-            raise ArgumentError(
-                f"--shots_per_class {self.shots_per_class} must be a positive integer, e.g. 16."
-            )
+        validation.check_fields(self)  # every field's rule, from its metadata
         _ = self.wise_alpha_list  # a typo in --wise_alphas fails here, not after training
 
     @property
     def wise_alpha_list(self) -> list[float]:
         try:
-            return [float(a) for a in (self.wise_alphas or "").split(",") if a.strip()]
+            alphas = [float(a) for a in (self.wise_alphas or "").split(",") if a.strip()]
+            if not all(map(math.isfinite, alphas)):
+                raise ValueError("not finite")
+            return alphas
         except ValueError:
             raise ArgumentError(
                 f"--wise_alphas {self.wise_alphas!r} must be numbers, e.g. 0,0.25,0.5,0.75,1"
@@ -151,29 +160,29 @@ class DataArguments:
 
 @dataclass
 class LoraArguments:
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: float = field(default=32, metadata={"help": "LoRA alpha (scaling = alpha / r)."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA input."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank.", "min": 1})
+    lora_alpha: float = field(default=32, metadata={"help": "LoRA alpha (scaling = alpha / r).", "gt": 0})
+    lora_dropout: float = field(
+        default=0.1, metadata={"help": "Dropout on the LoRA input.", "min": 0.0, "lt": 1.0}
+    )
     lora_target_modules: str = field(
-        default="q_proj,k_proj,v_proj,out_proj", metadata={"help": "Comma-separated module names to adapt."}
+        default="q_proj,k_proj,v_proj,out_proj",
+        metadata={"help": "Comma-separated module names to adapt.", "names": True},
     )
     lora_towers: str = field(
-        default="both", metadata={"help": "Which towers get LoRA: both, vision or text."}
+        default="both",
+        metadata={"help": "Which towers get LoRA: both, vision or text.", "choices": LORA_TOWERS},
     )
     loss: str = field(
         default="contrastive",
-        metadata={"help": "contrastive (image<->class prompts, same-class images never negatives) or ce."},
+        metadata={
+            "help": "contrastive (image<->class prompts, same-class images never negatives) or ce.",
+            "choices": LOSSES,
+        },
     )
 
     def __post_init__(self):
-        if self.lora_r < 1:
-            raise ArgumentError(f"--lora_r {self.lora_r} must be a positive integer, e.g. 16.")
-        if self.lora_towers not in LORA_TOWERS:
-            raise ArgumentError(f"--lora_towers {self.lora_towers!r} is not one of {', '.join(LORA_TOWERS)}.")
-        if self.loss not in LOSSES:
-            raise ArgumentError(f"--loss {self.loss!r} is not one of {', '.join(LOSSES)}.")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ArgumentError(f"--lora_dropout {self.lora_dropout} must be in [0, 1).")
+        validation.check_fields(self)
 
     @property
     def target_module_list(self) -> list[str]:
@@ -194,28 +203,42 @@ class ClipLoraTrainingArguments(TrainingArguments):
     do_eval: bool = field(
         default=True, metadata={"help": "Evaluate on dev each epoch and on val at the end."}
     )
-    num_train_epochs: float = field(default=10.0, metadata={"help": "Epochs."})
+    num_train_epochs: float = field(default=10.0, metadata={"help": "Epochs.", "min": 0})
     global_batch_size: int | None = field(
         default=None,
         metadata={
             "help": "Images per optimizer step over all processes and accumulation steps (default: 32, the seed's, "
-            "unless --per_device_train_batch_size is given); the per-device batch or the accumulation is derived."
+            "unless --per_device_train_batch_size is given); the per-device batch or the accumulation is derived.",
+            "min": 1,
+            "example": 32,
         },
     )
     per_device_train_batch_size: int | None = field(
         default=None,
-        metadata={"help": "Training batch per process (default: derived from --global_batch_size)."},
+        metadata={
+            "help": "Training batch per process (default: derived from --global_batch_size).",
+            "min": 1,
+            "example": 32,
+        },
     )
     gradient_accumulation_steps: int | None = field(
         default=None,
-        metadata={"help": "Micro-batches per optimizer step (default: derived, 1 unless memory needs more)."},
+        metadata={
+            "help": "Micro-batches per optimizer step (default: derived, 1 unless memory needs more).",
+            "min": 1,
+            "example": 1,
+        },
     )
-    per_device_eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch per device."})
-    learning_rate: float = field(default=1e-4, metadata={"help": "AdamW learning rate for the LoRA weights."})
+    per_device_eval_batch_size: int = field(
+        default=64, metadata={"help": "Evaluation batch per device.", "min": 1}
+    )
+    learning_rate: float = field(  # 0 is allowed: an exact no-op training, used to check equivalences
+        default=1e-4, metadata={"help": "AdamW learning rate for the LoRA weights.", "min": 0}
+    )
     eval_strategy: str = field(default="epoch", metadata={"help": "Evaluate on dev every epoch."})
     save_strategy: str = field(default="epoch", metadata={"help": "Checkpoint every epoch (resumable)."})
     save_total_limit: int | None = field(
-        default=2, metadata={"help": "Keep the best and the last checkpoint."}
+        default=2, metadata={"help": "Keep the best and the last checkpoint.", "min": 1}
     )
     load_best_model_at_end: bool = field(
         default=True, metadata={"help": "Restore the epoch with the best dev metric."}
@@ -224,19 +247,36 @@ class ClipLoraTrainingArguments(TrainingArguments):
         default="accuracy", metadata={"help": "Dev metric used for selection."}
     )
     greater_is_better: bool | None = field(
-        default=True, metadata={"help": "Higher metric_for_best_model is better."}
+        default=None,
+        metadata={
+            "help": "Higher metric_for_best_model is better (default: false for a loss, true otherwise)."
+        },
     )
-    logging_steps: float = field(default=10, metadata={"help": "Log the training loss every N steps."})
+    logging_steps: float = field(
+        default=10, metadata={"help": "Log the training loss every N steps.", "gt": 0}
+    )
     remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Keep 'image' for the on-the-fly transform."}
+        default=False,
+        metadata={
+            "help": "Keep 'image' for the on-the-fly transform (must stay false).",
+            "choices": (False,),
+        },
     )
-    label_names: list[str] | None = field(default_factory=lambda: ["labels"], metadata={"help": "Label key."})
-    seed: int = field(default=42, metadata={"help": "Seed for init, shuffling and the dev split."})
+    label_names: list[str] | None = field(
+        default_factory=lambda: ["labels"],
+        metadata={"help": "Label key (the collator's: labels).", "choices": ("labels",)},
+    )
+    seed: int = field(
+        default=42,
+        metadata={"help": "Seed for init, shuffling and the dev split.", **validation.SEED_RULE},
+    )
     # Data loader defaults measured in bench/: see bench/RESULTS.md.
     dataloader_num_workers: int | None = field(
         default=None,
         metadata={
-            "help": "Loader processes; default: min(8, CPUs per GPU) on a GPU, 0 on CPU (model-bound)."
+            "help": "Loader processes; default: min(8, CPUs per GPU) on a GPU, 0 on CPU (model-bound).",
+            "min": 0,
+            "max": validation.MAX_LOADER_WORKERS,
         },
     )
     dataloader_persistent_workers: bool = field(
@@ -245,6 +285,7 @@ class ClipLoraTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        validation.check_fields(self, validation.TRAINING_RULES)  # before TrainingArguments acts on any value
         processes = launched_processes()
         if processes > 1 and not torch.cuda.is_available():
             # torchrun on a machine without GPUs: CPU DDP (gloo), announced in the run's batch line. Without use_cpu,
@@ -283,9 +324,9 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, LoraArguments, ClipLoraTraini
 def _recipe_to_flags(path: Path) -> list[str]:
     """Turn a YAML/JSON recipe into command-line flags, so flags after it can override any value."""
     try:
-        text = path.read_text()
+        text = validation.read_utf8(path, "recipe")
         values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (OSError, yaml.YAMLError, json.JSONDecodeError) as err:
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ArgumentError(
             f"cannot read recipe {path}: {first_line}; fix the file or pass flags instead."
@@ -308,7 +349,16 @@ def _recipe_to_flags(path: Path) -> list[str]:
 
 
 class OneLineHfParser(OneLineParserMixin, HfArgumentParser):
-    """A bad flag value (wrong type, bad choice) is one `error:` line, not argparse's usage + message."""
+    """A bad flag value (wrong type, bad choice) is one `error:` line, not argparse's usage + message.
+
+    HfArgumentParser hands field metadata to argparse as keywords; the validity rules in it are ours
+    (clip_lora.validation), so argparse sees the rest only."""
+
+    @staticmethod
+    def _parse_dataclass_field(parser, field):
+        argparse_field = copy.copy(field)
+        argparse_field.metadata = {k: v for k, v in field.metadata.items() if k not in validation.RULE_KEYS}
+        HfArgumentParser._parse_dataclass_field(parser, argparse_field)
 
 
 def parse_args(argv: list[str] | None = None):
@@ -317,9 +367,15 @@ def parse_args(argv: list[str] | None = None):
     if argv and looks_like_recipe(argv[0]):  # a packaged recipe's name or a file path
         argv = _recipe_to_flags(recipe_path(argv[0])) + argv[1:]
     parser = OneLineHfParser(ARGUMENT_CLASSES, prog="clip-lora train")
-    model_args, data_args, lora_args, training_args, unknown = parser.parse_args_into_dataclasses(
-        args=argv, return_remaining_strings=True
-    )
+    try:
+        model_args, data_args, lora_args, training_args, unknown = parser.parse_args_into_dataclasses(
+            args=argv, return_remaining_strings=True
+        )
+    except ClipLoraError:
+        raise
+    except (ValueError, TypeError, KeyError, ImportError, OSError) as err:  # TrainingArguments' own checks
+        raise ArgumentError(validation.library_error_line(err, ARGUMENT_CLASSES)) from None
     if unknown:
         raise ArgumentError(f"unknown argument(s): {' '.join(unknown)}; see --help for the valid flags.")
+    validation.check_run(model_args, data_args, lora_args, training_args)
     return model_args, data_args, lora_args, training_args

@@ -14,6 +14,7 @@ torchrun / accelerate only the main process prints it.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
@@ -68,10 +69,15 @@ def run(verb: str, argv: list[str]) -> int:
         progress.configure()  # bars only on a terminal; known library warnings silenced
         getattr(importlib.import_module(module), function)(argv)
     except ClipLoraError as err:
-        if is_main_process():
-            print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        message = str(err)
+    else:
+        return 0
+    # The frames the error held are released now; collecting them closes open progress bars, which would
+    # otherwise print after the error line (an error raised mid-training).
+    gc.collect()
+    if is_main_process():
+        print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,10 @@ class HubError(ClipLoraError, RuntimeError):
     """A Hub push that cannot work (no token, no write access)."""
 
 
+class TrainingError(ClipLoraError, RuntimeError):
+    """Training that cannot go on (a non-finite loss, gradient or weight)."""
+
+
 class PredictError(ClipLoraError, ValueError):
     """Inputs to `clip-lora predict` that give nothing to predict."""
 

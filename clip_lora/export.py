@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from clip_lora import artifacts
+from clip_lora import artifacts, validation
 from clip_lora.artifacts import ADAPTER_FILES
 from clip_lora.errors import ModelError, Parser
 from clip_lora.model_card import label_info
@@ -87,6 +87,7 @@ def export_merged(
 ) -> Path:
     """Write base+adapter, merged, with its classes and prompts (+ class embeddings) to output_dir; returns it."""
     out = Path(output_dir)
+    validation.check_output_folder("--output_dir", out)
     if out.is_dir() and any(out.iterdir()):
         raise ModelError(f"--output_dir {out} is not empty; choose a new folder for the merged model.")
     class_names, templates = _labels(adapter_name_or_path, labels, prompt_template)

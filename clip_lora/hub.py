@@ -48,9 +48,14 @@ def without_trainer_push(training_args):
 
     With push_to_hub on, Trainer creates the repo in __init__ and uploads the whole output_dir (checkpoints and
     optimizer state included) on every save; this run pushes once, at the end, the files in PUSH_FILES. The user's
-    flag stays in `training_args` (and in run_config.json)."""
+    flag stays in `training_args` (and in run_config.json). The copy holds no token (see below)."""
     trainer_args = copy.copy(training_args)
     trainer_args.push_to_hub = False
+    # Trainer pickles its arguments into training_args.bin (output_dir and every checkpoint): no token may be in
+    # them. The push reads the token from the user's `training_args`, which stay in memory only.
+    for name in vars(trainer_args):
+        if name.endswith("_token"):
+            setattr(trainer_args, name, None)
     return trainer_args
 
 

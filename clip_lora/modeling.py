@@ -46,9 +46,9 @@ def load_clip(model_name_or_path: str, cache_dir: str | None = None, attn_implem
             dtype=torch.float32,
         )
         processor = CLIPProcessor.from_pretrained(model_name_or_path, cache_dir=cache_dir)
-    except OSError as err:
+    except (OSError, ValueError, ImportError) as err:  # missing/unreadable files, a config that is not CLIP's
         raise ModelError(
-            f"cannot load CLIP from {model_name_or_path!r} ({str(err).splitlines()[0]}); pass a hub id you can reach "
+            f"cannot load CLIP from {model_name_or_path!r} ({first_line(err)}); pass a hub id you can reach "
             "or a folder written by save_pretrained (model.safetensors, config.json, processor files)."
         ) from None
     return model, processor
@@ -68,6 +68,12 @@ def apply_lora(model, r: int, alpha: float, dropout: float, target_modules: list
             f"--lora_target_modules {','.join(missing)} not found in {type(model).__name__}; "
             "CLIP's attention projections are q_proj,k_proj,v_proj,out_proj (MLP: fc1,fc2)."
         )
+    too_big = _rank_limit(model, target_modules)
+    if r > too_big:
+        raise ModelError(
+            f"--lora_r {r} exceeds the rank of the adapted layers ({too_big}): a bigger rank adds nothing but "
+            f"memory; use at most {too_big}, e.g. 16."
+        )
     config = LoraConfig(
         r=r,
         lora_alpha=alpha,
@@ -78,30 +84,104 @@ def apply_lora(model, r: int, alpha: float, dropout: float, target_modules: list
     return get_peft_model(model, config)
 
 
-def load_adapter(model, adapter_name_or_path: str, is_trainable: bool = False):
-    """Base model + a saved adapter. Refuses pickle-only adapters and adapters made for another base model."""
-    path = Path(adapter_name_or_path)
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:240]
+
+
+def _rank_limit(model, target_modules: list[str]) -> int:
+    """min(in, out) over the linear layers named target_modules: the largest rank a LoRA update there can have."""
+    dims = [
+        min(module.in_features, module.out_features)
+        for name, module in model.named_modules()
+        if name.rsplit(".", 1)[-1] in target_modules and isinstance(module, torch.nn.Linear)
+    ]
+    return min(dims) if dims else 2**31
+
+
+def read_adapter_config(adapter_name_or_path: str) -> dict:
+    """The adapter's adapter_config.json as a dict, or one ModelError line saying what is wrong with the adapter.
+
+    A local folder must hold adapter_config.json (valid JSON, a LoRA config) and adapter_model.safetensors; a path
+    that is a file, or that does not exist and is no hub id, is refused. A hub id is read through PEFT."""
+    path = Path(adapter_name_or_path).expanduser()
+    if path.is_file():
+        raise ModelError(
+            f"--adapter_name_or_path {path} is a file; pass the folder that holds {artifacts.ADAPTER_CONFIG} and "
+            f"{artifacts.ADAPTER_WEIGHTS} (a training run's output_dir)."
+        )
     if path.is_dir():
         if not (path / artifacts.ADAPTER_CONFIG).is_file():
             raise ModelError(
                 f"{path} has no adapter_config.json; pass the folder a training run wrote its adapter to."
             )
-        if not (path / "adapter_model.safetensors").is_file():
+        if not (path / artifacts.ADAPTER_WEIGHTS).is_file():
             raise ModelError(
                 f"{path} has no adapter_model.safetensors (pickle .bin adapters are refused: they can run code); "
                 "re-save it with safetensors."
             )
-        _check_adapter_base(model, json.loads((path / artifacts.ADAPTER_CONFIG).read_text()), path)
-    offline.require_cached(adapter_name_or_path, artifacts.ADAPTER_CONFIG)
+        try:
+            config = json.loads((path / artifacts.ADAPTER_CONFIG).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ModelError(
+                f"{path / artifacts.ADAPTER_CONFIG} is not valid JSON ({first_line(err)}); re-save the adapter."
+            ) from None
+    else:
+        from peft import PeftConfig
+
+        offline.require_cached(
+            adapter_name_or_path, artifacts.ADAPTER_CONFIG
+        )  # unreachable Hub: cache or one line
+        if path.is_absolute() or adapter_name_or_path.startswith(".") or adapter_name_or_path.count("/") > 1:
+            raise ModelError(
+                f"adapter {adapter_name_or_path} does not exist; pass a run's output_dir or a hub id."
+            )
+        try:
+            config = PeftConfig.from_pretrained(adapter_name_or_path).to_dict()
+        except Exception as err:  # noqa: BLE001 - offline, missing repo, bad config: all mean "cannot use it"
+            raise ModelError(
+                f"adapter {adapter_name_or_path} is neither a local folder nor a readable hub adapter "
+                f"({first_line(err)}); pass a run's output_dir or a hub id you can reach."
+            ) from None
+    if not isinstance(config, dict):
+        raise ModelError(f"adapter {adapter_name_or_path}: adapter_config.json must hold a JSON object.")
+    peft_type = str(config.get("peft_type", "")).rsplit(".", 1)[-1]
+    if peft_type != "LORA":
+        raise ModelError(
+            f"adapter {adapter_name_or_path} has peft_type {config.get('peft_type')!r}; this project loads LoRA "
+            "adapters only (peft_type LORA)."
+        )
+    return config
+
+
+def load_adapter(model, adapter_name_or_path: str, is_trainable: bool = False):
+    """Base model + a saved adapter: the ONE way every verb loads one. Any broken adapter (a file instead of a
+    folder, missing or truncated files, invalid JSON, another PEFT type, another base model) is one ModelError line;
+    pickle-only adapters are refused before anything is read."""
+    config = read_adapter_config(adapter_name_or_path)
+    path = Path(adapter_name_or_path).expanduser()
+    if path.is_dir():
+        _check_adapter_base(model, config, path)
     try:
         return PeftModel.from_pretrained(
-            model, adapter_name_or_path, is_trainable=is_trainable, use_safetensors=True
+            model,
+            str(path) if path.is_dir() else adapter_name_or_path,
+            is_trainable=is_trainable,
+            use_safetensors=True,
         )
-    except RuntimeError as err:  # size mismatch: the adapter was trained on a differently shaped model
-        raise ModelError(
-            f"adapter {adapter_name_or_path} does not fit this base model ({_first_mismatch(err)}); "
-            "pass the --model_name_or_path it was trained on."
-        ) from None
+    except RuntimeError as err:
+        if "size mismatch" in str(err):  # the adapter was trained on a differently shaped model
+            raise ModelError(
+                f"adapter {adapter_name_or_path} does not fit this base model ({_first_mismatch(err)}); "
+                "pass the --model_name_or_path it was trained on."
+            ) from None
+        reason = first_line(err)
+    except Exception as err:  # noqa: BLE001 - truncated safetensors, config fields PEFT rejects, modules not found
+        reason = first_line(err)
+    raise ModelError(
+        f"cannot load adapter {adapter_name_or_path} ({reason}); re-save or re-download it, or pass the "
+        "--model_name_or_path it was trained on."
+    )
 
 
 def _first_mismatch(err: RuntimeError) -> str:
@@ -120,14 +200,8 @@ def _check_adapter_base(model, adapter_config: dict, path: Path) -> None:
 
 
 def adapter_base_model(adapter_name_or_path: str) -> str | None:
-    """The base model an adapter records in its adapter_config.json (folder or hub id); None when unreadable."""
-    from peft import PeftConfig
-
-    offline.require_cached(adapter_name_or_path, artifacts.ADAPTER_CONFIG)
-    try:
-        return PeftConfig.from_pretrained(adapter_name_or_path).base_model_name_or_path
-    except (OSError, ValueError):
-        return None
+    """The base model an adapter records in its adapter_config.json; a broken adapter is a ModelError line."""
+    return read_adapter_config(adapter_name_or_path).get("base_model_name_or_path")
 
 
 def count_parameters(model) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from clip_lora import artifacts, progress
+from clip_lora import artifacts, progress, validation
 from clip_lora.arguments import SEED_MODEL
 from clip_lora.artifacts import escape_path
 from clip_lora.errors import Parser, PredictError  # noqa: F401 - re-exported: raised here, caught in cli
@@ -29,7 +29,7 @@ from clip_lora.export import read_class_prompts
 from clip_lora.images import IMAGE_EXTENSIONS, BadImageError, open_image
 from clip_lora.model_card import label_info
 from clip_lora.modeling import adapter_base_model, load_adapter, load_clip
-from clip_lora.prompts import DEFAULT_TEMPLATE
+from clip_lora.prompts import DEFAULT_TEMPLATE, template_problem
 from clip_lora.trainer import capped_logit_scale, class_embeddings, class_logits
 from collator import ClipClassificationCollator
 
@@ -81,8 +81,9 @@ def load_classifier(
         )
         raise PredictError(f'{where}: pass the class names, e.g. --labels "cat,dog,car".')
     templates = [prompt_template] if prompt_template else (info[1] if info else [DEFAULT_TEMPLATE])
-    if any("{}" not in t for t in templates):
-        raise PredictError(f"--prompt_template {templates[0]!r} needs '{{}}' where the class name goes.")
+    bad = [t for t in templates if template_problem(t)]
+    if bad:
+        raise PredictError(f"prompt template {bad[0]!r} {template_problem(bad[0])}; pass --prompt_template.")
     base = model_name_or_path or (adapter_base_model(adapter_name_or_path) if adapter_name_or_path else None)
     model, processor = load_clip(base or SEED_MODEL)
     if adapter_name_or_path:
@@ -171,12 +172,26 @@ def parse_args(argv: list[str] | None):
     parser.add_argument(
         "--output", help="Write predictions to a .csv or .json file instead of printing a table."
     )
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda", "mps"), default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     args = parser.parse_args(argv)
-    if args.output and Path(args.output).suffix not in (".csv", ".json"):
-        raise PredictError(f"--output {args.output} must end in .csv or .json.")
-    if args.top_k < 1:
-        raise PredictError("--top_k must be at least 1.")
+    for flag in ("top_k", "batch_size"):  # the same rule and message as every training flag
+        problem = validation.field_problem(flag, getattr(args, flag), {"min": 1}, parser.get_default(flag))
+        if problem:
+            raise PredictError(f"--{flag} {problem}")
+    for flag in ("labels", "prompt_template", "model_name_or_path", "adapter_name_or_path", "device"):
+        problem = validation.field_problem(flag, getattr(args, flag), {"nonempty": True})
+        if problem:
+            raise PredictError(f"--{flag} {problem}")
+    if args.prompt_template:
+        problem = template_problem(args.prompt_template)
+        if problem:
+            raise PredictError(f"--prompt_template {args.prompt_template!r} {problem}.")
+    if args.output:
+        if Path(args.output).suffix not in (".csv", ".json"):
+            raise PredictError(f"--output {args.output} must end in .csv or .json.")
+        validation.check_output_file("--output", args.output)  # before the model loads and inference runs
     return args
 
 

@@ -12,6 +12,7 @@ normalised prompt embeddings of each class and renormalises: the prompt ensemble
 from __future__ import annotations
 
 import dataclasses
+import string
 from pathlib import Path
 
 from clip_lora.errors import PromptError  # noqa: F401 - re-exported: raised here, caught in cli
@@ -105,6 +106,28 @@ DEFAULT_TEMPLATE = "a photo of a {}."  # the seed's prompt: --prompt_template's 
 TEMPLATE_SETS = ("single", "openai_imagenet")
 
 
+def template_problem(template: str) -> str | None:
+    """Why `template` cannot take a class name through str.format (None when it can): exactly one bare '{}'."""
+    try:
+        fields = [
+            (name, spec, conv)
+            for _, name, spec, conv in string.Formatter().parse(template)
+            if name is not None
+        ]
+    except ValueError:
+        return "has an unmatched '{' or '}' (write '{{' or '}}' for a literal brace)"
+    if not fields:
+        return "has no '{}' for the class name"
+    named = [name for name, _, _ in fields if name != ""]
+    if named:
+        return f"has a field {{{named[0]}}}; only '{{}}' (the class name) is allowed"
+    if len(fields) > 1:
+        return "must contain '{}' exactly once (the class name goes there)"
+    if fields[0][1] or fields[0][2]:
+        return "has a format spec or conversion in '{}'; write a bare '{}'"
+    return None
+
+
 def resolve_templates(spec: str, single: str = "a photo of a {}.") -> list[str]:
     """'single' -> [single]; 'openai_imagenet' -> the paper's 80; anything else is a file, one template per line."""
     if spec == "single":
@@ -118,13 +141,22 @@ def resolve_templates(spec: str, single: str = "a photo of a {}.") -> list[str]:
                 f"--prompt_templates {spec!r} is neither {' nor '.join(TEMPLATE_SETS)} nor a file"
             )
         # Blank lines and '#' comments are skipped, so a template file can document itself.
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        try:
+            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        except UnicodeDecodeError as err:
+            raise PromptError(
+                f"--prompt_templates {path} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                f"{err.start}); save it as UTF-8"
+            ) from None
+        except OSError as err:
+            raise PromptError(f"cannot read --prompt_templates {path} ({err.strerror or err})") from None
         templates = [line for line in lines if line and not line.startswith("#")]
         if not templates:
             raise PromptError(f"{path} holds no templates; write one per line, e.g. 'a photo of a {{}}.'")
-    bad = [t for t in templates if t.count("{}") != 1]
-    if bad:
-        raise PromptError(f"template {bad[0]!r} must contain '{{}}' exactly once (the class name goes there)")
+    for template in templates:
+        problem = template_problem(template)
+        if problem:
+            raise PromptError(f"template {template!r} {problem}")
     return templates
 
 

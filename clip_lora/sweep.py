@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 import train_clip_lora
-from clip_lora import artifacts, run_dir
+from clip_lora import artifacts, run_dir, validation
 from clip_lora.arguments import parse_args
 from clip_lora.errors import ArgumentError, DataError, Parser
 from clip_lora.stats import mcnemar, mean_std
@@ -148,7 +148,15 @@ def main(argv: list[str] | None = None) -> dict | None:
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
-        raise ArgumentError(f"--seeds {args.seeds!r} must be comma-separated integers, e.g. 0,1,2.") from None
+        seeds = []
+    problem = next(
+        (p for s in seeds if (p := validation.field_problem("seed", s, validation.SEED_RULE))), None
+    )
+    if not seeds or problem or len(set(seeds)) != len(seeds):
+        raise ArgumentError(
+            f"--seeds {args.seeds!r} must be distinct comma-separated integers in [0, {validation.SEED_RULE['max']}], "
+            "e.g. 0,1,2."
+        )
     output_dir = run_seeds(seeds, train_argv)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun/accelerate only the main process writes
         summary = summarize(output_dir, seeds)

@@ -149,3 +149,13 @@ def test_predict_reads_classes_and_prompts_from_the_export(trained_run, exported
         == 0
     )
     assert capsys.readouterr().out.splitlines()[-1].split()[1:-1] == row["prediction"].split()
+
+
+def test_output_dir_that_is_a_file_is_refused_before_loading(tmp_path, capsys, monkeypatch):
+    from clip_lora import export
+
+    monkeypatch.setattr(export, "load_clip", lambda *a, **k: pytest.fail("the model loaded before the check"))
+    (tmp_path / "merged").write_text("a file")
+    argv = ["--adapter_name_or_path", str(tmp_path / "adapter"), "--output_dir", str(tmp_path / "merged")]
+    assert run_verb("export", argv) == 2
+    assert capsys.readouterr().err == f"error: --output_dir {tmp_path / 'merged'} is a file; pass a folder.\n"

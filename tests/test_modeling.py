@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from peft import PeftModel
+from PIL import Image
 from transformers import CLIPModel
 
 from clip_lora.modeling import ModelError, apply_lora, count_parameters, load_adapter, load_clip
@@ -86,3 +87,61 @@ def test_adapter_folder_without_config_or_safetensors_is_refused(tiny_model_dir,
 def test_missing_model_path_is_one_clear_error(tmp_path):
     with pytest.raises(ModelError, match="cannot load CLIP"):
         load_clip(str(tmp_path / "nowhere"))
+
+
+# ---------------------------------------------------------------- every broken adapter is one ModelError line
+def _break_adapter(adapter, case: str) -> str:
+    """Damage a saved adapter in one way; returns the path to pass as --adapter_name_or_path."""
+    weights, config = adapter / "adapter_model.safetensors", adapter / "adapter_config.json"
+    if case == "truncated_weights":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif case == "invalid_config_json":
+        config.write_text('{"peft_type": "LORA", ')
+    elif case == "config_not_an_object":
+        config.write_text("[1, 2]")
+    elif case == "unknown_peft_type":
+        config.write_text(json.dumps({**json.loads(config.read_text()), "peft_type": "MAGIC"}))
+    elif case == "targets_modules_the_base_lacks":
+        config.write_text(json.dumps({**json.loads(config.read_text()), "target_modules": ["no_such_layer"]}))
+    elif case == "path_is_a_file":
+        return str(weights)
+    elif case == "missing_folder":
+        return str(adapter / "gone")
+    return str(adapter)
+
+
+ADAPTER_CASES = {
+    "truncated_weights": "error: cannot load adapter {path} (",
+    "invalid_config_json": "error: {path}/adapter_config.json is not valid JSON (",
+    "config_not_an_object": "error: adapter {path}: adapter_config.json must hold a JSON object.",
+    "unknown_peft_type": "error: adapter {path} has peft_type 'MAGIC'; this project loads LoRA adapters only",
+    "targets_modules_the_base_lacks": "error: cannot load adapter {path} (",
+    "path_is_a_file": "error: --adapter_name_or_path {path} is a file; pass the folder that holds",
+    "missing_folder": "error: adapter {path} does not exist; pass a run's output_dir or a hub id.",
+}
+
+
+@pytest.mark.parametrize("case", list(ADAPTER_CASES))
+def test_broken_adapter_is_one_line_in_every_verb(case, tiny_model_dir, tmp_path, capsys):
+    from clip_lora.cli import run as run_verb
+
+    model, _ = load_clip(str(tiny_model_dir))
+    apply_lora(model, 2, 4, 0.0, ["q_proj", "v_proj"]).save_pretrained(tmp_path / "adapter")
+    path = _break_adapter(tmp_path / "adapter", case)
+    expected = ADAPTER_CASES[case].format(path=path)
+    with pytest.raises(ModelError) as caught:
+        load_adapter(load_clip(str(tiny_model_dir))[0], path)
+    assert f"error: {caught.value}".startswith(expected)
+    image = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(image)
+    verbs = {
+        "predict": ["--adapter_name_or_path", path, "--labels", "a,b", str(image)],
+        "export": ["--adapter_name_or_path", path, "--output_dir", str(tmp_path / "merged")],
+    }
+    for verb, argv in verbs.items():
+        capsys.readouterr()
+        assert run_verb(verb, argv) == 2
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1 and "Traceback" not in err and lines[0].startswith(expected), (verb, err)
+        assert "cannot load CLIP" not in err

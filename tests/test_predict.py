@@ -190,3 +190,46 @@ def test_eval_entry_is_train_main_with_do_train_false_after_the_recipe(monkeypat
         ["smoke", "--do_train", "false", "--output_dir", "o"],
         ["--do_train", "false", "--output_dir", "o", "--do_train", "true"],
     ]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--batch_size", "0"], "error: --batch_size 0 must be a positive integer, e.g. 32."),
+        (["--top_k", "-1"], "error: --top_k -1 must be a positive integer, e.g. 5."),
+        (
+            ["--output", "{missing}/p.csv"],
+            "error: --output {missing}/p.csv: the folder {missing} does not exist;",
+        ),
+        (["--output", "{folder}.json"], "error: --output {folder}.json is a folder; pass a file name."),
+        (
+            ["--prompt_template", "a {} of {kind}"],
+            "error: --prompt_template 'a {} of {kind}' has a field {kind}; only '{}' (the class name) is allowed.",
+        ),
+    ],
+    ids=[
+        "batch_size_0",
+        "top_k_negative",
+        "output_in_missing_folder",
+        "output_is_a_folder",
+        "template_field",
+    ],
+)
+def test_flags_are_checked_before_the_model_loads(extra, message, tmp_path, capsys, monkeypatch):
+    from clip_lora import predict
+
+    monkeypatch.setattr(
+        predict, "load_clip", lambda *a, **k: pytest.fail("the model loaded before the check")
+    )
+    (tmp_path / "a.png").write_bytes(b"not read either")
+    (tmp_path / "dir.json").mkdir()
+    paths = {"missing": str(tmp_path / "missing"), "folder": str(tmp_path / "dir")}
+
+    def fill(text: str) -> str:
+        return text.replace("{missing}", paths["missing"]).replace("{folder}", paths["folder"])
+
+    argv = ["--labels", "a,b", str(tmp_path / "a.png"), *map(fill, extra)]
+    capsys.readouterr()
+    assert run_verb("predict", argv) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [err.strip()] and err.startswith(fill(message))

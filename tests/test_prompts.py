@@ -27,7 +27,7 @@ def test_template_sets(tmp_path):
     path.write_text("# my templates\n\na photo of a {}.\n  a drawing of a {}.  \n")
     assert resolve_templates(str(path)) == ["a photo of a {}.", "a drawing of a {}."]
     path.write_text("a photo without a slot.\n")
-    with pytest.raises(PromptError, match="exactly once"):
+    with pytest.raises(PromptError, match="has no .{}. for the class name"):
         resolve_templates(str(path))
     with pytest.raises(PromptError, match="neither single nor openai_imagenet"):
         resolve_templates(str(tmp_path / "missing.txt"))

@@ -93,3 +93,31 @@ def test_pickle_only_adapter_is_refused_before_anything_is_read(tiny_model_dir, 
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("a pickle was loaded"))
     with pytest.raises(ModelError, match="pickle .bin adapters are refused: they can run code"):
         load_adapter(load_clip(str(tiny_model_dir))[0], str(adapter))
+
+
+# ---------------------------------------------------------------- --hub_token on the command line
+def test_hub_token_flag_never_reaches_saved_arguments_but_the_push_uses_it(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    from clip_lora import artifacts, hub
+    from clip_lora.arguments import parse_args
+    from testing_utils import FakeHubApi, make_tiny_trainer
+
+    *_, user_args = parse_args(["--hub_token", FAKE_HF_TOKEN, "--output_dir", str(tmp_path / "out")])
+    trainer_args = hub.without_trainer_push(user_args)
+    assert trainer_args.hub_token is None and user_args.hub_token == FAKE_HF_TOKEN
+    trainer = make_tiny_trainer(tiny_model_dir, tmp_path / "out")
+    trainer.args = trainer_args
+    trainer.save_model()  # writes training_args.bin, as every checkpoint does
+    saved = tmp_path / "out" / "training_args.bin"
+    assert saved.is_file() and FAKE_HF_TOKEN.encode() not in saved.read_bytes()
+    assert torch.load(saved, weights_only=False).hub_token is None
+
+    events = []
+    monkeypatch.setattr(
+        hub, "hub_api", lambda token=None: events.append(("api", token)) or FakeHubApi(events)
+    )
+    (tmp_path / "out" / artifacts.MODEL_CARD).write_text("card")
+    hub.push_run(tmp_path / "out", "tester/x", user_args)
+    assert ("api", FAKE_HF_TOKEN) in events
+    assert [details["token"] for kind, details in events if kind == "create_commit"] == [FAKE_HF_TOKEN]

@@ -80,3 +80,14 @@ def test_readme_block_is_generated_from_the_summary(sweep_run, tmp_path):
     assert block.strip() == sweep.to_markdown(summary).strip()
     readme.write_text("no markers\n")
     assert run_verb("sweep", ["--readme", str(out / "summary.json"), "--readme_path", str(readme)]) == 2
+
+
+@pytest.mark.parametrize("seeds", ["0,0", "-1", "x", "4294967296", ","])
+def test_bad_seeds_are_one_line_before_any_run(seeds, tmp_path, capsys, monkeypatch):
+    from clip_lora.cli import run as run_verb
+
+    monkeypatch.setattr(sweep, "run_seeds", lambda *a: pytest.fail("a seed ran"))
+    assert run_verb("sweep", [f"--seeds={seeds}", "--output_dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --seeds {seeds!r} must be distinct comma-separated integers in [0, 4294967295], e.g. 0,1,2.\n"
+    )
