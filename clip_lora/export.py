@@ -90,8 +90,9 @@ def export_merged(
     validation.check_output_folder("--output_dir", out)
     if out.is_dir() and any(out.iterdir()):
         raise ModelError(f"--output_dir {out} is not empty; choose a new folder for the merged model.")
+    recorded_base = adapter_base_model(adapter_name_or_path)  # a broken adapter is its own one line, first
     class_names, templates = _labels(adapter_name_or_path, labels, prompt_template)
-    base = model_name_or_path or adapter_base_model(adapter_name_or_path)
+    base = model_name_or_path or recorded_base
     if not base:
         raise ModelError(
             f"{adapter_name_or_path} records no base model (adapter_config.json); pass --model_name_or_path."
