@@ -7,104 +7,23 @@
 The page (served on 127.0.0.1, never shared, no analytics) shows (a) the top-5 of the fine-tuned model beside the
 zero-shot model for an uploaded image, (b) the val images whose prediction the fine-tuning changed (fixed: zero-shot
 wrong -> fine-tuned right; broken: the reverse) with their probabilities, from the run's two predictions CSVs, and
-(c) the per-class report and the confusion matrices. This module holds the verb and the data behind the page;
-clip_lora/app_page.py builds the page itself (the only place that imports gradio).
+(c) the per-class report and the confusion matrices. This module holds the verb and the data behind the page (the
+changed images and their files come from clip_lora/changes.py, as in changes.png); clip_lora/app_page.py builds the
+page itself (the only place that imports gradio).
 """
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from clip_lora import artifacts
+from clip_lora import artifacts, changes
 from clip_lora.errors import ArgumentError, MissingExtraError, ModelError, Parser
 
 INSTALL_HINT = "pip install clip-lora[app]"
-
-
-@dataclass(frozen=True)
-class PredictionRow:
-    """One row of predictions.csv / zero_shot_predictions.csv."""
-
-    image: str  # the image id: a path relative to the dataset root (folders) or split/index (hub datasets)
-    label: str
-    prediction: str
-    probabilities: dict[str, float]
-
-    @property
-    def correct(self) -> bool:
-        return self.label == self.prediction
-
-
-@dataclass(frozen=True)
-class ChangedImage:
-    """A val image whose correctness differs between the zero-shot and the fine-tuned model."""
-
-    image: str
-    label: str
-    zero_shot: PredictionRow
-    fine_tuned: PredictionRow
-
-    @property
-    def fixed(self) -> bool:
-        return self.fine_tuned.correct
-
-    def caption(self) -> str:
-        return (
-            f"true: {self.label} | zero-shot: {self.zero_shot.prediction} "
-            f"({self.zero_shot.probabilities[self.zero_shot.prediction]:.2f}) | fine-tuned: "
-            f"{self.fine_tuned.prediction} ({self.fine_tuned.probabilities[self.fine_tuned.prediction]:.2f})"
-        )
-
-
-def read_prediction_rows(path: str | Path) -> list[PredictionRow]:
-    """Every row of a predictions CSV (artifacts.write_predictions' format), probabilities keyed by class name."""
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        class_names = next(reader)[3:]
-        return [
-            PredictionRow(row[0], row[1], row[2], dict(zip(class_names, map(float, row[3:]), strict=True)))
-            for row in reader
-        ]
-
-
-def changed_images(
-    zero_shot: list[PredictionRow], fine_tuned: list[PredictionRow]
-) -> tuple[list[ChangedImage], list[ChangedImage]]:
-    """(fixed, broken): the images the fine-tuning made right, and those it made wrong (McNemar's b and c)."""
-    by_image = {row.image: row for row in zero_shot}
-    if set(by_image) != {row.image for row in fine_tuned}:
-        raise ModelError(
-            "the zero-shot and fine-tuned predictions CSVs list different images; rerun the training."
-        )
-    changed = [
-        ChangedImage(row.image, row.label, by_image[row.image], row)
-        for row in fine_tuned
-        if row.correct != by_image[row.image].correct
-    ]
-    return [c for c in changed if c.fixed], [c for c in changed if not c.fixed]
-
-
-def image_root(run_dir: Path, run_config: dict, image_id: str, data_dir: str | None = None) -> Path | None:
-    """The folder the run's image ids are relative to, or None (a hub dataset, or data not on this machine).
-
-    Ids are relative to the dataset root: --dataset_name when it is a folder, else --data_dir or the extracted
-    archive folder inside it. A relative --data_dir is tried from here and from each folder above the run's.
-    """
-    given = [data_dir] if data_dir else [run_config.get("dataset_name"), run_config.get("data_dir")]
-    bases = [Path.cwd(), *Path(run_dir).resolve().parents]
-    for entry in filter(None, given):
-        path = Path(entry).expanduser()
-        for folder in [path] if path.is_absolute() else [base / path for base in bases]:
-            candidates = [folder, *(sorted(folder.iterdir()) if folder.is_dir() else [])]
-            for root in candidates:
-                if (root / image_id).is_file():
-                    return root
-    return None
 
 
 def is_hub_id(source: str) -> bool:
@@ -127,11 +46,6 @@ def resolve_run(source: str) -> Path:
             f"cannot get {source} from the Hub ({type(err).__name__}); check the id, `hf auth login`, "
             "or pass a local run folder."
         ) from None
-
-
-def read_run_config(run_dir: Path) -> dict:
-    path = run_dir / artifacts.RUN_CONFIG
-    return artifacts.read_json(path) if path.is_file() else {}
 
 
 def adapter_path(run_dir: Path, run_config: dict) -> str:
@@ -174,29 +88,26 @@ class RunView:
 
     run_dir: Path
     results: dict
-    fixed: list[ChangedImage] | None
-    broken: list[ChangedImage] | None
-    images_root: Path | None
+    fixed: list[changes.ChangedImage] | None
+    broken: list[changes.ChangedImage] | None
     report_md: str | None
     confusion_matrix: Path | None
     zero_shot_confusion_matrix: Path | None
 
-    def image_file(self, image_id: str) -> Path | None:
-        path = self.images_root / image_id if self.images_root else None
-        return path if path and path.is_file() else None
+    @property
+    def image_files(self) -> list[Path]:
+        """The changed images' files found on this machine: the only images the page may serve."""
+        return [c.path for c in (self.fixed or []) + (self.broken or []) if c.path]
 
 
 def load_view(run_dir: Path, data_dir: str | None = None) -> RunView:
     def optional(name: str) -> Path | None:
         return run_dir / name if (run_dir / name).is_file() else None
 
-    run_config = read_run_config(run_dir)
-    fixed = broken = root = None
-    zero_shot_csv, fine_tuned_csv = optional(artifacts.ZERO_SHOT_PREDICTIONS), optional(artifacts.PREDICTIONS)
-    if zero_shot_csv and fine_tuned_csv:
-        fine_tuned = read_prediction_rows(fine_tuned_csv)
-        fixed, broken = changed_images(read_prediction_rows(zero_shot_csv), fine_tuned)
-        root = image_root(run_dir, run_config, fine_tuned[0].image, data_dir) if fine_tuned else None
+    fixed = broken = None
+    if optional(artifacts.ZERO_SHOT_PREDICTIONS) and optional(artifacts.PREDICTIONS):
+        changed = changes.changed_images(run_dir, data_dir)
+        fixed, broken = [c for c in changed if c.fixed], [c for c in changed if not c.fixed]
     report = optional(artifacts.CLASSIFICATION_REPORT_MD)
     return RunView(
         run_dir=run_dir,
@@ -205,7 +116,6 @@ def load_view(run_dir: Path, data_dir: str | None = None) -> RunView:
         else {},
         fixed=fixed,
         broken=broken,
-        images_root=root,
         report_md=report.read_text() if report else None,
         confusion_matrix=optional(artifacts.CONFUSION_MATRIX),
         zero_shot_confusion_matrix=optional(artifacts.ZERO_SHOT_CONFUSION_MATRIX),
@@ -239,14 +149,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if not is_hub_id(args.run):  # a local folder is checked before anything is imported or downloaded
         local = resolve_run(args.run)
-        adapter_path(local, read_run_config(local))
+        adapter_path(local, artifacts.read_run_config(local))
     check_port(args.host, args.port)
     if importlib.util.find_spec("gradio") is None:
         raise MissingExtraError(f"clip-lora app needs Gradio, which is not installed: {INSTALL_HINT}")
     # Before gradio is imported: no usage analytics and no version check (the page must work offline).
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     run_dir = resolve_run(args.run)
-    adapter = adapter_path(run_dir, read_run_config(run_dir))
+    adapter = adapter_path(run_dir, artifacts.read_run_config(run_dir))
     view = load_view(run_dir, args.data_dir)
     import torch
 

@@ -12,7 +12,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from clip_lora.app import ChangedImage, Classifier, RunView  # noqa: E402
+from clip_lora.app import Classifier, RunView  # noqa: E402
+from clip_lora.changes import ChangedImage  # noqa: E402
 from clip_lora.errors import ArgumentError  # noqa: E402
 
 # System font stacks: the default theme would fetch its fonts from fonts.googleapis.com.
@@ -47,13 +48,13 @@ def changed_table(changed: list[ChangedImage]) -> list[list]:
     return [
         [
             c.image,
-            c.label,
-            c.zero_shot.prediction,
-            round(c.zero_shot.probabilities[c.zero_shot.prediction], 4),
-            c.fine_tuned.prediction,
-            round(c.fine_tuned.probabilities[c.fine_tuned.prediction], 4),
-            round(c.zero_shot.probabilities[c.label], 4),
-            round(c.fine_tuned.probabilities[c.label], 4),
+            c.true,
+            c.zero_shot,
+            round(c.zero_shot_probs[c.zero_shot], 4),
+            c.fine_tuned,
+            round(c.fine_tuned_probs[c.fine_tuned], 4),
+            round(c.zero_shot_p_true, 4),
+            round(c.fine_tuned_p_true, 4),
         ]
         for c in changed
     ]
@@ -63,7 +64,7 @@ def changed_section(view: RunView, changed: list[ChangedImage], title: str, elem
     gr.Markdown(f"### {title}: {len(changed)}")
     if not changed:
         return
-    thumbnails = [(str(view.image_file(c.image)), c.caption()) for c in changed if view.image_file(c.image)]
+    thumbnails = [(str(c.path), c.caption()) for c in changed if c.path]
     if len(thumbnails) > MAX_THUMBNAILS:
         gr.Markdown(f"The first {MAX_THUMBNAILS} of {len(thumbnails)} images; the table lists all.")
     if thumbnails:
@@ -99,7 +100,7 @@ def build_page(view: RunView, classifier: Classifier) -> gr.Blocks:
         if view.fixed is None:
             gr.Markdown("This folder has no predictions CSVs (a pushed repo holds none): nothing to compare.")
         else:
-            if view.images_root is None:
+            if (view.fixed or view.broken) and not view.image_files:
                 gr.Markdown("The val images are not on this machine (pass `--data_dir`): tables only.")
             changed_section(view, view.fixed, "Fixed (zero-shot wrong, fine-tuned right)", "fixed")
             changed_section(view, view.broken, "Broken (zero-shot right, fine-tuned wrong)", "broken")
@@ -118,7 +119,7 @@ def build_page(view: RunView, classifier: Classifier) -> gr.Blocks:
 
 def serve(view: RunView, classifier: Classifier, host: str, port: int) -> None:
     """Blocks until interrupted; prints the local URL."""
-    allowed = [str(p) for p in (view.run_dir, view.images_root) if p]
+    allowed = [str(p) for p in (view.run_dir, *view.image_files)]
     page = build_page(view, classifier)
     try:
         page.launch(

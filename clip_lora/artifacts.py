@@ -136,5 +136,11 @@ def read_json(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def read_run_config(output_dir: str | Path) -> dict:
+    """A run's run_config.json, or {} where there is none (a pushed repo, an older run)."""
+    path = Path(output_dir) / RUN_CONFIG
+    return read_json(path) if path.is_file() else {}
+
+
 def write_json(path: str | Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

@@ -143,7 +143,7 @@ def save_plots(output_dir: str | Path) -> list[Path]:
     results = (
         artifacts.read_json(out / artifacts.ALL_RESULTS) if (out / artifacts.ALL_RESULTS).is_file() else {}
     )
-    config = artifacts.read_json(out / artifacts.RUN_CONFIG) if (out / artifacts.RUN_CONFIG).is_file() else {}
+    config = artifacts.read_run_config(out)
     metric = (config.get("metric_for_best_model") or "accuracy").removeprefix("eval_")
     written = []
     if (out / TRAINER_STATE).is_file():  # absent in evaluation-only runs

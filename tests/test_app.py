@@ -12,7 +12,7 @@ import socket
 import pytest
 from PIL import Image
 
-from clip_lora import app
+from clip_lora import app, changes
 from clip_lora.cli import run as run_verb
 from clip_lora.errors import ModelError
 
@@ -53,11 +53,14 @@ def test_changed_images_are_the_rows_whose_correctness_differs(trained_run):
     assert {c.image for c in view.fixed} == expected_fixed
     assert {c.image for c in view.broken} == expected_broken
     for changed in view.fixed + view.broken:  # the probabilities shown are the CSVs' own
-        for model, rows in ((changed.zero_shot, zero_shot), (changed.fine_tuned, fine_tuned)):
+        for prediction, probabilities, rows in (
+            (changed.zero_shot, changed.zero_shot_probs, zero_shot),
+            (changed.fine_tuned, changed.fine_tuned_probs, fine_tuned),
+        ):
             row = rows[changed.image]
-            assert model.prediction == row["prediction"]
-            assert model.probabilities[row["label"]] == float(row[row["label"]])
-        assert view.image_file(changed.image) is not None  # the thumbnail's file is found from run_config
+            assert prediction == row["prediction"]
+            assert probabilities[row["label"]] == float(row[row["label"]])
+        assert changed.path is not None  # the thumbnail's file is found from run_config
 
 
 def test_top5_beside_zero_shot_equals_the_runs_two_csvs(trained_run, image_root):
@@ -80,10 +83,10 @@ def test_a_relative_data_dir_is_found_from_the_folders_above_the_run(trained_run
     run_dir.mkdir(parents=True)
     image_id = next(iter(_csv_rows(trained_run.output_dir / "predictions.csv")))
     config = {"dataset_name": "imagenette", "data_dir": "assets/imagenette"}
-    assert app.image_root(run_dir, config, image_id) == project / "assets" / "imagenette"
-    assert app.image_root(run_dir, {"data_dir": "elsewhere"}, image_id) is None
+    assert changes.image_root(run_dir, config, image_id) == project / "assets" / "imagenette"
+    assert changes.image_root(run_dir, {"data_dir": "elsewhere"}, image_id) is None
     (run_dir / "run_config.json").write_text(json.dumps({"data_dir": "elsewhere"}))
-    assert app.image_root(run_dir, {}, image_id, data_dir=str(image_root)) == image_root
+    assert changes.image_root(run_dir, {}, image_id, data_dir=str(image_root)) == image_root
 
 
 def test_a_taken_port_is_one_error_line_before_the_model_loads(trained_run, monkeypatch, capsys):
@@ -119,3 +122,14 @@ def test_an_uncached_hub_id_offline_is_one_error_and_an_eval_only_run_uses_its_a
     eval_only = tmp_path / "eval-only"
     eval_only.mkdir()
     assert app.adapter_path(eval_only, {"adapter_name_or_path": "runs/demo"}) == "runs/demo"
+
+
+def test_data_dir_finds_the_changed_images_of_a_run_without_run_config(trained_run, image_root, tmp_path):
+    """`clip-lora app RUN --data_dir DIR`: a pushed repo's CSVs carry no run_config.json, the images are elsewhere."""
+    for name in ("predictions.csv", "zero_shot_predictions.csv"):
+        shutil.copy(trained_run.output_dir / name, tmp_path / name)
+    assert all(c.path is None for c in changes.changed_images(tmp_path))
+    view = app.load_view(tmp_path, data_dir=str(image_root))
+    found = view.fixed + view.broken
+    assert found and all(c.path == image_root / c.image for c in found)
+    assert view.image_files == [c.path for c in found]
