@@ -136,7 +136,14 @@ def test_broken_adapter_is_one_line_in_every_verb(case, tiny_model_dir, tmp_path
     Image.new("RGB", (8, 8)).save(image)
     verbs = {
         "predict": ["--adapter_name_or_path", path, "--labels", "a,b", str(image)],
-        "export": ["--adapter_name_or_path", path, "--output_dir", str(tmp_path / "merged")],
+        "export": [
+            "--adapter_name_or_path",
+            path,
+            "--labels",
+            "a,b",
+            "--output_dir",
+            str(tmp_path / "merged"),
+        ],
     }
     for verb, argv in verbs.items():
         capsys.readouterr()
