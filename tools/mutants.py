@@ -639,7 +639,7 @@ MUTANTS: list[Mutant] = [
     ),
     _m(
         _IM,
-        IMAGE_CHECK,
+        IMAGES + IMAGE_CHECK,
         "if limit and width * height > limit:",
         "if limit and width * height > 2 * limit:",
         "bomb limit doubled (PIL's own error threshold)",
