@@ -29,7 +29,7 @@ PROMPTS = ("tests/test_prompts.py", "tests/test_prompt_files.py")
 WISE = ("tests/test_wise_ft_scaling.py", "tests/test_wise_ft.py")
 SPLITS = ("tests/test_splits_reference.py", "tests/test_data.py")
 SELECTION = ("tests/test_selection.py",)
-IMAGE_CHECK = ("tests/test_image_decoding.py", "tests/test_bad_images.py")
+IMAGE_CHECK = ("tests/test_image_check.py", "tests/test_image_decoding.py", "tests/test_bad_images.py")
 PIXELS = ("tests/test_pixel_cache.py", "tests/test_preprocessing.py")
 MODELING = ("tests/test_defaults.py", "tests/test_modeling.py")
 DEFAULTS = ("tests/test_defaults.py",)
@@ -627,7 +627,7 @@ MUTANTS: list[Mutant] = [
         "collator never rescales cached pixels",
     ),
     # ---------------------------------------------------------------- the image check
-    _m(_IC, IMAGE_CHECK, "            image.load()\n", "", "image check only verify()s, never decodes"),
+    _m(_IC, IMAGE_CHECK, "                image.load()\n", "", "image check only verify()s, never decodes"),
     _m(
         _IC,
         IMAGE_CHECK,
