@@ -772,6 +772,13 @@ MUTANTS: list[Mutant] = [
         "evaluation loss adds the text->image term back",
     ),
     _m(
+        _T,
+        ("tests/test_distributed.py::test_loss_is_the_mean_per_image_cross_entropy_over_val",),
+        "if key in output.metrics:",
+        "if False:",
+        "evaluation loss left to Trainer's batch mean (under DDP the padded repeats of the last batch count)",
+    ),
+    _m(
         _BA,
         BATCHING,
         "return per_device, accumulation, processes * per_device * accumulation",
