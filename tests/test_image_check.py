@@ -76,6 +76,22 @@ def test_a_gif_with_a_truncated_later_frame_is_bad():
     assert image_check.check_image(gif[: len(gif) - 200]) is not None  # the first frame alone still decodes
 
 
+def test_a_multipage_tiff_with_a_damaged_first_page_is_bad():
+    pages = [noise(32, 32, seed) for seed in range(3)]
+    tiff = bytearray(
+        encode(pages[0], "TIFF", save_all=True, append_images=pages[1:], compression="tiff_adobe_deflate")
+    )
+    assert image_check.check_image(bytes(tiff)) is None
+    for i in range(28, 68):  # inside the first page's deflate stream (it starts after the 8-byte header)
+        tiff[i] ^= 0x5A
+    # Opening, seeking to every page and decoding only the last one all succeed: only decoding each page fails.
+    with Image.open(io.BytesIO(bytes(tiff))) as image:
+        for page in range(image.n_frames):
+            image.seek(page)
+        image.load()
+    assert image_check.check_image(bytes(tiff)).startswith("corrupt image data")
+
+
 def test_exif_orientation_is_applied_by_the_one_decode():
     wide = noise(40, 20)
     exif = Image.Exif()

@@ -10,7 +10,7 @@ from PIL import Image
 from transformers import CLIPImageProcessor
 
 from clip_lora.data import load_splits
-from clip_lora.images import make_transform, to_rgb
+from clip_lora.images import BadImageError, geometry_problem, make_transform, open_image, to_rgb
 from testing_utils import WNIDS, make_layout
 
 
@@ -147,3 +147,16 @@ def test_predict_training_and_evaluation_share_one_exif_aware_decode(tmp_path):
     torch.testing.assert_close(
         via_transform["pixel_values"][0], processor(images=[shown], return_tensors="pt")["pixel_values"][0]
     )
+
+
+def test_an_image_over_the_bomb_limit_is_refused_before_decoding_and_one_at_it_is_not(monkeypatch, tmp_path):
+    path = tmp_path / "a.png"
+    Image.new("RGB", (64, 48)).save(path)
+    # PIL itself only warns between the limit and twice the limit: the refusal there is ours.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 48 - 1)
+    assert geometry_problem(64, 48) == f"larger than PIL's decompression-bomb limit ({64 * 48 - 1:,} pixels)"
+    with pytest.raises(BadImageError, match="decompression-bomb"):
+        open_image(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 48)
+    assert geometry_problem(64, 48) is None
+    assert open_image(path).size == (64, 48)

@@ -76,12 +76,15 @@ def test_adapter_folder_without_config_or_safetensors_is_refused(tiny_model_dir,
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="no adapter_config.json"):
         load_adapter(model, str(tmp_path / "empty"))
-    pickled = tmp_path / "pickled"
-    pickled.mkdir()
-    (pickled / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
-    (pickled / "adapter_model.bin").write_bytes(b"not loaded")
-    with pytest.raises(ModelError, match="pickle"):
-        load_adapter(model, str(pickled))
+    bin_only = tmp_path / "bin_only"  # a folder name without "pickle": the message itself must say it
+    bin_only.mkdir()
+    (bin_only / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA"}))
+    (bin_only / "adapter_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(ModelError) as refused:
+        load_adapter(model, str(bin_only))
+    assert str(refused.value).startswith(
+        f"{bin_only} has no adapter_model.safetensors (pickle .bin adapters are refused: they can run code)"
+    )
 
 
 def test_missing_model_path_is_one_clear_error(tmp_path):

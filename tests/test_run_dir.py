@@ -12,6 +12,7 @@ import collections
 import contextlib
 import csv
 import errno
+import hashlib
 import json
 import os
 import socket
@@ -230,3 +231,49 @@ def test_atomic_write_on_a_really_full_disk_keeps_the_old_file(tmp_path):
 def test_escape_path_makes_every_name_one_printable_line(name, shown):
     assert artifacts.escape_path(name) == shown
     assert artifacts.escape_path(Path(os.fsdecode(name))) == shown
+
+
+def test_a_checkpoint_with_a_same_size_corrupt_file_is_damaged(tmp_path):
+    folder = tmp_path / "checkpoint-3"
+    folder.mkdir()
+    saved = bytes(range(256))
+    (folder / "adapter_model.safetensors").write_bytes(saved)
+    run_dir.write_checkpoint_marker(folder, 3)
+    listed = json.loads((folder / run_dir.CHECKPOINT_COMPLETE).read_text())["files"]
+    assert listed == {"adapter_model.safetensors": {"size": 256, "sha256": hashlib.sha256(saved).hexdigest()}}
+    assert run_dir.checkpoint_damage(folder) is None
+    flipped = bytearray(saved)
+    flipped[128] ^= 0xFF  # same size: only the hash can tell
+    (folder / "adapter_model.safetensors").write_bytes(bytes(flipped))
+    assert run_dir.checkpoint_damage(folder) == (
+        "adapter_model.safetensors does not match the hash recorded when it was saved"
+    )
+
+
+# Every TrainingArguments flag that changes what a run computes; a resume with any of them changed is refused.
+SHAPING_TRAINING_FLAGS = [
+    "seed",
+    "data_seed",
+    "learning_rate",
+    "weight_decay",
+    "max_grad_norm",
+    "num_train_epochs",
+    "max_steps",
+    "lr_scheduler_type",
+    "warmup_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "metric_for_best_model",
+]
+
+
+@pytest.mark.parametrize("flag", SHAPING_TRAINING_FLAGS)
+def test_every_result_flag_change_is_listed(tmp_path, flag):
+    training_keys = {flag, "logging_steps", "dataloader_num_workers"}
+    old = {flag: 1, "logging_steps": 10, "dataloader_num_workers": 0, "lora_r": 16}
+    artifacts.write_json(tmp_path / artifacts.RUN_CONFIG, old)
+    new = {**old, flag: 2, "logging_steps": 1, "dataloader_num_workers": 4}
+    assert run_dir.changed_flags(tmp_path, new, training_keys) == [f"{flag} 1 -> 2"]
+    assert run_dir.changed_flags(tmp_path, {**new, "lora_r": 4}, training_keys) == sorted(
+        [f"{flag} 1 -> 2", "lora_r 16 -> 4"]
+    )

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
-from clip_lora.batching import DEFAULT_GLOBAL_BATCH, resolve_batch
+from clip_lora.batching import DEFAULT_GLOBAL_BATCH, optimizer_steps, resolve_batch
 from clip_lora.errors import ArgumentError
 from scale_worker import train
 from testing_utils import ROOT, smoke_argv, user_error
@@ -107,6 +108,33 @@ def test_two_processes_of_16_equal_one_of_32_also_with_accumulation(tiny_model_d
 )
 def test_global_batch_is_derived(given, processes, expected):
     assert resolve_batch(*given, processes) == expected
+
+
+def _trainer_steps(num_examples: int, per_device: int, processes: int, accumulation: int, epochs: int) -> int:
+    """Trainer's count, from a real DataLoader: each process takes every W-th batch, a short window still steps."""
+    batches = len(DataLoader(range(num_examples), batch_size=per_device))
+    per_process = len(range(0, batches, processes))
+    return epochs * max(1, -(-per_process // accumulation))
+
+
+@pytest.mark.parametrize(
+    ("num_examples", "per_device", "processes", "accumulation", "epochs"),
+    [
+        (100, 8, 1, 2, 1),
+        (100, 8, 2, 1, 3),
+        (64, 8, 1, 2, 3),
+        (10, 4, 1, 4, 1),
+        (33, 4, 4, 1, 2),
+        (7, 8, 1, 1, 1),
+    ],
+)
+def test_optimizer_steps_follow_the_trainers_arithmetic(
+    num_examples, per_device, processes, accumulation, epochs
+):
+    steps = optimizer_steps(num_examples, per_device, processes, accumulation, epochs, max_steps=-1)
+    assert steps == _trainer_steps(num_examples, per_device, processes, accumulation, epochs)
+    assert optimizer_steps(num_examples, per_device, processes, accumulation, epochs, max_steps=5) == 5
+    assert optimizer_steps(None, per_device, processes, accumulation, epochs, max_steps=-1) is None
 
 
 @pytest.mark.parametrize(

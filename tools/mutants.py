@@ -29,10 +29,22 @@ PROMPTS = ("tests/test_prompts.py", "tests/test_prompt_files.py")
 WISE = ("tests/test_wise_ft_scaling.py", "tests/test_wise_ft.py")
 SPLITS = ("tests/test_splits_reference.py", "tests/test_data.py")
 SELECTION = ("tests/test_selection.py",)
-IMAGE_CHECK = ("tests/test_image_decoding.py", "tests/test_bad_images.py")
+IMAGE_CHECK = ("tests/test_image_check.py", "tests/test_image_decoding.py", "tests/test_bad_images.py")
 PIXELS = ("tests/test_pixel_cache.py", "tests/test_preprocessing.py")
 MODELING = ("tests/test_defaults.py", "tests/test_modeling.py")
 DEFAULTS = ("tests/test_defaults.py",)
+ACCUMULATION = ("tests/test_scale.py::test_gradient_accumulation_equals_one_big_batch",)
+GATHER = ("tests/test_scale.py::test_two_processes_of_16_equal_one_of_32_also_with_accumulation",)
+EVAL_LOSS = ("tests/test_trainer.py::test_eval_loss_does_not_depend_on_the_batch_size",)
+BATCHING = (
+    "tests/test_scale.py::test_global_batch_is_derived",
+    "tests/test_scale.py::test_optimizer_steps_follow_the_trainers_arithmetic",
+)
+IMAGES = ("tests/test_image_check.py", "tests/test_images.py")
+RUN_DIR = (
+    "tests/test_run_dir.py::test_a_checkpoint_with_a_same_size_corrupt_file_is_damaged",
+    "tests/test_run_dir.py::test_every_result_flag_change_is_listed",
+)
 
 
 def _m(path, tests, original, mutated, bug, equivalent=None):
@@ -51,6 +63,10 @@ _IC = "clip_lora/image_check.py"
 _PP = "clip_lora/preprocessing.py"
 _MO = "clip_lora/modeling.py"
 _AR = "clip_lora/arguments.py"
+_IM = "clip_lora/images.py"
+_DI = "clip_lora/distributed.py"
+_BA = "clip_lora/batching.py"
+_RD = "clip_lora/run_dir.py"
 
 MUTANTS: list[Mutant] = [
     # ---------------------------------------------------------------- the loss and scoring
@@ -151,16 +167,16 @@ MUTANTS: list[Mutant] = [
     _m(
         _T,
         LOSS,
-        'inputs["labels"], self.logit_scale(model), self.loss_kind\n        )\n        return (loss,',
-        'inputs["labels"], self.logit_scale(model), "ce"\n        )\n        return (loss,',
+        "loss, logits = clip_class_loss(images, class_embeds, labels, scale, self.loss_kind)",
+        'loss, logits = clip_class_loss(images, class_embeds, labels, scale, "ce")',
         "training ignores --loss and always uses ce",
     ),
     _m(
         _T,
         LOSS,
-        "        self._eval_class_embeds = None\n        try:\n            return super().evaluation_loop(*args, **kwargs)\n"
+        "        self._eval_class_embeds = None\n        try:\n            output = super().evaluation_loop(*args, **kwargs)\n"
         "        finally:\n            self._eval_class_embeds = None\n",
-        "        return super().evaluation_loop(*args, **kwargs)\n",
+        "        output = super().evaluation_loop(*args, **kwargs)\n",
         "evaluation reuses the previous pass's class embeddings (stale after training)",
     ),
     # ---------------------------------------------------------------- metrics
@@ -370,7 +386,7 @@ MUTANTS: list[Mutant] = [
         "one of the 80 templates dropped",
     ),
     _m(_PR, PROMPTS, 'if line and not line.startswith("#")', "if line", "comment lines used as templates"),
-    _m(_PR, PROMPTS, 'if t.count("{}") != 1', 'if t.count("{}") < 1', "a template with two {} accepted"),
+    _m(_PR, PROMPTS, "if len(fields) > 1:", "if len(fields) > 2:", "a template with two {} accepted"),
     _m(
         _PR,
         PROMPTS,
@@ -611,7 +627,7 @@ MUTANTS: list[Mutant] = [
         "collator never rescales cached pixels",
     ),
     # ---------------------------------------------------------------- the image check
-    _m(_IC, IMAGE_CHECK, "            image.load()\n", "", "image check only verify()s, never decodes"),
+    _m(_IC, IMAGE_CHECK, "                image.load()\n", "", "image check only verify()s, never decodes"),
     _m(
         _IC,
         IMAGE_CHECK,
@@ -622,10 +638,10 @@ MUTANTS: list[Mutant] = [
         "either way, so every verdict is the same (it is a speed choice, measured in the module docstring).",
     ),
     _m(
-        _IC,
-        IMAGE_CHECK,
-        "if limit and image.width * image.height > limit:",
-        "if limit and image.width * image.height > 2 * limit:",
+        _IM,
+        IMAGES + IMAGE_CHECK,
+        "if limit and width * height > limit:",
+        "if limit and width * height > 2 * limit:",
         "bomb limit doubled (PIL's own error threshold)",
     ),
     _m(
@@ -639,8 +655,8 @@ MUTANTS: list[Mutant] = [
     _m(
         _MO,
         MODELING,
-        "model, adapter_name_or_path, is_trainable=is_trainable, use_safetensors=True",
-        "model, adapter_name_or_path, is_trainable=False, use_safetensors=True",
+        "is_trainable=is_trainable,",
+        "is_trainable=False,",
         "a loaded adapter is frozen even when training continues",
     ),
     _m(_MO, MODELING, "lora_alpha=alpha,", "lora_alpha=r,", "LoRA alpha set to r (scaling 1)"),
@@ -662,18 +678,24 @@ MUTANTS: list[Mutant] = [
     _m(
         _MO,
         MODELING,
-        'if not (path / "adapter_model.safetensors").is_file():',
+        "if not (path / artifacts.ADAPTER_WEIGHTS).is_file():",
         "if False:",
         "pickle-only adapter folders accepted",
     ),
     # ---------------------------------------------------------------- the seed defaults
     _m(_AR, DEFAULTS, "default=0.05,", "default=0.1,", "--dev_split_ratio default 0.1"),
-    _m(_AR, DEFAULTS, "seed: int = field(default=42", "seed: int = field(default=0", "--seed default 0"),
     _m(
         _AR,
         DEFAULTS,
-        "lora_dropout: float = field(default=0.1",
-        "lora_dropout: float = field(default=0.0",
+        "seed: int = field(\n        default=42,",
+        "seed: int = field(\n        default=0,",
+        "--seed default 0",
+    ),
+    _m(
+        _AR,
+        DEFAULTS,
+        "lora_dropout: float = field(\n        default=0.1,",
+        "lora_dropout: float = field(\n        default=0.0,",
         "--lora_dropout default 0",
     ),
     _m(
@@ -686,16 +708,123 @@ MUTANTS: list[Mutant] = [
     _m(
         _AR,
         DEFAULTS,
-        "greater_is_better: bool | None = field(\n        default=True",
-        "greater_is_better: bool | None = field(\n        default=False",
+        "greater_is_better: bool | None = field(\n        default=None,",
+        "greater_is_better: bool | None = field(\n        default=False,",
         "selection keeps the worst epoch",
     ),
     _m(_AR, DEFAULTS, 'default="contrastive",', 'default="ce",', "--loss default ce"),
     _m(
         _AR,
         DEFAULTS,
-        "per_device_eval_batch_size: int = field(default=64",
-        "per_device_eval_batch_size: int = field(default=32",
+        "per_device_eval_batch_size: int = field(\n        default=64,",
+        "per_device_eval_batch_size: int = field(\n        default=32,",
         "eval batch default 32",
+    ),
+    # ---------------------------------------------------------------- the global batch: accumulation and processes
+    _m(
+        _T,
+        ACCUMULATION,
+        'loss = F.cross_entropy(logits, labels, reduction="sum") / sum(len(x) for x in window.labels)',
+        'loss = F.cross_entropy(logits, labels, reduction="sum") / len(labels)',
+        "accumulated ce divides by the micro-batch size instead of the step's image count",
+    ),
+    _m(
+        _T,
+        ACCUMULATION,
+        "scale_gradient(class_embeds, 1 / parts)",
+        "class_embeds",
+        "accumulated contrastive drops the 1/k on the class prompts' gradient",
+    ),
+    _m(
+        _T,
+        ACCUMULATION,
+        "loss = share_of(whole, parts)",
+        "loss = whole",
+        "accumulated contrastive returns the whole loss from every micro-batch (k-fold)",
+    ),
+    _m(
+        _DI,
+        ACCUMULATION,
+        "return detached / parts + (loss - detached)",
+        "return loss / parts",
+        "share_of scales the gradient too, not only the value",
+    ),
+    _m(
+        _DI,
+        GATHER,
+        "dist.all_reduce(grad, op=dist.ReduceOp.SUM)",
+        "pass",
+        "gathered rows get only this process's gradient, not the sum over processes",
+    ),
+    _m(
+        _DI,
+        GATHER,
+        "start = rank() * ctx.rows",
+        "start = 0",
+        "every process takes rank 0's slice of the gathered gradient",
+    ),
+    _m(
+        _T,
+        EVAL_LOSS,
+        "loss = F.cross_entropy(logits, torch.as_tensor(output.label_ids, dtype=torch.long)).item()",
+        "labels = torch.as_tensor(output.label_ids, dtype=torch.long); loss = ((F.cross_entropy(logits, labels) + "
+        "F.cross_entropy(logits[:, labels].T, torch.arange(len(labels)))) / 2).item()",
+        "evaluation loss adds the text->image term back",
+    ),
+    _m(
+        _T,
+        ("tests/test_distributed.py::test_loss_is_the_mean_per_image_cross_entropy_over_val",),
+        "if key in output.metrics:",
+        "if False:",
+        "evaluation loss left to Trainer's batch mean (under DDP the padded repeats of the last batch count)",
+    ),
+    _m(
+        _BA,
+        BATCHING,
+        "return per_device, accumulation, processes * per_device * accumulation",
+        "return per_device, accumulation, processes * per_device",
+        "global batch without a --global_batch_size forgets the accumulation",
+    ),
+    _m(
+        _BA,
+        BATCHING,
+        "        processes * accumulation,\n",
+        "        processes,\n",
+        "per-device batch = global / processes, ignoring the accumulation",
+    ),
+    _m(
+        _BA,
+        BATCHING,
+        "math.ceil(math.ceil(num_examples / per_device) / processes)",
+        "math.ceil(num_examples // per_device / processes)",
+        "optimizer-step count drops the last partial batch (off by one)",
+    ),
+    _m(
+        _IM,
+        IMAGES,
+        "if max(width, height) > MAX_ASPECT_RATIO * min(width, height):",
+        "if max(width, height) >= MAX_ASPECT_RATIO * min(width, height):",
+        "aspect-ratio bound itself refused (>= for >)",
+    ),
+    _m(
+        _IM,
+        IMAGES,
+        "if max(width, height) > MAX_ASPECT_RATIO * min(width, height):",
+        "if False:",
+        "aspect-ratio bound removed",
+    ),
+    _m(
+        _RD,
+        RUN_DIR,
+        'if path.stat().st_size != expected["size"] or _sha256(path) != expected["sha256"]:',
+        'if path.stat().st_size != expected["size"]:',
+        "checkpoint verification skips the hash (a same-size corrupt file is resumed from)",
+    ),
+    _m(
+        _RD,
+        RUN_DIR,
+        '    "learning_rate",\n    "weight_decay",',
+        '    "weight_decay",',
+        "resume compares every result flag but learning_rate",
     ),
 ]
