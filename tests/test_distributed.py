@@ -12,14 +12,13 @@ import json
 import math
 import os
 import subprocess
-import sys
 from collections import Counter
 
 import pytest
 
 from clip_lora.artifacts import read_predictions
 from clip_lora.data import IMAGENETTE_CLASSES
-from testing_utils import ROOT, free_port, smoke_argv
+from testing_utils import ROOT, smoke_argv, torchrun_command
 
 VAL_IMAGES = 50  # 4 eval batches of 16 (16+16+16+2) over 2 processes: the last batch is padded on one of them
 
@@ -43,17 +42,7 @@ def ddp_run(tiny_model_dir, image_root, tmp_path_factory):
     )
     argv.remove("--use_cpu")  # as a user types it: on a machine without GPUs the launch itself means CPU DDP
     argv.remove("true")
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(free_port()),
-        str(ROOT / "train_clip_lora.py"),
-        *argv,
-    ]
+    command = torchrun_command(ROOT / "train_clip_lora.py", *argv)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_CACHE": str(tmp / "hf-datasets")}
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400, cwd=tmp)
     assert run.returncode == 0, run.stderr[-4000:]

@@ -18,25 +18,19 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from datasets import Dataset
-from transformers import CLIPTokenizer
 from transformers.trainer_utils import get_last_checkpoint
 
 import train_clip_lora
 from clip_lora import artifacts, run_dir
 from clip_lora import trainer as trainer_module
-from clip_lora.arguments import ClipLoraTrainingArguments
-from clip_lora.modeling import apply_lora, load_clip
-from clip_lora.trainer import CHECKPOINT_COMPLETE, ClipLoraTrainer, last_complete_checkpoint
-from collator import ClipClassificationCollator
-from metrics import compute_metrics
+from clip_lora.trainer import CHECKPOINT_COMPLETE, last_complete_checkpoint
 from testing_utils import (
     ROOT,
     assert_same_results,
     command,
     env,
     finish,
+    make_tiny_trainer,
     small_argv,
     start_reference,
     user_error,
@@ -93,34 +87,14 @@ def test_kill_9_in_second_epoch_then_rerun_resumes_and_matches(
 # ---------------------------------------------------------------- a kill in the middle of a checkpoint save
 @pytest.fixture()
 def small_trainer(tiny_model_dir, tmp_path):
-    model, processor = load_clip(str(tiny_model_dir))
-    model = apply_lora(model, 4, 8, 0.0, ["q_proj", "v_proj"])
-    torch.manual_seed(0)
-    labels = [i % 3 for i in range(16)]
-    pixels = [(torch.randn(3, 32, 32) * 0.2 + label).tolist() for label in labels]
-    dataset = Dataset.from_dict({"pixel_values": pixels, "labels": labels}).with_format("torch")
-    args = ClipLoraTrainingArguments(
-        output_dir=str(tmp_path / "run"),
-        use_cpu=True,
+    """3 epochs of 2 steps on 16 tensor images, a checkpoint per epoch (the save a kill interrupts)."""
+    return make_tiny_trainer(
+        tiny_model_dir,
+        tmp_path / "run",
+        num_images=16,
         num_train_epochs=3,
-        per_device_train_batch_size=8,
-        learning_rate=1e-2,
-        eval_strategy="no",
-        load_best_model_at_end=False,
+        save_strategy="epoch",
         save_total_limit=1,
-        report_to="none",
-    )
-    collate = ClipClassificationCollator.from_class_names(
-        CLIPTokenizer.from_pretrained(tiny_model_dir), ["tench", "church", "parachute"], ["a photo of a {}."]
-    )
-    return ClipLoraTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=collate,
-        processing_class=processor,
-        compute_metrics=compute_metrics,
-        num_classes=3,
     )
 
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +23,7 @@ from torch.utils.data import DataLoader
 from clip_lora.batching import DEFAULT_GLOBAL_BATCH, optimizer_steps, resolve_batch
 from clip_lora.errors import ArgumentError
 from scale_worker import train
-from testing_utils import ROOT, smoke_argv, user_error
+from testing_utils import ROOT, smoke_argv, torchrun_command, user_error
 
 WORKER = Path(__file__).resolve().parent / "scale_worker.py"
 
@@ -59,28 +57,10 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_model_dir, tmp_path, lo
         assert_same_training(result, reference)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_of_16_equal_one_of_32_also_with_accumulation(tiny_model_dir, tmp_path):
     out = tmp_path / "ddp.pt"
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(_free_port()),
-        str(WORKER),
-        str(tiny_model_dir),
-        str(out),
-        "16x1",  # per-device batch x accumulation
-        "8x2",
-    ]
+    # the worker's runs: per-device batch x accumulation on each of the 2 processes
+    command = torchrun_command(WORKER, str(tiny_model_dir), str(out), "16x1", "8x2")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-4000:]

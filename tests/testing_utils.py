@@ -306,6 +306,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def torchrun_command(script: Path, *args: str, processes: int = 2) -> list[str]:
+    """`torchrun --nproc_per_node N script args` on a free port: CPU DDP over gloo on this machine."""
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
+            "--master_port", str(free_port()), str(script), *args]  # fmt: skip
+
+
 def network_guard_for_subprocess(folder: Path) -> tuple[Path, Path]:
     """(a folder to put first on a child's PYTHONPATH, the log file): its sitecustomize refuses and logs every
     connect that leaves this machine, as guard_network does in-process."""
