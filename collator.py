@@ -66,9 +66,8 @@ class ClipClassificationCollator:
                     "build it with from_class_names(..., **preprocessing.normalization(image_processor))."
                 )
             pixels = pixels.astype(np.float32)
-            pixels *= np.float32(
-                self.rescale_factor
-            )  # in place: stays float32, as the image processor computes
+            # In place: stays float32, as the image processor computes.
+            pixels *= np.float32(self.rescale_factor)
             pixels -= np.asarray(self.image_mean, dtype=np.float32).reshape(-1, 1, 1)
             pixels /= np.asarray(self.image_std, dtype=np.float32).reshape(-1, 1, 1)
         elif pixels.dtype == np.float64:  # plain Python lists: float32, as torch.as_tensor would give

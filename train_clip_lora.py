@@ -147,9 +147,8 @@ def main(argv: list[str] | None = None) -> dict:
     # 4. Images become pixel_values on the fly, or once into the datasets cache (--preprocessing, normalised by the
     #    collator); every batch carries the tokenized class prompts.
     transform = make_transform(processor.image_processor, output_dir / artifacts.SKIPPED_IMAGES)
-    streamed = (
-        splits.pop("train") if data_args.streaming else None
-    )  # a stream is transformed lazily, never cached
+    # A stream is transformed lazily, never cached.
+    streamed = splits.pop("train") if data_args.streaming else None
     with training_args.main_process_first(
         desc="preprocessing"
     ):  # rank 0 writes the cache, the others read it

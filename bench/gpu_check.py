@@ -12,8 +12,8 @@ img/s, and the projected 10-epoch ImageNette run.
 
 Each run builds its own model and releases the previous one first: accelerate wraps `model.forward` in autocast at
 every `prepare` and never unwraps it, so a shared model would run every later precision in the first one's dtype,
-and peak memory would include the previous run's leftovers. Evaluation runs under the run's autocast here (the
-Trainer's evaluation calls the unwrapped towers, outside accelerate's autocast). A forward hook records the dtype
+and peak memory would include the previous run's leftovers. Evaluation runs under the run's autocast (ClipLoraTrainer's
+prediction_step enters accelerate's autocast around the towers). A forward hook records the dtype
 that one attention projection actually computes in, in training and in evaluation; a mismatch is a problem.
 
 The JSON is rewritten (atomically) after the set-up and after every run, so a run stopped from outside still leaves
@@ -269,12 +269,10 @@ def train_run(
         probe.phase = "eval"
         if gpu:
             torch.cuda.reset_peak_memory_stats()
-        device_type = "cuda" if gpu else "cpu"
         start = time.perf_counter()
-        # The Trainer's evaluation calls the unwrapped towers, outside accelerate's autocast: wrap it here so the
-        # figure is the run's precision, as a real run's evaluation should be.
-        with torch.autocast(device_type, dtype=DTYPES[precision], enabled=precision != "fp32"):
-            trainer.evaluate(val)
+        trainer.evaluate(
+            val
+        )  # ClipLoraTrainer evaluates under the run's autocast; the probe records the dtype
         if gpu:
             torch.cuda.synchronize()
         eval_s = time.perf_counter() - start

@@ -232,7 +232,7 @@ def render_gpu(gpu: dict | None) -> list[str]:
     lines.append("")
     lines.append(
         "Goal: the 10-epoch ImageNette run in < 3 min with the GPU busy >= 85% of the step time. Evaluation runs "
-        "under the run's autocast (gpu_check.py wraps it; the Trainer's own evaluation does not autocast)."
+        "under the run's autocast (ClipLoraTrainer's prediction_step; the 'computes in' column is what the matmuls ran in)."
     )
     if "data_path_img_s" in gpu:
         lines[-1] += (

@@ -71,9 +71,8 @@ def check_image(source: str | bytes) -> str | None:
         return f"larger than PIL's decompression-bomb limit ({Image.MAX_IMAGE_PIXELS:,} pixels)"
     except PIL.UnidentifiedImageError:
         return "not an image PIL can read (unknown format or corrupt header)"
-    except (
-        Exception
-    ) as err:  # PIL raises OSError, SyntaxError, ValueError, struct.error, zlib.error, EOFError ...
+    # PIL raises OSError, SyntaxError, ValueError, struct.error, zlib.error, EOFError ...
+    except Exception as err:
         text = " ".join(str(err).split())
         kind = "truncated" if "truncated" in text.lower() or isinstance(err, EOFError) else "corrupt"
         return f"{kind} image data ({type(err).__name__}: {text[:160]})"

@@ -24,16 +24,8 @@ from clip_lora.artifacts import escape_path
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = {
-    ".jpg",
-    ".jpeg",
-    ".png",
-    ".bmp",
-    ".gif",
-    ".webp",
-    ".tif",
-    ".tiff",
-}  # what counts as an image file
+# What counts as an image file.
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 # Work an image may cost. Resizing to a shortest edge S makes S*S*aspect pixels, so the aspect ratio bounds the
 # resized size (a 1 x 1,000,000 PNG of 1 KB would be a 10 GB resize); PIL's bomb limit bounds the decoded size.
 MAX_ASPECT_RATIO = 100
@@ -73,9 +65,8 @@ def open_image(source) -> Image.Image:
         return to_rgb(ImageOps.exif_transpose(image))
     except BadImageError:
         raise
-    except (
-        Exception
-    ) as err:  # PIL raises OSError, SyntaxError, ValueError, struct.error, DecompressionBombError ...
+    # PIL raises OSError, SyntaxError, ValueError, struct.error, DecompressionBombError ...
+    except Exception as err:
         raise BadImageError(f"{type(err).__name__}: {' '.join(str(err).split())[:160]}") from None
 
 
@@ -84,9 +75,8 @@ def record_skipped(skip_log: str | Path, image_id: str, where: str, reason: str)
     line = "\t".join(escape_path(x) for x in (image_id, where, reason)) + "\n"
     fd = os.open(skip_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(
-            fd, line.encode("utf-8")
-        )  # one write of one line: appends from several workers never interleave
+        # One write of one line: appends from several workers never interleave.
+        os.write(fd, line.encode("utf-8"))
     finally:
         os.close(fd)
 

@@ -129,13 +129,12 @@ def read_adapter_config(adapter_name_or_path: str) -> dict:
     else:
         from peft import PeftConfig
 
-        offline.require_cached(
-            adapter_name_or_path, artifacts.ADAPTER_CONFIG
-        )  # unreachable Hub: cache or one line
         if path.is_absolute() or adapter_name_or_path.startswith(".") or adapter_name_or_path.count("/") > 1:
             raise ModelError(
                 f"adapter {adapter_name_or_path} does not exist; pass a run's output_dir or a hub id."
             )
+        # An unreachable Hub: the adapter comes from the HF cache, or this is one line.
+        offline.require_cached(adapter_name_or_path, artifacts.ADAPTER_CONFIG)
         try:
             config = PeftConfig.from_pretrained(adapter_name_or_path).to_dict()
         except Exception as err:  # noqa: BLE001 - offline, missing repo, bad config: all mean "cannot use it"

@@ -143,9 +143,8 @@ class ClipLoraTrainer(Trainer):
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
-        self._window = AccumulationWindow(
-            batches
-        )  # Trainer fetches one optimizer step's micro-batches at once
+        # Trainer fetches one optimizer step's micro-batches at once.
+        self._window = AccumulationWindow(batches)
         return batches, num_items
 
     def _take_micro_batch(self, model) -> tuple[AccumulationWindow | None, int]:
@@ -182,8 +181,10 @@ class ClipLoraTrainer(Trainer):
         scale = self.logit_scale(model)
         parts = len(window.batches) if window is not None else 1
         if self.loss_kind == "ce" and parts > 1:
-            if window.labels is None:  # the window's image count over all processes
-                window.labels = [gather_rows(self._prepare_inputs(b)["labels"])[0] for b in window.batches]
+            if (
+                window.labels is None
+            ):  # the window's image count over all processes (labels only: no pixel copy)
+                window.labels = [gather_rows(b["labels"].to(self.args.device))[0] for b in window.batches]
             logits = class_logits(images, class_embeds, scale)
             loss = F.cross_entropy(logits, labels, reduction="sum") / sum(len(x) for x in window.labels)
         elif parts > 1:

@@ -284,8 +284,8 @@ MUTANTS: list[Mutant] = [
     _m(
         _COL,
         COLLATOR,
-        "pixels *= np.float32(\n                self.rescale_factor\n            )",
-        "pixels *= np.float32(\n                1.0\n            )",
+        "pixels *= np.float32(self.rescale_factor)",
+        "pixels *= np.float32(1.0)",
         "uint8 pixels not rescaled",
     ),
     _m(
