@@ -84,14 +84,13 @@ def optimizer_steps(
     epochs: float,
     max_steps: int,
 ) -> int | None:
-    """Optimizer steps the Trainer will take (its own arithmetic: the last accumulation window of an epoch may be
-    short, the last batch is padded across processes); None for a stream without max_steps."""
+    """Optimizer steps the Trainer will take: every epoch is cut into steps of the global batch, the last one short
+    when it does not divide (sampling.StepBatchSampler); None for a stream without max_steps."""
     if max_steps > 0:
         return max_steps
     if num_examples is None:
         return None
-    batches_per_process = math.ceil(math.ceil(num_examples / per_device) / processes)
-    per_epoch = max(1, math.ceil(batches_per_process / accumulation))
+    per_epoch = max(1, math.ceil(num_examples / (processes * per_device * accumulation)))
     return math.ceil(epochs * per_epoch)
 
 

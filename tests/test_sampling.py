@@ -1,0 +1,128 @@
+"""sampling.py: every optimizer step trains on the same images at any process count and accumulation, the short last
+step included, with no image repeated; full steps are exactly what accelerate dealt out before (so a one-process run
+trains on the images it always did).
+
+Run: python -m pytest tests/test_sampling.py -q
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from accelerate.data_loader import BatchSamplerShard, SeedableRandomSampler
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils.data import BatchSampler
+
+from clip_lora.batching import optimizer_steps
+from clip_lora.sampling import StepBatchSampler, step_chunks
+
+
+def per_process(num_examples, per_device, processes, accumulation, epoch=0, seed=7, **kwargs):
+    """{rank: [micro-batch, ...]} of one epoch."""
+    out = {}
+    for rank in range(processes):
+        sampler = StepBatchSampler(num_examples, per_device, processes, rank, accumulation, seed, **kwargs)
+        sampler.set_epoch(epoch)
+        out[rank] = list(sampler)
+        assert len(out[rank]) == len(sampler)
+    return out
+
+
+def steps_of(batches: dict, processes: int, accumulation: int) -> list[list[int]]:
+    """The images of each optimizer step: micro-batch m of every process, m over the accumulation window."""
+    window = accumulation
+    count = len(batches[0]) // window
+    return [
+        [i for micro in range(window) for rank in range(processes) for i in batches[rank][s * window + micro]]
+        for s in range(count)
+    ]
+
+
+shapes = st.tuples(
+    st.integers(1, 120),  # images
+    st.integers(1, 9),  # per-device batch
+    st.integers(1, 4),  # processes
+    st.integers(1, 4),  # accumulation
+    st.integers(0, 3),  # epoch
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(shapes)
+def test_every_step_holds_the_same_images_at_any_scale(shape):
+    num_examples, per_device, processes, accumulation, epoch = shape
+    global_batch = per_device * processes * accumulation
+    batches = per_process(num_examples, per_device, processes, accumulation, epoch)
+    # One process, one micro-batch of the whole global batch: the reference every other layout must reproduce.
+    reference = per_process(num_examples, global_batch, 1, 1, epoch)[0]
+    steps = steps_of(batches, processes, accumulation)
+    assert [sorted(step) for step in steps] == [sorted(batch) for batch in reference]
+    # Every image once an epoch: nothing dropped, nothing repeated (accelerate padded the last step with repeats).
+    assert sorted(i for step in steps for i in step) == list(range(num_examples))
+    # Every process walks through the same number of micro-batches (collectives line up); the steps are the
+    # Trainer's count.
+    assert {len(b) for b in batches.values()} == {accumulation * len(reference)}
+    assert len(steps) == optimizer_steps(num_examples, per_device, processes, accumulation, 1, max_steps=-1)
+    for step in steps[:-1]:
+        assert len(step) == global_batch
+    # Within a step the micro-batches are as even as they can be: full ones hold the per-device batch.
+    for s in range(len(steps)):
+        sizes = [len(batches[r][s * accumulation + m]) for r in range(processes) for m in range(accumulation)]
+        assert max(sizes) - min(sizes) <= 1 and max(sizes) <= per_device
+
+
+@settings(max_examples=100, deadline=None)
+@given(shapes)
+def test_full_steps_are_what_accelerate_dealt_out(shape):
+    num_examples, per_device, processes, accumulation, epoch = shape
+    seed = 11
+    # What Trainer + accelerate built before: a seedable random sampler in batches, dealt round-robin to processes.
+    sampler = SeedableRandomSampler(range(num_examples), data_seed=seed)
+    sampler.set_epoch(epoch)
+    batch_sampler = BatchSampler(sampler, per_device, drop_last=False)
+    full_batches = (num_examples // (per_device * processes * accumulation)) * accumulation
+    for rank in range(processes):
+        shard = BatchSamplerShard(batch_sampler, processes, rank, even_batches=False)
+        expected = list(shard)[:full_batches]
+        sampler.set_epoch(epoch)
+        ours = per_process(num_examples, per_device, processes, accumulation, epoch, seed=seed)[rank]
+        assert ours[:full_batches] == expected
+
+
+def test_short_last_step_is_shared_out_without_repeats():
+    # 44 images, global batch 16 over 2 processes x 8: steps of 16, 16, 12; the last one 6 + 6, not 8 + 4 + 4 repeats.
+    batches = per_process(44, 8, 2, 1)
+    assert [len(b) for b in batches[0]] == [8, 8, 6] and [len(b) for b in batches[1]] == [8, 8, 6]
+    assert not set(batches[0][2]) & set(batches[1][2])
+    # 2 images over 2 processes x 2 micro-batches: two micro-batches are empty, and still yielded.
+    tiny = per_process(2, 4, 2, 2)
+    assert [[len(b) for b in tiny[r]] for r in (0, 1)] == [[1, 0], [1, 0]]
+
+
+def test_drop_last_drops_the_short_step_and_sequential_keeps_the_order():
+    assert [len(b) for b in per_process(44, 8, 2, 1, drop_last=True)[0]] == [8, 8]
+    sequential = per_process(10, 2, 2, 1, shuffle=False)
+    assert sequential[0] == [[0, 1], [4, 5], [8]] and sequential[1] == [[2, 3], [6, 7], [9]]
+
+
+def test_each_epoch_is_a_new_permutation_and_the_seed_matters():
+    first, second = (per_process(30, 4, 1, 1, epoch=e)[0] for e in (0, 1))
+    assert first != second
+    assert per_process(30, 4, 1, 1, seed=1)[0] != per_process(30, 4, 1, 1, seed=2)[0]
+    generator = torch.Generator().manual_seed(7 + 1)
+    assert [i for b in second for i in b] == torch.randperm(30, generator=generator).tolist()
+
+
+@pytest.mark.parametrize(
+    ("size", "parts", "expected"), [(16, 2, [8, 8]), (12, 2, [6, 6]), (7, 3, [3, 2, 2]), (1, 3, [1, 0, 0])]
+)
+def test_step_chunks(size, parts, expected):
+    chunks = step_chunks(list(range(size)), parts)
+    assert [len(c) for c in chunks] == expected
+    assert [i for c in chunks for i in c] == list(range(size))
+
+
+def test_a_rank_outside_the_processes_is_refused():
+    with pytest.raises(ValueError, match="rank 2 is not one of 2 processes"):
+        StepBatchSampler(10, 2, 2, 2, 1, 0)
