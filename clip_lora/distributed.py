@@ -77,3 +77,33 @@ def share_of(loss: torch.Tensor, parts: int) -> torch.Tensor:
     """Value loss / parts (so `parts` of them add up to the loss), gradient that of the whole loss."""
     detached = loss.detach()
     return detached / parts + (loss - detached)
+
+
+def forget_inference_preparation(trainer) -> None:
+    """Undo what an evaluation before training did to the model, so that `train()` wraps it for training.
+
+    Trainer's evaluation loop prepares a model that nothing has prepared yet with accelerate's
+    `prepare_model(evaluation_mode=True)`: autocast around forward, torch.compile if configured, and the mark
+    `_is_accelerate_prepared`, but no DistributedDataParallel. `train()` then asks accelerate to prepare the model,
+    accelerate sees the mark and hands it back as it is, and under N processes gradients are never averaged: each
+    process trains its own adapter (train_clip_lora.main() measures the zero-shot baseline before training).
+    A model already wrapped for training (DDP, FSDP, DeepSpeed) is left alone.
+    """
+    model, wrapped = trainer.model, trainer.model_wrapped
+    if trainer.is_deepspeed_enabled or _wrapped_for_training(model) or _wrapped_for_training(wrapped):
+        return
+    for prepared in (model, wrapped):
+        prepared.__dict__.pop("_is_accelerate_prepared", None)
+    original_forward = model.__dict__.pop("_original_forward", None)
+    if original_forward is not None:  # accelerate's autocast wrapper: preparing for training adds it again
+        model.forward = original_forward
+    trainer.model_wrapped = model  # not an evaluation-only torch.compile wrapper either
+
+
+def _wrapped_for_training(module) -> bool:
+    from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+
+    inner = getattr(module, "_orig_mod", module)  # under a torch.compile wrapper
+    return isinstance(
+        inner, (torch.nn.parallel.DistributedDataParallel, FullyShardedDataParallel, FSDPModule)
+    )

@@ -17,15 +17,18 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
 
-from clip_lora.distributed import gather_rows, scale_gradient, share_of
+from clip_lora.distributed import forget_inference_preparation, gather_rows, scale_gradient, share_of
 from clip_lora.run_dir import (
     CHECKPOINT_COMPLETE as CHECKPOINT_COMPLETE,  # re-exported: checkpoints live in run_dir
 )
 from clip_lora.run_dir import last_complete_checkpoint as last_complete_checkpoint
 from clip_lora.run_dir import write_checkpoint_marker
+from clip_lora.sampling import SamplerEpoch, step_dataloader
+from clip_lora.sync_check import ReplicaSyncCheck
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +68,8 @@ def clip_class_loss(
     (-log of their summed probability), so same-class images are never negatives of each other.
     """
     logits = class_logits(image_embeds, class_embeds, logit_scale)
+    if labels.numel() == 0:  # every image of the step became unreadable: nothing to learn, graph kept for DDP
+        return logits.sum() * 0, logits
     image_to_text = F.cross_entropy(logits, labels)
     if kind == "ce":
         return image_to_text, logits
@@ -73,6 +78,17 @@ def clip_class_loss(
     positives = labels[None, :] == present[:, None]
     text_to_image = -log_probs.masked_fill(~positives, -math.inf).logsumexp(dim=1).mean()
     return (image_to_text + text_to_image) / 2, logits
+
+
+def nonempty_pixels(pixel_values: torch.Tensor, vision_config) -> tuple[torch.Tensor, int]:
+    """(pixels to run through the vision tower, number of real images). An empty batch (this process's share of a
+    short last step, or a batch whose every image became unreadable) becomes one blank image, whose embedding the
+    caller slices away: the tower still runs, so every weight gets a (zero) gradient, which DDP waits for."""
+    rows = pixel_values.shape[0]
+    if rows:
+        return pixel_values, rows
+    size = vision_config.image_size
+    return torch.zeros(1, vision_config.num_channels, size, size, device=pixel_values.device), 0
 
 
 @dataclass
@@ -114,11 +130,36 @@ class ClipLoraTrainer(Trainer):
         self._eval_class_embeds: torch.Tensor | None = None
         self._window: AccumulationWindow | None = None
         self.text_encoder_calls = 0  # how often the class prompts went through the text tower in evaluation
+        self._vision_config = self.model.config.vision_config
+        self._sampler_epoch = SamplerEpoch()
+        self.sync_check = (
+            ReplicaSyncCheck()
+        )  # N processes must hold one adapter: checked at step 1 and checkpoints
+        for callback in (self._sampler_epoch, self.sync_check):
+            self.add_callback(callback)
+
+    def train(self, *args, **kwargs):
+        # The zero-shot baseline ran before training: without this, accelerate would keep the model it prepared
+        # for that evaluation and never wrap it in DistributedDataParallel (distributed.py).
+        forget_inference_preparation(self)
+        return super().train(*args, **kwargs)
+
+    def get_train_dataloader(self) -> DataLoader:
+        # This process's micro-batches of every optimizer step: the same images per step at any process count and
+        # accumulation, the short last step without repeats (sampling.py). Not through accelerate, which would
+        # shard the batches a second time and pad the last step with images from the start of the epoch.
+        if not has_length(self.train_dataset):
+            return super().get_train_dataloader()
+        loader, self._sampler_epoch.sampler = step_dataloader(
+            self.train_dataset, self.data_collator, self.args, self._train_batch_size
+        )
+        return loader
 
     def _save_checkpoint(self, model, trial):
         # Trainer writes checkpoint-N file by file. A checkpoint counts only once its .complete marker exists (made
         # by rename after every file is written), and older ones are rotated out only after that, so a kill at
         # any moment leaves the previous complete checkpoint in place for resuming.
+        self.sync_check.verify_checkpoint(self.model, self.state.global_step)  # one adapter, not N
         limit, self.args.save_total_limit = self.args.save_total_limit, None
         try:
             super()._save_checkpoint(model, trial)
@@ -130,13 +171,6 @@ class ClipLoraTrainer(Trainer):
             folder = Path(run_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             write_checkpoint_marker(folder, self.state.global_step)
             rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
-
-    def training_step(self, model, inputs, *args, **kwargs):
-        # Every image of this batch became unreadable after the pre-training check (the collator dropped them):
-        # nothing to learn from, and a mean over zero images would be NaN.
-        if inputs["labels"].numel() == 0:
-            return torch.zeros((), device=self.args.device)
-        return super().training_step(model, inputs, *args, **kwargs)
 
     def logit_scale(self, model) -> torch.Tensor:
         return capped_logit_scale(self.accelerator.unwrap_model(model))
@@ -162,31 +196,31 @@ class ClipLoraTrainer(Trainer):
         window.images, window.labels = [], []
         for batch in window.batches:
             batch = self._prepare_inputs(batch)
+            pixels, rows = nonempty_pixels(batch["pixel_values"], self._vision_config)
             with self.accelerator.autocast():
-                images = clip.get_image_features(pixel_values=batch["pixel_values"]).pooler_output
+                images = clip.get_image_features(pixel_values=pixels).pooler_output[:rows]
             window.images.append(gather_rows(images.float())[0])
             window.labels.append(gather_rows(batch["labels"])[0])
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         window, index = self._take_micro_batch(model)
         # One forward through the (possibly DDP-wrapped) model, so gradient sync sees every adapted weight.
+        pixels, rows = nonempty_pixels(inputs["pixel_values"], self._vision_config)
         outputs = model(
-            input_ids=inputs["input_ids"],
-            attention_mask=inputs["attention_mask"],
-            pixel_values=inputs["pixel_values"],
+            input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], pixel_values=pixels
         )
         class_embeds = class_embeddings(outputs.text_embeds, self.num_classes)
-        images, own_rows = gather_rows(outputs.image_embeds)
+        images, own_rows = gather_rows(outputs.image_embeds[:rows])
         labels, _ = gather_rows(inputs["labels"])
         scale = self.logit_scale(model)
         parts = len(window.batches) if window is not None else 1
         if self.loss_kind == "ce" and parts > 1:
-            if (
-                window.labels is None
-            ):  # the window's image count over all processes (labels only: no pixel copy)
+            if window.labels is None:  # the window's image count over all processes (labels only: no pixels)
                 window.labels = [gather_rows(b["labels"].to(self.args.device))[0] for b in window.batches]
             logits = class_logits(images, class_embeds, scale)
-            loss = F.cross_entropy(logits, labels, reduction="sum") / sum(len(x) for x in window.labels)
+            # The window's images over every process (0 only if every one of them became unreadable).
+            images_in_window = max(1, sum(len(x) for x in window.labels))
+            loss = F.cross_entropy(logits, labels, reduction="sum") / images_in_window
         elif parts > 1:
             if window.images is None:
                 self._cache_window(model, window)
@@ -232,7 +266,8 @@ class ClipLoraTrainer(Trainer):
                 )
                 self._eval_class_embeds = class_embeddings(text.pooler_output, self.num_classes)
                 self.text_encoder_calls += 1
-            image = clip.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output
+            pixels, rows = nonempty_pixels(inputs["pixel_values"], self._vision_config)
+            image = clip.get_image_features(pixel_values=pixels).pooler_output[:rows]
         logits = class_logits(image, self._eval_class_embeds, self.logit_scale(model))
         # Image->text cross-entropy only: defined per image, so the evaluation loss does not depend on the batch
         # size, the order or the number of processes (the text->image term would).

@@ -116,8 +116,12 @@ def test_an_empty_batch_trains_nothing(tiny_model_dir, tmp_path):
     from testing_utils import make_tiny_trainer
 
     trainer = make_tiny_trainer(tiny_model_dir, tmp_path)
-    inputs = {"pixel_values": torch.zeros(0, 3, 32, 32), "labels": torch.zeros(0, dtype=torch.long)}
+    inputs = trainer.data_collator([{"pixel_values": None, "labels": 1}])  # its one image became unreadable
+    assert inputs["pixel_values"].shape[0] == 0
     assert trainer.training_step(trainer.model, inputs).item() == 0.0
+    # Every trainable weight got a gradient (under DDP the all-reduce waits for each one), and all of them are 0.
+    gradients = [p.grad for p in trainer.model.parameters() if p.requires_grad]
+    assert gradients and all(g is not None and not g.any() for g in gradients)
 
 
 def test_surviving_ids_name_the_rows_an_evaluation_returned(tmp_path):
