@@ -73,6 +73,11 @@ def evaluate_split(
     return result
 
 
+def training_devices(training_args) -> list:
+    """The accelerator whose random state torch.random.fork_rng saves and restores (none on CPU)."""
+    return [training_args.device] if training_args.device.type == "cuda" else []
+
+
 def main(argv: list[str] | None = None) -> dict:
     # 1. Arguments and logging.
     model_args, data_args, lora_args, training_args = parse_args(argv)
@@ -185,9 +190,11 @@ def main(argv: list[str] | None = None) -> dict:
         output_dir.mkdir(parents=True, exist_ok=True)
         artifacts.write_json(output_dir / artifacts.RUN_CONFIG, run_config)
 
-    # 5. Zero-shot baseline: the base model (adapter switched off) on val, with the same prompts.
+    # 5. Zero-shot baseline: the base model (adapter switched off) on val, with the same prompts. Its random draws
+    #    (the evaluation loaders' seeds) are undone afterwards: training starts from the state set_seed left.
+    rng = torch.random.fork_rng(devices=training_devices(training_args), device_type="cuda")
     adapter_off = model.disable_adapter() if isinstance(model, PeftModel) else nullcontext()
-    with adapter_off:
+    with rng, adapter_off:
         zero_shot = evaluate_split(
             trainer,
             splits["val"],
@@ -197,25 +204,26 @@ def main(argv: list[str] | None = None) -> dict:
             output_dir,
             artifacts.ZERO_SHOT_PREDICTIONS,
         )
+        single_template = (  # the report shows what the ensemble adds over --prompt_template alone
+            prompts.single_template_metrics(
+                trainer,
+                splits["val"],
+                processor.tokenizer,
+                class_names,
+                data_args.prompt_template,
+                "zero_shot_single",
+            )
+            if len(templates) > 1
+            else {}
+        )
     trainer.log_metrics("zero_shot", zero_shot.metrics)
     results = {
         **zero_shot.metrics,
         "trainable_params": trainable_params,
         "total_params": total_params,
         "num_prompt_templates": len(templates),
+        **single_template,
     }
-    if len(templates) > 1:  # the report shows what the ensemble adds over --prompt_template alone
-        with model.disable_adapter() if isinstance(model, PeftModel) else nullcontext():
-            results.update(
-                prompts.single_template_metrics(
-                    trainer,
-                    splits["val"],
-                    processor.tokenizer,
-                    class_names,
-                    data_args.prompt_template,
-                    "zero_shot_single",
-                )
-            )
 
     # 6. Train; after each epoch evaluate on dev; the best dev epoch is restored at the end.
     if training_args.do_train:

@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+import torch
 from peft import PeftModel
 
 import train_clip_lora
@@ -117,3 +118,34 @@ def test_zero_shot_on_the_real_imagenette_sample(shared_data, tiny_model_dir, tm
         "golf ball",
         "parachute",
     }
+
+
+def test_training_starts_from_the_seeded_random_state_whatever_was_evaluated_before(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    # The zero-shot baseline (here with a second, single-template pass) draws loader seeds from the global RNG;
+    # without main()'s fork_rng, dropout in training would depend on how many evaluations ran before it.
+    from clip_lora.testing_utils import make_image_folder
+    from clip_lora.trainer import ClipLoraTrainer
+    from testing_utils import WNIDS, small_argv
+
+    states = {}
+    original_init, original_train = ClipLoraTrainer.__init__, ClipLoraTrainer.train
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        states["after set_seed"] = torch.random.get_rng_state()  # Trainer seeds in __init__
+
+    def train(self, *args, **kwargs):
+        states["at train"] = torch.random.get_rng_state()
+        return original_train(self, *args, **kwargs)
+
+    monkeypatch.setattr(ClipLoraTrainer, "__init__", init)
+    monkeypatch.setattr(ClipLoraTrainer, "train", train)
+    templates = tmp_path / "templates.txt"
+    templates.write_text("a photo of a {}.\nart of the {}.\n")
+    data = make_image_folder(tmp_path / "data", WNIDS[:2], train_per_class=6, val_per_class=3, size=16)
+    train_clip_lora.main(
+        small_argv(tiny_model_dir, data, tmp_path / "out", "--prompt_templates", str(templates))
+    )
+    assert torch.equal(states["at train"], states["after set_seed"])
