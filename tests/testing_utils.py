@@ -312,6 +312,15 @@ def torchrun_command(script: Path, *args: str, processes: int = 2) -> list[str]:
             "--master_port", str(free_port()), str(script), *args]  # fmt: skip
 
 
+def torchrun_node_commands(script: Path, *args: str, nodes: int = 2) -> list[list[str]]:
+    """One `torchrun --nnodes N --node_rank i --nproc_per_node 1` command per "machine", all on this one, meeting at
+    127.0.0.1 (the multi_node config's launch, one process per node); start them together."""
+    port = str(free_port())
+    return [[sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes), "--node_rank", str(rank),
+             "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port, str(script), *args]
+            for rank in range(nodes)]  # fmt: skip
+
+
 def network_guard_for_subprocess(folder: Path) -> tuple[Path, Path]:
     """(a folder to put first on a child's PYTHONPATH, the log file): its sitecustomize refuses and logs every
     connect that leaves this machine, as guard_network does in-process."""
