@@ -33,6 +33,9 @@ IMAGE_CHECK = ("tests/test_image_check.py", "tests/test_image_decoding.py", "tes
 PIXELS = ("tests/test_pixel_cache.py", "tests/test_preprocessing.py")
 MODELING = ("tests/test_defaults.py", "tests/test_modeling.py")
 DEFAULTS = ("tests/test_defaults.py",)
+SAMPLING = ("tests/test_sampling.py",)
+SYNC_CHECK = ("tests/test_sync_check.py",)
+LAUNCHED = ("tests/test_distributed.py",)
 ACCUMULATION = ("tests/test_scale.py::test_gradient_accumulation_equals_one_big_batch",)
 GATHER = ("tests/test_scale.py::test_two_processes_of_16_equal_one_of_32_also_with_accumulation",)
 EVAL_LOSS = ("tests/test_trainer.py::test_eval_loss_does_not_depend_on_the_batch_size",)
@@ -67,6 +70,8 @@ _IM = "clip_lora/images.py"
 _DI = "clip_lora/distributed.py"
 _BA = "clip_lora/batching.py"
 _RD = "clip_lora/run_dir.py"
+_SA = "clip_lora/sampling.py"
+_SY = "clip_lora/sync_check.py"
 
 MUTANTS: list[Mutant] = [
     # ---------------------------------------------------------------- the loss and scoring
@@ -724,8 +729,8 @@ MUTANTS: list[Mutant] = [
     _m(
         _T,
         ACCUMULATION,
-        'loss = F.cross_entropy(logits, labels, reduction="sum") / sum(len(x) for x in window.labels)',
-        'loss = F.cross_entropy(logits, labels, reduction="sum") / len(labels)',
+        "images_in_window = max(1, sum(len(x) for x in window.labels))",
+        "images_in_window = max(1, len(labels))",
         "accumulated ce divides by the micro-batch size instead of the step's image count",
     ),
     _m(
@@ -795,8 +800,8 @@ MUTANTS: list[Mutant] = [
     _m(
         _BA,
         BATCHING,
-        "math.ceil(math.ceil(num_examples / per_device) / processes)",
-        "math.ceil(num_examples // per_device / processes)",
+        "math.ceil(num_examples / (processes * per_device * accumulation))",
+        "math.ceil(num_examples // (processes * per_device * accumulation))",
         "optimizer-step count drops the last partial batch (off by one)",
     ),
     _m(
@@ -826,5 +831,78 @@ MUTANTS: list[Mutant] = [
         '    "learning_rate",\n    "weight_decay",',
         '    "weight_decay",',
         "resume compares every result flag but learning_rate",
+    ),
+    # ---------------------------------------------------------------- one adapter at any scale (the launched program)
+    _m(
+        _SA,
+        SAMPLING,
+        "yield chunks[micro * self.processes + self.rank]",
+        "yield chunks[self.rank * self.accumulation + micro]",
+        "a process takes consecutive chunks of the step, not accelerate's round-robin (other images than before)",
+    ),
+    _m(
+        _SA,
+        SAMPLING,
+        "end = start + base + (part < extra)",
+        "end = start + base",
+        "a short step's remainder images are never trained on",
+    ),
+    _m(
+        _SA,
+        SAMPLING,
+        "rounding = math.floor if self.drop_last else math.ceil",
+        "rounding = math.floor",
+        "the short last step of an epoch is always dropped",
+    ),
+    _m(
+        _SA,
+        SAMPLING,
+        "generator.manual_seed(seed + epoch)",
+        "generator.manual_seed(seed)",
+        "every epoch trains in the same order",
+    ),
+    _m(
+        _SA,
+        LAUNCHED,
+        "self.sampler.set_epoch(state.global_step // self.sampler.steps_per_epoch)",
+        "pass",
+        "the sampler is never told the epoch: a resumed run restarts in epoch 0's order",
+    ),
+    _m(
+        _DI,
+        LAUNCHED,
+        '        prepared.__dict__.pop("_is_accelerate_prepared", None)',
+        "        pass",
+        "the zero-shot evaluation's preparation is kept: no DDP, one adapter per process",
+    ),
+    _m(
+        _SY,
+        SYNC_CHECK,
+        "dist.all_reduce(low, op=dist.ReduceOp.MAX)",
+        "dist.all_reduce(low, op=dist.ReduceOp.MIN)",
+        "the replica check compares the max with itself (never sees a difference)",
+    ),
+    _m(
+        _SY,
+        SYNC_CHECK,
+        "if gradient_spread > RELATIVE_TOLERANCE:",
+        "if gradient_spread > 1:",
+        "the replica check only fires when gradients differ by over 100%",
+    ),
+    _m(
+        _T,
+        LAUNCHED,
+        "images, own_rows = gather_rows(outputs.image_embeds[:rows])",
+        "images, own_rows = gather_rows(outputs.image_embeds)",
+        "an empty micro-batch's blank placeholder image is trained on",
+    ),
+    _m(
+        _TR,
+        (
+            "tests/test_train.py::test_training_starts_from_the_seeded_random_state_whatever_was_evaluated_before",
+        ),
+        "    with rng, adapter_off:",
+        "    with adapter_off:",
+        "the zero-shot baseline's random draws shift training's random state",
     ),
 ]
