@@ -9,11 +9,16 @@ saved. So the invariant itself is checked, not the wrapper type (which an evalua
 resume or a new launcher could each change): at the first optimizer step of every `train()` call and at every
 checkpoint, a fingerprint of the trainable gradients and weights (one norm per tensor) is all-reduced as max and
 min; if they differ, training stops with one line naming the cause. The gradients a checkpoint is checked against
-are those of its last step (Trainer zeroes them before it saves), fingerprinted on the device without a sync.
-Cost: two small all-reduces at step 1 and at each checkpoint.
+are those of its last step, kept by reference (Trainer drops them before it saves). Cost: one norm per tensor
+and two all-reduces of a few hundred floats at step 1 and before each checkpoint, nothing at the other steps; each
+multi-process run logs the total as a share of its training time (`python bench/sync_check_cost.py` at the seed's
+shape).
 """
 
 from __future__ import annotations
+
+import logging
+import time
 
 import torch
 import torch.distributed as dist
@@ -21,6 +26,8 @@ from transformers import TrainerCallback
 
 from clip_lora.distributed import world_size
 from clip_lora.errors import TrainingError
+
+logger = logging.getLogger(__name__)
 
 # Averaged gradients are bit-identical on every process (the all-reduce hands each one the same sums); unsynced
 # replicas differ by ~10% and more from the first step. The tolerance only absorbs a non-bitwise reduction.
@@ -49,35 +56,67 @@ def spread(values: torch.Tensor) -> float:
 
 
 class ReplicaSyncCheck(TrainerCallback):
-    """Raises TrainingError when the processes' gradients or trainable weights differ (see the module doc)."""
+    """Raises TrainingError when the processes' gradients or trainable weights differ (see the module doc).
+    At the end of training it logs what the check cost, as a share of the training time."""
 
     def __init__(self):
         self._checked_first_step = False
-        self._last_step_gradients: torch.Tensor | None = None
+        self._last_step_gradients: list[torch.Tensor | None] | None = None
+        # The trainable tensors, listed once per train() call: no walk over the model at every step.
+        self._params: list[torch.Tensor] = []
+        self._seconds = self._started = 0.0
+        self._checks = 0
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._checked_first_step = False  # every train() call (a resumed run included) is checked again
+        self._last_step_gradients = None
+        self._params = [p for p in model.parameters() if p.requires_grad]
+        self._seconds, self._checks, self._started = 0.0, 0, time.perf_counter()
 
-    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+    def on_optimizer_step(self, args, state, control, **kwargs):
         if world_size() == 1:
             return
-        params = [p for p in model.parameters() if p.requires_grad]
-        gradients = fingerprint([p.grad for p in params])
+        # The step's gradient tensors themselves: Trainer's zero_grad drops them (set_to_none) rather than zeroing
+        # them, so these keep the last step's values for the next checkpoint, at no cost per step.
+        self._last_step_gradients = [p.grad for p in self._params]
         if not self._checked_first_step:
             self._checked_first_step = True
-            self.verify(gradients, fingerprint(params), state.global_step + 1, "the first optimizer step")
-        else:
-            self._last_step_gradients = gradients
+            start = time.perf_counter()
+            where = "the first optimizer step"
+            self._verify(
+                fingerprint(self._last_step_gradients),
+                fingerprint(self._params),
+                state.global_step + 1,
+                where,
+            )
+            self._seconds += time.perf_counter() - start
 
-    def verify_checkpoint(self, model, step: int) -> None:
+    def verify_checkpoint(self, step: int) -> None:
         """Called by every process before checkpoint-`step` is written."""
         if world_size() == 1:
             return
-        weights = fingerprint([p for p in model.parameters() if p.requires_grad])
-        gradients = (
-            self._last_step_gradients if self._last_step_gradients is not None else torch.zeros_like(weights)
-        )
-        self.verify(gradients, weights, step, f"before checkpoint-{step}")
+        start = time.perf_counter()
+        weights = fingerprint(self._params)
+        gradients = self._last_step_gradients
+        # no optimizer step in this train() call: nothing to compare but the weights
+        gradients = fingerprint(gradients) if gradients is not None else torch.zeros_like(weights)
+        self._verify(gradients, weights, step, f"before checkpoint-{step}")
+        self._seconds += time.perf_counter() - start
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if world_size() > 1 and self._checks:
+            share = self._seconds / max(time.perf_counter() - self._started, 1e-9)
+            logger.info(
+                "Replica check: %d checks that every process holds the same adapter, %.1f ms in all (%.2f%% of "
+                "training)",
+                self._checks,
+                1000 * self._seconds,
+                100 * share,
+            )
+
+    def _verify(self, gradients: torch.Tensor, weights: torch.Tensor, step: int, where: str) -> None:
+        self._checks += 1
+        self.verify(gradients, weights, step, where)
 
     @staticmethod
     def verify(gradients: torch.Tensor, weights: torch.Tensor, step: int, where: str) -> None:

@@ -159,7 +159,7 @@ class ClipLoraTrainer(Trainer):
         # Trainer writes checkpoint-N file by file. A checkpoint counts only once its .complete marker exists (made
         # by rename after every file is written), and older ones are rotated out only after that, so a kill at
         # any moment leaves the previous complete checkpoint in place for resuming.
-        self.sync_check.verify_checkpoint(self.model, self.state.global_step)  # one adapter, not N
+        self.sync_check.verify_checkpoint(self.state.global_step)  # one adapter, not N
         limit, self.args.save_total_limit = self.args.save_total_limit, None
         try:
             super()._save_checkpoint(model, trial)

@@ -291,6 +291,9 @@ def test_outputs_written_by_the_main_process_only(launched, loss):
         assert logs.count(info) == 1, info  # INFO from the main process only
     assert run.stdout.count("macro avg") == 1  # the report is printed (and written) once
     assert logs.count("zero-shot accuracy") == 1
+    # the replica check ran at step 1 and before every checkpoint (ce: steps 2, 4, 6; contrastive: 2 epochs)
+    checks = {"ce": 4, "contrastive": 3}[loss]
+    assert logs.count(f"Replica check: {checks} checks that every process holds the same adapter") == 1
     assert not list(out.glob(".write-test-*")) and not list(out.glob("**/*.tmp"))
     for name in [
         "adapter_model.safetensors",
