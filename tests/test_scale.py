@@ -57,6 +57,18 @@ def test_gradient_accumulation_equals_one_big_batch(tiny_model_dir, tmp_path, lo
         assert_same_training(result, reference)
 
 
+@pytest.mark.parametrize("loss", ["contrastive", "ce"])
+def test_a_short_step_with_empty_micro_batches_equals_one_batch(tiny_model_dir, tmp_path, loss):
+    # 10 images at a global batch of 8: steps of 8, 2, 8 (max_steps 3 crosses the epoch). At 2 x 4 the short step's
+    # micro-batches hold 1, 1, 0 and 0 images: the empty ones still run (a blank image, sliced away) and add nothing.
+    reference = train(tiny_model_dir, tmp_path / "1x8", 8, loss, num_images=10)
+    accumulated = train(
+        tiny_model_dir, tmp_path / "4x2", 2, loss, num_images=10, gradient_accumulation_steps=4
+    )
+    assert len(reference["losses"]) == 3
+    assert_same_training(accumulated, reference)
+
+
 def test_two_processes_of_16_equal_one_of_32_also_with_accumulation(tiny_model_dir, tmp_path):
     out = tmp_path / "ddp.pt"
     # the worker's runs: per-device batch x accumulation on each of the 2 processes
