@@ -35,7 +35,6 @@ from clip_lora import (
 )
 from clip_lora.arguments import parse_args
 from clip_lora.data import load_splits
-from clip_lora.health import TrainingHealthCallback
 from clip_lora.image_check import verify_splits
 from clip_lora.images import make_transform, surviving_ids
 from clip_lora.modeling import apply_lora, count_parameters, load_adapter, load_clip
@@ -182,7 +181,6 @@ def main(argv: list[str] | None = None) -> dict:
         compute_metrics=compute_metrics,
         num_classes=len(class_names),
         loss_kind=lora_args.loss,
-        callbacks=[TrainingHealthCallback()],  # a non-finite gradient or weight stops the run in one line
     )
     if training_args.do_train:  # processes x per-device batch x accumulation = global batch; optimizer steps
         logger.info(batching.batch_line(training_args, None if data_args.streaming else len(splits["train"])))

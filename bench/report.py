@@ -17,6 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 GPU_JSON = HERE / "gpu_results.json"
+HOST_JSON = HERE / "host_results.json"
 
 # name -> (goal as text, test on the value or None, what the ratio compares)
 FIGURES = {
@@ -146,21 +147,82 @@ def render(results: dict, gpu: dict | None = None) -> str:
         f"({f['cached_workers2_speedup']:.2f}x: float32 batches cost more to pass between processes than uint8 "
         "reads cost to make). On a GPU the default is min(8, CPUs per GPU): the data path must keep pace with "
         "thousands of img/s while the main process feeds the GPU. `pin_memory` is on only with CUDA (it speeds "
-        "copies to a GPU; without one it only warned). `persistent_workers` stays off: with it on, Trainer keeps a single "
-        "eval loader under the key 'eval', so `evaluate(another_dataset)` would silently reuse the first dataset's "
-        "loader; the price is one worker start-up per epoch and per evaluation "
-        f"({p2['first_batch_s']['cached_epoch2_workers2']:.2f} s to the first batch here; gpu_check.sh measures "
-        "both settings).",
+        "copies to a GPU; without one it only warned). `persistent_workers` is on whenever workers run: "
+        "ClipLoraTrainer keeps one evaluation loader per dataset and collator (Trainer kept a single one under the "
+        "key 'eval', so `evaluate(another_dataset)` would have reused the first dataset's loader), which saves a "
+        f"worker start-up per epoch and per evaluation ({p2['first_batch_s']['cached_epoch2_workers2']:.2f} s to "
+        "the first batch here; gpu_check.sh measures both settings).",
         "- SDPA attention is the default (`--attn_implementation sdpa`; tests/test_performance.py checks that SDPA "
         f"kernels are what runs). Eager / SDPA forward time here: {f['sdpa_speedup']:.2f} (on CPU, with 197 tokens, "
         "attention is a small share of ViT-B/16's FLOPs; on a GPU SDPA selects the flash / memory-efficient "
         "kernels). TF32 matmuls are switched on in `main()` when CUDA is available.",
         "",
-        "## GPU",
-        "",
     ]
+    lines += render_host(_load(HOST_JSON))
+    lines += ["", "## GPU", ""]
     lines += render_gpu(gpu if gpu is not None else _load(GPU_JSON))
     return "\n".join(lines) + "\n"
+
+
+# figure -> (goal as text, test, what it counts), for bench/host_step.py's JSON
+HOST_FIGURES = {
+    "ops_per_step": ("<= 6000", lambda v: v <= 6000, "aten operations dispatched in one eager training step"),
+    "casts_per_step": (
+        "",
+        None,
+        "of which dtype casts (`_to_copy`): autocast's, and the fp32 gradients' back",
+    ),
+    "syncs_per_step": (
+        "0",
+        lambda v: v == 0,
+        "reads of a device value on the host in a step that does not log",
+    ),
+    "ops_per_eval_batch": (
+        "",
+        None,
+        "aten operations in one evaluation batch of 32 (prompts already encoded)",
+    ),
+    "project_ms": ("", None, "host ms per step, the project's eager step (median)"),
+    "bare_ms": ("", None, "host ms per step, a bare loop: forward, the same loss, backward, clip, AdamW"),
+    "compiled_ms": ("", None, "host ms per step, the project's step with `--torch_compile` (inductor)"),
+    "eager_vs_bare": ("<= 1.05", lambda v: v <= 1.05, "project_ms / bare_ms, interleaved rounds"),
+    "compiled_vs_bare_eager": ("<= 0.6", lambda v: v <= 0.6, "compiled_ms / bare_ms"),
+}
+
+
+def render_host(host: dict | None) -> list[str]:
+    """The host-work section from bench/host_step.py's JSON ({"before": ..., "after": ...})."""
+    if not host:
+        return [
+            "## Host work per training step",
+            "",
+            "`python bench/host_step.py --write-results` has not run yet.",
+        ]
+    before, after = host.get("before", {}), host.get("after", {})
+    lines = [
+        "## Host work per training step",
+        "",
+        "From `python bench/host_step.py --write-results` (before: the same script on the code before the change, "
+        f"commit {before.get('commit', '?')}, {before.get('date', '?')}; after: commit {after.get('commit', '?')}, "
+        f"{after.get('date', '?')}). The seed's shape: both ViT-B/16 towers (12 layers each), LoRA r=16 on "
+        "q/k/v/out_proj, batch 32, 10 class prompts, bf16 autocast, widths 32 (the operation count does not depend "
+        "on the widths; the time does). On a GPU each operation costs the host ~10-20 us and each read-back waits "
+        "for the device: counted here, since on this CPU a real-width step takes seconds.",
+        "",
+        "| figure | before | after | goal | met | what it counts |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, (goal, test, what) in HOST_FIGURES.items():
+        value = after.get(name)
+        met = "" if test is None or value is None else ("yes" if test(value) else "**no**")
+        shown = [
+            ("" if v is None else f"{v:,}" if isinstance(v, int) else f"{v}")
+            for v in (before.get(name), value)
+        ]
+        lines.append(f"| `{name}` | {shown[0]} | {shown[1]} | {goal} | {met} | {what} |")
+    if before.get("sync_ops"):
+        lines += ["", f"Reads before: {before['sync_ops']}; after: {after.get('sync_ops') or 'none'}."]
+    return lines
 
 
 def _load(path: Path) -> dict | None:

@@ -279,9 +279,19 @@ class ClipLoraTrainingArguments(TrainingArguments):
             "max": validation.MAX_LOADER_WORKERS,
         },
     )
-    dataloader_persistent_workers: bool = field(
+    logging_nan_inf_filter: bool = field(
         default=False,
-        metadata={"help": "Keep workers across epochs (off: Trainer would reuse one eval loader)."},
+        metadata={
+            "help": "Off: Trainer would read the loss back from the device at every step to hide a NaN/inf from "
+            "the logs; a non-finite loss stops the run instead (clip_lora/health.py)."
+        },
+    )
+    dataloader_persistent_workers: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Keep loader workers alive across epochs and evaluation passes (one loader per dataset); "
+            "default: on whenever loader workers run."
+        },
     )
 
     def __post_init__(self):
@@ -303,6 +313,8 @@ class ClipLoraTrainingArguments(TrainingArguments):
             self.dataloader_num_workers = default_loader_workers(
                 torch.cuda.is_available() and not self.use_cpu
             )
+        if self.dataloader_persistent_workers is None:  # torch refuses persistent workers without workers
+            self.dataloader_persistent_workers = self.dataloader_num_workers > 0
         # Pinned memory only helps copies to a GPU; without one, every loader warns about it.
         if self.use_cpu or not torch.cuda.is_available():
             self.dataloader_pin_memory = False

@@ -27,10 +27,10 @@ from safetensors.torch import load_file, save_file
 from clip_lora import artifacts, validation
 from clip_lora.artifacts import ADAPTER_FILES
 from clip_lora.errors import ModelError, Parser
+from clip_lora.loss import capped_logit_scale, class_embeddings
 from clip_lora.model_card import label_info
 from clip_lora.modeling import adapter_base_model, load_adapter, load_clip
 from clip_lora.prompts import DEFAULT_TEMPLATE
-from clip_lora.trainer import capped_logit_scale, class_embeddings
 from collator import ClipClassificationCollator
 
 CLASS_PROMPTS = artifacts.EXPORT_CLASS_PROMPTS

@@ -1,28 +1,26 @@
-"""Training health: a run whose loss, gradients or LoRA weights stop being finite stops at that step, in one line.
+"""Training health: a run whose gradients or LoRA weights stop being finite stops, in one line, before it saves.
 
-    trainer = ClipLoraTrainer(..., callbacks=[TrainingHealthCallback()])
+    trainer = ClipLoraTrainer(...)   # owns a TrainingHealth: nothing to add
 
 Trainer hides a NaN/inf loss from its logs (`logging_nan_inf_filter`) and keeps stepping: one non-finite gradient
-turns every LoRA weight into NaN, and the run then "finishes" with a broken adapter and a meaningless accuracy. The
-callback checks the trainable parameters' gradients before each optimizer step and their values after it (LoRA
-parameters only: a few MB, one device sync per step). The TrainingError it raises reaches `clip_lora.cli`, which
-prints it; all_results.json, the "finished run" marker of step 8, is never written.
+turns every LoRA weight into NaN, and the run then "finishes" with a broken adapter and a meaningless accuracy.
+
+The check must not make every step wait for the device (on a GPU a read-back costs the step its overlap). So each
+optimizer step only *records*, on the device: the step at which the gradient norm (the one clipping computes
+anyway; a NaN/inf loss makes it NaN) or the LoRA weights after the update first stopped being finite. The record is
+read (one sync) only where the host reads values anyway or before anything is written: when the trainer logs,
+before an evaluation, before a checkpoint, and when training ends (before the adapter is saved). A TrainingError
+raised there reaches `clip_lora.cli`, which prints it; all_results.json, the "finished run" marker, is never written.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from transformers import TrainerCallback
 
 from clip_lora.errors import TrainingError
-
-
-def _total_norm(tensors: list[torch.Tensor]) -> float:
-    if not tensors:
-        return 0.0
-    return float(
-        torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t.float()) for t in tensors]))
-    )
 
 
 def advice(args) -> str:
@@ -35,23 +33,49 @@ def advice(args) -> str:
     return f"lower --learning_rate (now {args.learning_rate:g}), {clip}{precision}"
 
 
-class TrainingHealthCallback(TrainerCallback):
-    """Raises TrainingError at the first step whose gradient norm or updated LoRA weights are not finite."""
+class TrainingHealth(TrainerCallback):
+    """Records (on the device) the first step with a non-finite gradient norm or LoRA weight; `check` raises."""
 
-    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        grads = [p.grad for p in model.parameters() if p.requires_grad and p.grad is not None]
-        norm = _total_norm(grads)
-        if not torch.isfinite(torch.tensor(norm)):
-            raise TrainingError(
-                f"training diverged at step {state.global_step + 1}: the loss or gradient norm is {norm} "
-                f"(not finite); {advice(args)}."
-            )
+    def __init__(self):
+        self._params: list[torch.Tensor] = []
+        self._first_bad: dict[str, torch.Tensor] = {}  # "gradients" / "weights" -> step (inf: none yet)
+        self._value: dict[str, torch.Tensor] = {}  # the non-finite value first seen
 
-    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
-        weights = [p.detach() for p in model.parameters() if p.requires_grad]
-        norm = _total_norm(weights)
-        if not torch.isfinite(torch.tensor(norm)):
-            raise TrainingError(
-                f"training diverged at step {state.global_step + 1}: the LoRA weights became {norm} after the "
-                f"optimizer step; {advice(args)}."
-            )
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._params = [
+            p for p in model.parameters() if p.requires_grad
+        ]  # listed once, not walked every step
+        self._first_bad, self._value = {}, {}
+
+    def record_gradient_norm(self, step: int, norm: torch.Tensor) -> None:
+        self._record("gradients", step, norm.detach())
+
+    @torch.no_grad()
+    def on_optimizer_step(self, args, state, control, **kwargs):
+        if self._params:
+            norms = torch._foreach_norm(self._params)  # one fused kernel; no copy, no sync
+            self._record("weights", state.global_step + 1, torch.linalg.vector_norm(torch.stack(norms)))
+
+    def _record(self, kind: str, step: int, value: torch.Tensor) -> None:
+        bad = ~torch.isfinite(value)
+        if kind not in self._first_bad:
+            self._first_bad[kind] = torch.full((), math.inf, device=value.device)
+            self._value[kind] = torch.zeros((), device=value.device)
+        new = bad & torch.isinf(self._first_bad[kind])
+        self._first_bad[kind] = torch.where(new, step, self._first_bad[kind])
+        self._value[kind] = torch.where(new, value.float(), self._value[kind])
+
+    def check(self, args) -> None:
+        """Raise TrainingError if anything recorded so far is not finite (reads the record: one sync)."""
+        first = {kind: float(step) for kind, step in self._first_bad.items()}
+        for kind in sorted(first, key=first.get):
+            if math.isfinite(first[kind]):
+                value, step = float(self._value[kind]), int(first[kind])
+                if kind == "gradients":
+                    what = f"the loss or gradient norm is {value} (not finite)"
+                else:
+                    what = f"the LoRA weights became {value} after the optimizer step"
+                raise TrainingError(f"training diverged at step {step}: {what}; {advice(args)}.")
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.check(args)  # before main() saves the adapter

@@ -27,10 +27,10 @@ from clip_lora.artifacts import escape_path
 from clip_lora.errors import Parser, PredictError  # noqa: F401 - re-exported: raised here, caught in cli
 from clip_lora.export import read_class_prompts
 from clip_lora.images import IMAGE_EXTENSIONS, BadImageError, open_image
+from clip_lora.loss import capped_logit_scale, class_embeddings, class_logits
 from clip_lora.model_card import label_info
 from clip_lora.modeling import adapter_base_model, load_adapter, load_clip
 from clip_lora.prompts import DEFAULT_TEMPLATE, template_problem
-from clip_lora.trainer import capped_logit_scale, class_embeddings, class_logits
 from collator import ClipClassificationCollator
 
 

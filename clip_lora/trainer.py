@@ -11,7 +11,6 @@ once per evaluation pass and reused for every batch; `prediction_step` returns l
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,16 @@ from torch.utils.data import DataLoader
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
 
+from clip_lora.device_inputs import nonempty_pixels
 from clip_lora.distributed import forget_inference_preparation, gather_rows, scale_gradient, share_of
+from clip_lora.lean_step import LeanStepMixin
+from clip_lora.loss import (  # noqa: F401 - MAX_LOGIT_SCALE and capped_logit_scale re-exported
+    MAX_LOGIT_SCALE,
+    capped_logit_scale,
+    class_embeddings,
+    class_logits,
+    clip_class_loss,
+)
 from clip_lora.run_dir import (
     CHECKPOINT_COMPLETE as CHECKPOINT_COMPLETE,  # re-exported: checkpoints live in run_dir
 )
@@ -31,64 +39,6 @@ from clip_lora.sampling import SamplerEpoch, step_dataloader
 from clip_lora.sync_check import ReplicaSyncCheck
 
 logger = logging.getLogger(__name__)
-
-MAX_LOGIT_SCALE = 100.0  # CLIP clamps its learned temperature here; we never score with a sharper one.
-
-
-def class_embeddings(text_embeds: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(C*T, D) prompt embeddings, class-major -> (C, D): normalised mean over templates (the CLIP paper's ensemble)."""
-    per_class = F.normalize(text_embeds.float(), dim=-1).view(num_classes, -1, text_embeds.shape[-1])
-    return F.normalize(per_class.mean(dim=1), dim=-1)
-
-
-def capped_logit_scale(clip_model) -> torch.Tensor:
-    """CLIP's learned temperature exp(logit_scale), never above MAX_LOGIT_SCALE."""
-    return clip_model.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
-
-
-def class_logits(
-    image_embeds: torch.Tensor, class_embeds: torch.Tensor, logit_scale: torch.Tensor
-) -> torch.Tensor:
-    """(B, C) scaled cosine similarities of image embeddings (normalised here) and normalised class embeddings."""
-    return logit_scale * F.normalize(image_embeds.float(), dim=-1) @ class_embeds.float().T
-
-
-def clip_class_loss(
-    image_embeds: torch.Tensor,
-    class_embeds: torch.Tensor,
-    labels: torch.Tensor,
-    logit_scale: torch.Tensor,
-    kind: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss and (B, C) logits of normalised image embeddings against normalised class embeddings.
-
-    `ce`: cross-entropy of each image over all C class prompts.
-    `contrastive`: the mean of that image->text term and a text->image term in which each class present in the batch
-    must pick out its images among the batch's. All images of that class are positives at once
-    (-log of their summed probability), so same-class images are never negatives of each other.
-    """
-    logits = class_logits(image_embeds, class_embeds, logit_scale)
-    if labels.numel() == 0:  # every image of the step became unreadable: nothing to learn, graph kept for DDP
-        return logits.sum() * 0, logits
-    image_to_text = F.cross_entropy(logits, labels)
-    if kind == "ce":
-        return image_to_text, logits
-    present = labels.unique()
-    log_probs = logits[:, present].T.log_softmax(dim=1)  # (P, B): each present class over the batch's images
-    positives = labels[None, :] == present[:, None]
-    text_to_image = -log_probs.masked_fill(~positives, -math.inf).logsumexp(dim=1).mean()
-    return (image_to_text + text_to_image) / 2, logits
-
-
-def nonempty_pixels(pixel_values: torch.Tensor, vision_config) -> tuple[torch.Tensor, int]:
-    """(pixels to run through the vision tower, number of real images). An empty batch (this process's share of a
-    short last step, or a batch whose every image became unreadable) becomes one blank image, whose embedding the
-    caller slices away: the tower still runs, so every weight gets a (zero) gradient, which DDP waits for."""
-    rows = pixel_values.shape[0]
-    if rows:
-        return pixel_values, rows
-    size = vision_config.image_size
-    return torch.zeros(1, vision_config.num_channels, size, size, device=pixel_values.device), 0
 
 
 @dataclass
@@ -101,7 +51,7 @@ class AccumulationWindow:
     labels: list[torch.Tensor] | None = None
 
 
-class ClipLoraTrainer(Trainer):
+class ClipLoraTrainer(LeanStepMixin, Trainer):
     """Trainer subclass: CLIP class-prompt loss in `compute_loss`, class logits in `prediction_step`.
 
     The loss is the one of the global batch (every process, every accumulated micro-batch), so k micro-batches of b
@@ -132,11 +82,11 @@ class ClipLoraTrainer(Trainer):
         self.text_encoder_calls = 0  # how often the class prompts went through the text tower in evaluation
         self._vision_config = self.model.config.vision_config
         self._sampler_epoch = SamplerEpoch()
-        self.sync_check = (
-            ReplicaSyncCheck()
-        )  # N processes must hold one adapter: checked at step 1 and checkpoints
+        # N processes must hold one adapter: checked at step 1 and before every checkpoint.
+        self.sync_check = ReplicaSyncCheck()
         for callback in (self._sampler_epoch, self.sync_check):
             self.add_callback(callback)
+        self._setup_lean_step()  # health record, device inputs, frozen weights in the autocast dtype (lean_step.py)
 
     def train(self, *args, **kwargs):
         # The zero-shot baseline ran before training: without this, accelerate would keep the model it prepared
@@ -159,6 +109,7 @@ class ClipLoraTrainer(Trainer):
         # Trainer writes checkpoint-N file by file. A checkpoint counts only once its .complete marker exists (made
         # by rename after every file is written), and older ones are rotated out only after that, so a kill at
         # any moment leaves the previous complete checkpoint in place for resuming.
+        self.health.check(self.args)  # never a checkpoint of a diverged run
         self.sync_check.verify_checkpoint(self.state.global_step)  # one adapter, not N
         limit, self.args.save_total_limit = self.args.save_total_limit, None
         try:
@@ -173,7 +124,7 @@ class ClipLoraTrainer(Trainer):
             rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
 
     def logit_scale(self, model) -> torch.Tensor:
-        return capped_logit_scale(self.accelerator.unwrap_model(model))
+        return capped_logit_scale(self._logit_scale_param)
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
@@ -216,7 +167,10 @@ class ClipLoraTrainer(Trainer):
         parts = len(window.batches) if window is not None else 1
         if self.loss_kind == "ce" and parts > 1:
             if window.labels is None:  # the window's image count over all processes (labels only: no pixels)
-                window.labels = [gather_rows(b["labels"].to(self.args.device))[0] for b in window.batches]
+                window.labels = [
+                    gather_rows(b["labels"].to(self.args.device, non_blocking=True))[0]
+                    for b in window.batches
+                ]
             logits = class_logits(images, class_embeds, scale)
             # The window's images over every process (0 only if every one of them became unreadable).
             images_in_window = max(1, sum(len(x) for x in window.labels))

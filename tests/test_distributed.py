@@ -48,19 +48,9 @@ SCALE_FLAGS = (
 LOSS_FLAGS = {
     # checkpoints mid-epoch (steps 2, 4, 6 of 3-step epochs): the resumed run restarts inside an epoch
     "ce": (
-        "--loss",
-        "ce",
-        "--eval_strategy",
-        "steps",
-        "--eval_steps",
-        "2",
-        "--save_strategy",
-        "steps",
-        "--save_steps",
-        "2",
-        "--wise_alphas",
-        "0,0.5,1",
-    ),  # fmt: skip
+        *("--loss", "ce", "--eval_strategy", "steps", "--eval_steps", "2"),
+        *("--save_strategy", "steps", "--save_steps", "2", "--wise_alphas", "0,0.5,1"),
+    ),
     # the recipe's evaluation and checkpoint after every epoch; steps of 16, 16 and 1 image: the last one leaves
     # a process (and, at 8 x 2, a micro-batch) empty
     "contrastive": ("--loss", "contrastive", "--max_train_samples", "33"),
@@ -101,8 +91,16 @@ def launched(tiny_model_dir, image_root, tmp_path_factory) -> dict:
     nodes = []
     for rank, command in enumerate(torchrun_node_commands(ROOT / "train_clip_lora.py", *argv)):
         # each node has its own disk for the datasets cache; the output dir is shared, as on a cluster
-        nodes.append(subprocess.Popen(command, env=run_env(tmp / f"node{rank}"), cwd=tmp, text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))  # fmt: skip
+        nodes.append(
+            subprocess.Popen(
+                command,
+                env=run_env(tmp / f"node{rank}"),
+                cwd=tmp,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        )
     outputs = [node.communicate(timeout=400) for node in nodes]
     runs["contrastive"] = (out, subprocess.CompletedProcess(nodes[0].args, nodes[0].returncode, *outputs[0]))
     for loss, (_, run) in runs.items():
@@ -121,8 +119,9 @@ def one_process(tiny_model_dir, image_root, tmp_path_factory) -> dict:
         for loss in LOSS_FLAGS:
             for layout, flags in {"16": (), "8x2": ("--per_device_train_batch_size", "8")}.items():
                 out = tmp / f"{loss}-{layout}"
-                train_clip_lora.main(smoke_argv(tiny_model_dir, image_root, out, *SCALE_FLAGS, *LOSS_FLAGS[loss],
-                                                *flags))  # fmt: skip
+                train_clip_lora.main(
+                    smoke_argv(tiny_model_dir, image_root, out, *SCALE_FLAGS, *LOSS_FLAGS[loss], *flags)
+                )
                 runs[loss, layout] = out
     return runs
 

@@ -1,4 +1,5 @@
-"""health: a non-finite gradient or weight stops training at that step with one line, and no finished run is written.
+"""health: a non-finite gradient or weight stops training with one line naming its step, before anything is logged
+or saved, and no finished run is written; the record stays on the device until then (no read-back per step).
 
 Run: python -m pytest tests/test_health.py -q
 """
@@ -8,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from clip_lora.errors import TrainingError
-from clip_lora.health import TrainingHealthCallback
 from clip_lora.testing_utils import make_image_folder
 from clip_lora.trainer import ClipLoraTrainer
 from testing_utils import WNIDS, make_tiny_trainer, smoke_argv, user_error
@@ -29,20 +29,38 @@ def _nan_loss(monkeypatch, from_step: int = 0):
 def test_nan_loss_stops_at_its_step(tiny_model_dir, tmp_path, monkeypatch):
     _nan_loss(monkeypatch, from_step=2)
     trainer = make_tiny_trainer(tiny_model_dir, tmp_path / "out", max_grad_norm=0.0)
-    trainer.add_callback(TrainingHealthCallback())
     with pytest.raises(TrainingError) as caught:
         trainer.train()
     assert str(caught.value) == (
         "training diverged at step 3: the loss or gradient norm is nan (not finite); lower --learning_rate "
         "(now 0.01), set --max_grad_norm 1.0 (now 0.0)."
     )
-    assert trainer.state.global_step == 2  # steps 1 and 2 ran; step 3 never reached the optimizer
+    # Recorded on the device at step 3, read when step 3 would have been logged: nothing of it was logged.
+    assert [entry["step"] for entry in trainer.state.log_history if "loss" in entry] == [1, 2]
+
+
+def test_a_divergence_between_logs_is_caught_before_the_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
+    # Logging every 10 steps: nothing reads the record until the checkpoint of step 3, which is never written.
+    _nan_loss(monkeypatch, from_step=1)
+    out = tmp_path / "out"
+    trainer = make_tiny_trainer(tiny_model_dir, out, logging_steps=10, save_strategy="steps", save_steps=3)
+    with pytest.raises(
+        TrainingError, match=r"^training diverged at step 2: the loss or gradient norm is nan"
+    ):
+        trainer.train()
+    assert not list(out.glob("checkpoint-*"))
+
+
+def test_a_divergence_in_the_last_steps_stops_the_run_before_it_ends(tiny_model_dir, tmp_path, monkeypatch):
+    _nan_loss(monkeypatch, from_step=2)
+    trainer = make_tiny_trainer(tiny_model_dir, tmp_path / "out", logging_steps=10)
+    with pytest.raises(TrainingError, match=r"^training diverged at step 3: "):
+        trainer.train()  # no log, no checkpoint: the end of training reads the record
 
 
 def test_weights_that_overflow_stop_the_run(tiny_model_dir, tmp_path):
     # A finite but absurd learning rate: the first update sends the LoRA weights to inf.
     trainer = make_tiny_trainer(tiny_model_dir, tmp_path / "out", learning_rate=1e38, max_grad_norm=1.0)
-    trainer.add_callback(TrainingHealthCallback())
     with pytest.raises(
         TrainingError, match=r"^training diverged at step 1: the LoRA weights became (inf|nan) "
     ):
@@ -51,7 +69,6 @@ def test_weights_that_overflow_stop_the_run(tiny_model_dir, tmp_path):
 
 def test_healthy_training_is_untouched(tiny_model_dir, tmp_path):
     trainer = make_tiny_trainer(tiny_model_dir, tmp_path / "out")
-    trainer.add_callback(TrainingHealthCallback())
     result = trainer.train()
     assert result.global_step == 3 and 0 < result.training_loss < 100
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clip_lora.trainer import capped_logit_scale, clip_class_loss
+from clip_lora.loss import capped_logit_scale, clip_class_loss
 from testing_utils import make_tiny_trainer
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, database=None)
@@ -92,6 +92,25 @@ def test_the_reference_tells_the_likely_bugs_apart():
     image_only = F.cross_entropy(logits, LABELS)
     assert abs(right - image_only.item()) > 0.02
     assert abs(right - (image_only.item() + wrong_t2i.item()) / 2) > 0.02
+
+
+def test_the_gradient_is_that_of_the_present_classes_only():
+    # The loss computes every class's row and masks the absent ones out (no labels.unique(), which would read the
+    # labels back from the device); an absent row is all -inf and must not leak a NaN into the gradient.
+    images, classes = _inputs(3)
+    images.requires_grad_(True)
+    loss, _ = clip_class_loss(images, classes, LABELS, torch.tensor(5.0), "contrastive")
+    (ours,) = torch.autograd.grad(loss, images)
+    reference_images = images.detach().clone().requires_grad_(True)
+    logits = 5.0 * F.normalize(reference_images, dim=-1) @ classes.T
+    present = LABELS.unique()  # class 3 is absent
+    positives = LABELS[None, :] == present[:, None]
+    log_probs = logits[:, present].T.log_softmax(dim=1)
+    text_to_image = -log_probs.masked_fill(~positives, -math.inf).logsumexp(dim=1).mean()
+    reference = (F.cross_entropy(logits, LABELS) + text_to_image) / 2
+    (expected,) = torch.autograd.grad(reference, reference_images)
+    assert torch.isfinite(ours).all()
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-7)
 
 
 labels_strategy = st.lists(st.integers(0, 3), min_size=2, max_size=8)

@@ -97,3 +97,4 @@ def test_loader_defaults_follow_the_device(tmp_path, monkeypatch):
     assert default_loader_workers(gpu=True) == 8 and default_loader_workers(gpu=False) == 0
     *_, args = parse_args(["--output_dir", str(tmp_path), "--dataloader_num_workers", "3"])
     assert args.dataloader_num_workers == 3
+    assert args.dataloader_persistent_workers  # one loader per dataset, its workers alive across passes

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from clip_lora.loss import class_embeddings
 from clip_lora.modeling import load_clip
 from clip_lora.prompts import OPENAI_IMAGENET_TEMPLATES, PromptError, resolve_templates
-from clip_lora.trainer import class_embeddings
 from collator import ClipClassificationCollator
 
 CLASSES = ["tench", "church", "golf ball", "parachute"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clip_lora.trainer import MAX_LOGIT_SCALE, class_embeddings, clip_class_loss
+from clip_lora.loss import MAX_LOGIT_SCALE, class_embeddings, clip_class_loss
 from testing_utils import make_tiny_trainer
 
 

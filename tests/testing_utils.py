@@ -316,9 +316,26 @@ def torchrun_node_commands(script: Path, *args: str, nodes: int = 2) -> list[lis
     """One `torchrun --nnodes N --node_rank i --nproc_per_node 1` command per "machine", all on this one, meeting at
     127.0.0.1 (the multi_node config's launch, one process per node); start them together."""
     port = str(free_port())
-    return [[sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes), "--node_rank", str(rank),
-             "--nproc_per_node", "1", "--master_addr", "127.0.0.1", "--master_port", port, str(script), *args]
-            for rank in range(nodes)]  # fmt: skip
+    return [
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            str(nodes),
+            "--node_rank",
+            str(rank),
+            "--nproc_per_node",
+            "1",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            port,
+            str(script),
+            *args,
+        ]
+        for rank in range(nodes)
+    ]
 
 
 def network_guard_for_subprocess(folder: Path) -> tuple[Path, Path]:
