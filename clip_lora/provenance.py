@@ -22,7 +22,7 @@ FASTAI_HUB_IDS = {"imagenette": "frgfm/imagenette", "imagewoof": "frgfm/imagewoo
 FASTAI_TITLES = {"imagenette": "ImageNette", "imagewoof": "Imagewoof"}
 
 
-def describe_data(dataset_name: str, data_dir: str | None, imagenette_size: str | None = "320") -> dict:
+def describe_data(dataset_name: str, data_dir: str | None, imagenette_size: str | None = "full") -> dict:
     """The data source of a run (see the module docstring); never downloads anything."""
     name = str(dataset_name)
     if name.lower() in data.FASTAI_DATASETS:
@@ -59,5 +59,7 @@ def describe_data(dataset_name: str, data_dir: str | None, imagenette_size: str 
 def data_source(config: dict) -> dict:
     """The recorded source of a run_config.json, or (older runs) the best description its arguments allow."""
     return config.get("data_source") or describe_data(
-        config.get("dataset_name", "imagenette"), config.get("data_dir"), config.get("imagenette_size", "320")
+        config.get("dataset_name", "imagenette"),
+        config.get("data_dir"),
+        config.get("imagenette_size", "full"),
     )

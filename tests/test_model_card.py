@@ -50,7 +50,7 @@ def test_metadata_and_numbers_are_the_runs_and_name_no_dataset_for_a_local_folde
     assert "a local image folder in the ImageNette folder layout" in card.text
     with open(trained_run.output_dir / "predictions.csv", newline="") as f:
         assert data.class_names == next(csv.reader(f))[3:]
-    assert data.prompt_templates == ["a photo of a {}."]
+    assert data.prompt_templates == ["a photo of a {}"]  # the default, the seed's
     rows = {
         line.split("|")[1].strip() + "/" + line.split("|")[2].strip(): line
         for line in card.text.splitlines()
