@@ -433,3 +433,30 @@ def assert_same_results(out: Path, reference: Path) -> None:
     assert results[0] == results[1], {
         k: (v, results[1].get(k)) for k, v in results[0].items() if v != results[1].get(k)
     }
+
+
+# ---------------------------------------------------------------- constructed dev evaluations
+
+
+def feed_dev_evaluations(
+    trainer, accuracies, losses, steps_per_epoch: int = 12, metric: str = "accuracy"
+) -> dict:
+    """Play dev evaluations (epoch k: accuracy, loss) into a trainer the way Trainer does (log the metrics, then
+    `_determine_best_metric`); returns the trainer state as trainer_state.json holds it."""
+    from transformers import TrainerState
+
+    trainer.state = TrainerState()
+    trainer.args.metric_for_best_model = metric
+    trainer.args.greater_is_better = metric != "loss"
+    for epoch, (accuracy, loss) in enumerate(zip(accuracies, losses, strict=True), start=1):
+        metrics = {"eval_accuracy": accuracy, "eval_loss": loss}
+        trainer.state.global_step, trainer.state.epoch = steps_per_epoch * epoch, float(epoch)
+        trainer.state.log_history.append(
+            {**metrics, "epoch": float(epoch), "step": trainer.state.global_step}
+        )
+        trainer._determine_best_metric(metrics, trial=None)
+    return {
+        "log_history": trainer.state.log_history,
+        "best_metric": trainer.state.best_metric,
+        "best_global_step": trainer.state.best_global_step,
+    }
