@@ -28,6 +28,8 @@ HYPER_PARAMETERS = (
     "optim",
     "seed",
     "dev_split_ratio",
+    "global_batch_size",
+    "max_grad_norm",
 )
 
 
@@ -35,6 +37,53 @@ def hyper_parameter_table(config: dict) -> str:
     return "| parameter | value |\n|---|---|\n" + "".join(
         f"| `{key}` | `{config[key]}` |\n" for key in HYPER_PARAMETERS if key in config
     )
+
+
+LIBRARY_ORDER = ("torch", "transformers", "peft", "accelerate", "datasets", "python")
+SPLITS = ("train", "dev", "val")
+
+
+def _ordered(keys, order: tuple[str, ...]) -> list[str]:
+    """run_config.json stores keys sorted; the card lists them in reading order, unknown ones last."""
+    return sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k))
+
+
+def provenance_table(config: dict, trained: bool) -> str:
+    """What a rerun needs, from run_config.json's `provenance` (empty for a run made before it was recorded)."""
+    record = config.get("provenance")
+    if not record:
+        return ""
+    batch, code, versions, data = record["batch"], record["code"], record["versions"], record["data"]
+    rows = []
+    if trained:
+        steps = batch["gradient_accumulation_steps"]
+        rows += [
+            (
+                "batch",
+                f"{batch['processes']} process{'es' if batch['processes'] > 1 else ''} x "
+                f"{batch['per_device_train_batch_size']} per device x {steps} accumulation step"
+                f"{'s' if steps > 1 else ''} = global batch {batch['global_batch_size']}",
+            ),
+            ("gradient clipping", f"max_grad_norm {batch['max_grad_norm']}"),
+        ]
+    precision = {"no": "fp32 (no mixed precision)"}.get(batch["precision"], f"{batch['precision']} autocast")
+    commit = code["git_commit"]
+    rows += [
+        ("precision", precision),
+        (
+            "code",
+            f"clip-lora {code['clip_lora']}, "
+            + (f"commit `{commit[:12]}`" if commit else "not run from a git checkout (no commit)")
+            + (" with uncommitted changes" if code.get("git_dirty") else ""),
+        ),
+        ("libraries", ", ".join(f"{name} {versions[name]}" for name in _ordered(versions, LIBRARY_ORDER))),
+        (
+            "data",
+            ", ".join(f"{name} {data['splits'][name]['images']}" for name in _ordered(data["splits"], SPLITS))
+            + f" images; files sha256 `{data['files_sha256'][:16]}` (image ids and sizes, sorted)",
+        ),
+    ]
+    return "| | |\n|---|---|\n" + "".join(f"| {what} | {value} |\n" for what, value in rows)
 
 
 def selection(state: dict, metric: str, rule: SelectionRule | None = None) -> dict:
