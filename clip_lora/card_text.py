@@ -43,7 +43,7 @@ LIBRARY_ORDER = ("torch", "transformers", "peft", "accelerate", "datasets", "pyt
 SPLITS = ("train", "dev", "val")
 
 
-def _ordered(keys, order: tuple[str, ...]) -> list[str]:
+def ordered(keys, order: tuple[str, ...]) -> list[str]:
     """run_config.json stores keys sorted; the card lists them in reading order, unknown ones last."""
     return sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k))
 
@@ -76,10 +76,10 @@ def provenance_table(config: dict, trained: bool) -> str:
             + (f"commit `{commit[:12]}`" if commit else "not run from a git checkout (no commit)")
             + (" with uncommitted changes" if code.get("git_dirty") else ""),
         ),
-        ("libraries", ", ".join(f"{name} {versions[name]}" for name in _ordered(versions, LIBRARY_ORDER))),
+        ("libraries", ", ".join(f"{name} {versions[name]}" for name in ordered(versions, LIBRARY_ORDER))),
         (
             "data",
-            ", ".join(f"{name} {data['splits'][name]['images']}" for name in _ordered(data["splits"], SPLITS))
+            ", ".join(f"{name} {data['splits'][name]['images']}" for name in ordered(data["splits"], SPLITS))
             + f" images; files sha256 `{data['files_sha256'][:16]}` (image ids and sizes, sorted)",
         ),
     ]

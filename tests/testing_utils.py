@@ -105,10 +105,10 @@ def make_tiny_trainer(model_dir: Path, output_dir: Path, num_images: int = 24, *
 # ---------------------------------------------------------------- one-line user errors
 
 
-def user_error(argv, capsys) -> str:
+def user_error(argv, capsys, verb: str = "train") -> str:
     """Runs the console entry; asserts exit 2 and a one-line error without traceback; returns that line."""
     capsys.readouterr()
-    assert run_verb("train", argv) == 2
+    assert run_verb(verb, argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
