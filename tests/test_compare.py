@@ -5,7 +5,6 @@ pair rows by image id; a folder that cannot be compared is one error line."""
 from __future__ import annotations
 
 import csv
-import random
 import shutil
 
 import datasets
@@ -25,7 +24,8 @@ def runs(tiny_model_dir, tmp_path_factory):
     """Three small runs (3 classes, 2 one-step epochs): seeds 1 and 2 on one image folder, seed 1 on another."""
     base = tmp_path_factory.mktemp("compare")
     same = make_image_folder(base / "data", WNIDS[:3], train_per_class=6, val_per_class=3, size=16)
-    other = make_image_folder(base / "other", WNIDS[:3], train_per_class=5, val_per_class=3, size=16, seed=1)
+    # The same file names and counts, other pixels (another generator seed): only the sizes tell them apart.
+    other = make_image_folder(base / "other", WNIDS[:3], train_per_class=6, val_per_class=3, size=16, seed=1)
     out = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(datasets.config, "HF_DATASETS_CACHE", base / "hf-datasets")
@@ -74,7 +74,7 @@ def test_runs_over_other_images_say_the_data_differ(runs, capsys):
     prints = [
         artifacts.read_json(runs[n] / artifacts.RUN_CONFIG)["provenance"]["data"] for n in ("seed1", "other")
     ]
-    assert prints[0]["images"] != prints[1]["images"]
+    assert prints[0]["images"] == prints[1]["images"]  # as many images, with the same names
     assert (
         f"data: THE DATA DIFFER: A {prints[0]['images']} images, files sha256 {prints[0]['files_sha256'][:16]}; "
         f"B {prints[1]['images']} images, files sha256 {prints[1]['files_sha256'][:16]}\n"
@@ -84,28 +84,40 @@ def test_runs_over_other_images_say_the_data_differ(runs, capsys):
     assert compare.compare(runs["seed1"], runs["other"])["flags"] == [
         ("data_dir", configs[0]["data_dir"], configs[1]["data_dir"])
     ]
-    # The val files have the same names but other pixels: pairing them by id would compare different images.
+    # The val files have the same names but other bytes: pairing them by id would compare different images.
     assert "McNemar: not computed: the val images differ (val fingerprints differ)" in text
 
 
-def test_mcnemar_pairs_rows_by_image_id_not_by_position(runs, tmp_path):
-    """B's predictions.csv shuffled, with a few predictions changed: the counts follow the image ids."""
-    b_run = shutil.copytree(runs["seed2"], tmp_path / "b", ignore=shutil.ignore_patterns("checkpoint-*"))
-    with open(b_run / artifacts.PREDICTIONS, newline="") as f:
+def _with_predictions(run, folder, right, reverse: bool) -> dict:
+    """A copy of `run` whose val predictions are right exactly where right(k) holds (k: the image's rank by id),
+    its rows in reverse order or not; returns {image id: right}."""
+    shutil.copytree(run, folder, ignore=shutil.ignore_patterns("checkpoint-*"))
+    with open(folder / artifacts.PREDICTIONS, newline="") as f:
         header, *rows = list(csv.reader(f))
-    classes = header[3:]
-    for row in rows[:3]:  # these three become wrong: predicted the next class
-        row[2] = classes[(classes.index(row[1]) + 1) % len(classes)]
-    random.Random(0).shuffle(rows)
-    with open(b_run / artifacts.PREDICTIONS, "w", newline="") as f:
+    classes, rank = header[3:], {image: k for k, image in enumerate(sorted(row[0] for row in rows))}
+    for row in rows:
+        wrong = classes[(classes.index(row[1]) + 1) % len(classes)]
+        row[2] = row[1] if right(rank[row[0]]) else wrong
+    if reverse:
+        rows.reverse()
+    with open(folder / artifacts.PREDICTIONS, "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])
-    ids_a, labels_a, preds_a, _ = artifacts.read_prediction_table(runs["seed1"] / artifacts.PREDICTIONS)
-    by_id = {row[0]: row[1] == row[2] for row in rows}
-    a_right = labels_a == preds_a
-    b_right = np.array([by_id[i] for i in ids_a])
-    report = compare.compare(runs["seed1"], b_run)["mcnemar"]
-    assert (report["b"], report["c"]) == (int((a_right & ~b_right).sum()), int((~a_right & b_right).sum()))
-    assert report["n"] == len(ids_a) and report["model_accuracy"] == pytest.approx(b_right.mean())
+    return {row[0]: row[1] == row[2] for row in rows}
+
+
+def test_mcnemar_pairs_rows_by_image_id_not_by_position(runs, tmp_path):
+    """A right on ranks 0-4, B on ranks 3-7 with its rows reversed: paired by id, 3 and 3 discordant images;
+    paired by position (rank k with rank 8 - k), B would be right on 1-5 and the counts 1 and 1."""
+    a_right = _with_predictions(runs["seed1"], tmp_path / "a", lambda k: k < 5, reverse=False)
+    assert len(a_right) == 9  # 3 classes x 3 val images: ranks 0-8
+    b_right = _with_predictions(runs["seed2"], tmp_path / "b", lambda k: 3 <= k < 8, reverse=True)
+    b = sum(a_right[i] and not b_right[i] for i in a_right)
+    c = sum(b_right[i] and not a_right[i] for i in a_right)
+    assert b > 0 and c > 0  # both kinds of disagreement, so a swap or a lost side shows
+    report = compare.compare(tmp_path / "a", tmp_path / "b")["mcnemar"]
+    assert (report["n"], report["b"], report["c"]) == (len(a_right), b, c)
+    assert report["p_value"] == mcnemar_exact_p(b, c)
+    assert report["model_accuracy"] == pytest.approx(np.mean(list(b_right.values())))
 
 
 @pytest.mark.parametrize("case", ["missing folder", "not a run", "no predictions"])
