@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> dict:
             shots_per_class=data_args.shots_per_class,
         )
         splits = verify_splits(splits, data_args.on_bad_image, output_dir, training_args.process_index == 0)
+    # Image counts and a hash of (id, size) per split (provenance.py), taken before pixels replace the images.
+    fingerprint = provenance.data_fingerprint(splits) if training_args.process_index == 0 else None
     class_names = splits["train"].features["label"].names
     val_ids = list(splits["val"]["image_id"])
     logger.info("Data: %s", {name: getattr(split, "num_rows", "streamed") for name, split in splits.items()})
@@ -184,7 +186,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
     if training_args.do_train:  # processes x per-device batch x accumulation = global batch; optimizer steps
         logger.info(batching.batch_line(training_args, None if data_args.streaming else len(splits["train"])))
-    if trainer.is_world_process_zero():
+    if trainer.is_world_process_zero():  # the flags, and what a rerun needs: versions, commit, batch, data
+        run_config["provenance"] = provenance.run_provenance(
+            training_args, trainer.accelerator.mixed_precision, fingerprint
+        )
         output_dir.mkdir(parents=True, exist_ok=True)
         artifacts.write_json(output_dir / artifacts.RUN_CONFIG, run_config)
 

@@ -69,9 +69,9 @@ class DataArguments:
         },
     )
     imagenette_size: str = field(
-        default="320",
+        default="full",  # the seed's imagenette2 (full size); 320 / 160 are smaller, faster downloads
         metadata={
-            "help": "Which fast.ai archive to download: full, 320 or 160 (shortest side, px).",
+            "help": "Which fast.ai archive to download: full (the seed's imagenette2), 320 or 160 (shortest side, px).",
             "choices": ("full", "320", "160"),
         },
     )

@@ -2,6 +2,7 @@
 
 write_predictions(path, image_ids, labels, logits, class_names)   # predictions.csv
 read_predictions(path) -> (labels, predictions, class_names)      # ints, ints, names
+read_prediction_table(path) -> (image ids, labels, predictions, class_names)
 with atomic_write(path) as f: ...                                  # every artifact: whole or absent, never half
 escape_path(path) -> one printable line                            # for logs, lists and error messages
 """
@@ -116,19 +117,26 @@ def write_predictions(
             )
 
 
-def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(label indices, predicted indices, class names) from a predictions CSV."""
+def read_prediction_table(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
+    """(image ids, label indices, predicted indices, class names) from a predictions CSV."""
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader)
         class_names = header[3:]
         index = {name: i for i, name in enumerate(class_names)}
-        rows = [(index[row[1]], index[row[2]]) for row in reader]
+        rows = [(row[0], index[row[1]], index[row[2]]) for row in reader]
+    ids = [row[0] for row in rows]
     labels, predictions = (
-        (np.array(column, dtype=np.int64) for column in zip(*rows, strict=True))
+        (np.array(column, dtype=np.int64) for column in list(zip(*rows, strict=True))[1:])
         if rows
         else (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     )
+    return ids, labels, predictions, class_names
+
+
+def read_predictions(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(label indices, predicted indices, class names) from a predictions CSV."""
+    _, labels, predictions, class_names = read_prediction_table(path)
     return labels, predictions, class_names
 
 

@@ -1,8 +1,10 @@
-"""The model card's prose parts: how the epoch was selected (ties included), hyper-parameters, the usage snippet."""
+"""The model card's prose parts: how the epoch was selected (ties and their breaking), hyper-parameters, the snippet."""
 
 from __future__ import annotations
 
 import json
+
+from clip_lora.selection import SelectionRule, evaluations, kept_evaluation
 
 # What a snippet says where the run only knows a local folder: the reader fills it in (no machine's absolute path).
 BASE_PLACEHOLDER = "PATH/TO/BASE_CLIP"
@@ -26,6 +28,8 @@ HYPER_PARAMETERS = (
     "optim",
     "seed",
     "dev_split_ratio",
+    "global_batch_size",
+    "max_grad_norm",
 )
 
 
@@ -35,29 +39,116 @@ def hyper_parameter_table(config: dict) -> str:
     )
 
 
-def dev_evaluations(state: dict, metric: str) -> list[tuple[float, int, float]]:
-    """(epoch, step, dev value of `metric`) of every dev evaluation in trainer_state.json, in order."""
-    key = f"eval_{metric}"
-    return [
-        (e["epoch"], e.get("step"), e[key]) for e in state.get("log_history", []) if key in e and "epoch" in e
+LIBRARY_ORDER = ("torch", "transformers", "peft", "accelerate", "datasets", "python")
+SPLITS = ("train", "dev", "val")
+
+
+def ordered(keys, order: tuple[str, ...]) -> list[str]:
+    """run_config.json stores keys sorted; the card lists them in reading order, unknown ones last."""
+    return sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k))
+
+
+def provenance_table(config: dict, trained: bool) -> str:
+    """What a rerun needs, from run_config.json's `provenance` (empty for a run made before it was recorded)."""
+    record = config.get("provenance")
+    if not record:
+        return ""
+    batch, code, versions, data = record["batch"], record["code"], record["versions"], record["data"]
+    rows = []
+    if trained:
+        steps = batch["gradient_accumulation_steps"]
+        rows += [
+            (
+                "batch",
+                f"{batch['processes']} process{'es' if batch['processes'] > 1 else ''} x "
+                f"{batch['per_device_train_batch_size']} per device x {steps} accumulation step"
+                f"{'s' if steps > 1 else ''} = global batch {batch['global_batch_size']}",
+            ),
+            ("gradient clipping", f"max_grad_norm {batch['max_grad_norm']}"),
+        ]
+    precision = {"no": "fp32 (no mixed precision)"}.get(batch["precision"], f"{batch['precision']} autocast")
+    commit = code["git_commit"]
+    rows += [
+        ("precision", precision),
+        (
+            "code",
+            f"clip-lora {code['clip_lora']}, "
+            + (f"commit `{commit[:12]}`" if commit else "not run from a git checkout (no commit)")
+            + (" with uncommitted changes" if code.get("git_dirty") else ""),
+        ),
+        ("libraries", ", ".join(f"{name} {versions[name]}" for name in ordered(versions, LIBRARY_ORDER))),
+        (
+            "data",
+            ", ".join(f"{name} {data['splits'][name]['images']}" for name in ordered(data["splits"], SPLITS))
+            + f" images; files sha256 `{data['files_sha256'][:16]}` (image ids and sizes, sorted)",
+        ),
     ]
+    return "| | |\n|---|---|\n" + "".join(f"| {what} | {value} |\n" for what, value in rows)
 
 
-def selection(state: dict, metric: str) -> dict:
-    """The kept evaluation and every evaluation tied with it, from trainer_state.json.
+def selection(state: dict, metric: str, rule: SelectionRule | None = None) -> dict:
+    """The kept evaluation, every evaluation tied with it on the metric, and whether the tie-breaker chose it.
 
-    Trainer replaces its best checkpoint only when a new value is strictly better (`np.greater` / `np.less` in
-    `Trainer._determine_best_metric`), so among tied evaluations the first is the one `load_best_model_at_end`
-    restores; `best_global_step` records it."""
-    evals = dev_evaluations(state, metric)
-    best, kept_step = state.get("best_metric"), state.get("best_global_step")
-    kept = next((epoch for epoch, step, _ in evals if step == kept_step), None)
-    tied = [epoch for epoch, _, value in evals if best is not None and value == best]
-    return {"best": best, "kept_epoch": kept, "tied_epochs": tied, "evaluations": len(evals)}
+    The kept one is the evaluation logged at `best_global_step`, what Trainer recorded and `load_best_model_at_end`
+    restored. `rule` (selection.py; default: the rule for `metric`) says which of the tied it should have kept:
+    `by_rule` is False for a run made before ties were broken (Trainer kept the first)."""
+    rule = rule or SelectionRule.of(metric)
+    log = state.get("log_history", [])
+    evals = evaluations(log, rule.metric)
+    kept = kept_evaluation(log, state.get("best_global_step"), rule.metric)
+    best = state.get("best_metric")
+    key = f"eval_{rule.metric}"
+    tied = [e for e in evals if best is not None and e[key] == best]
+    chosen = rule.best(tied) if tied else None
+    return {
+        "best": best,
+        "kept_epoch": kept["epoch"] if kept else None,
+        "tied_epochs": [e["epoch"] for e in tied],
+        "tied_values": [e.get(f"eval_{rule.tie_breaker}") for e in tied],
+        "kept_value": kept.get(f"eval_{rule.tie_breaker}") if kept else None,
+        "by_rule": kept is not None and chosen is not None and tied[chosen] is kept,
+        "evaluations": len(evals),
+    }
 
 
 def _epochs(epochs: list[float]) -> str:
-    return ", ".join(f"{epoch:g}" for epoch in epochs)
+    """'3-8' for a run of three or more consecutive whole epochs, else each one: '3, 4, 6-8'."""
+    parts: list[list[float]] = []
+    for epoch in epochs:
+        if (
+            parts
+            and float(epoch).is_integer()
+            and float(parts[-1][-1]).is_integer()
+            and epoch == parts[-1][-1] + 1
+        ):
+            parts[-1].append(epoch)
+        else:
+            parts.append([epoch])
+    return ", ".join(
+        f"{run[0]:g}-{run[-1]:g}" if len(run) >= 3 else ", ".join(f"{e:g}" for e in run) for run in parts
+    )
+
+
+def _tie_outcome(chosen: dict, rule: SelectionRule, best: float) -> str:
+    """The sentence for a tie: which of the tied evaluations was kept, and by what."""
+    tied, kept = chosen["tied_epochs"], chosen["kept_epoch"]
+    head = f"epochs {_epochs(tied)} tied at {best:.4f} dev {rule.metric}"
+    values = [v for v in chosen["tied_values"] if v is not None]
+    if not chosen["by_rule"]:  # a run from before the tie-breaker: Trainer's first-of-a-tie
+        first = "the first" if tied[0] == kept else f"epoch {kept:g}"
+        return (
+            f"{head}; {first} was kept (Trainer replaces its best checkpoint only on a strictly better value)"
+        )
+    breaker = rule.describe_tie_breaker()
+    if not values:  # the tie-breaker was not logged
+        return f"{head}; the first was kept (no dev {rule.tie_breaker} logged to break the tie)"
+    if len(set(values)) < 2:  # the tie-breaker tied as well: the earliest stays
+        return f"{head} and on {breaker.split(' ', 2)[-1]}; the first, epoch {kept:g}, was kept"
+    other = max(values) if not rule.tie_greater_is_better else min(values)
+    return (
+        f"{head}; epoch {kept:g} kept: {breaker}, {chosen['kept_value']:.4f} "
+        f"(the tied epochs' dev {rule.tie_breaker} ranged to {other:.4f})"
+    )
 
 
 def selection_text(config: dict, state: dict | None, results: dict) -> str:
@@ -65,22 +156,19 @@ def selection_text(config: dict, state: dict | None, results: dict) -> str:
         used = config.get("adapter_name_or_path")
         what = "a saved adapter" if used else "the base model (zero-shot)"
         return f"No training in this run: it evaluates {what} on val once, with the class prompts."
-    metric = (config.get("metric_for_best_model") or "accuracy").removeprefix("eval_")
-    chosen = selection(state, metric)
+    rule = SelectionRule.from_config(config)
+    chosen = selection(state, rule.metric, rule)
     best, kept = chosen["best"], chosen["kept_epoch"]
     if kept is None or best is None:
         outcome = "the best dev evaluation was kept"
     elif len(chosen["tied_epochs"]) > 1:
-        first = "the first" if chosen["tied_epochs"][0] == kept else f"epoch {kept:g}"
-        outcome = (
-            f"epochs {_epochs(chosen['tied_epochs'])} tied at {best:.4f} dev {metric}; {first} was kept "
-            f"(Trainer replaces its best checkpoint only on a strictly better value)"
-        )
+        outcome = _tie_outcome(chosen, rule, best)
     else:
-        outcome = f"epoch {kept:g} had the best dev {metric} ({best:.4f}) and was kept"
+        outcome = f"epoch {kept:g} had the best dev {rule.metric} ({best:.4f}) and was kept"
     return (
         f"After every epoch the adapter was evaluated on a **dev split** ({config.get('dev_split_ratio', 0):.0%} of "
         f"train, stratified, seed {config.get('seed')}); of {chosen['evaluations']} evaluations, {outcome}. "
+        f"Rule: the best dev {rule.metric}, ties broken by {rule.describe_tie_breaker()}. "
         f"The val split was used **once**, after training, with that adapter: the val accuracy above "
         f"({results.get('eval_accuracy', float('nan')):.4f}) is not a maximum over epochs."
     )

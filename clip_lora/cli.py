@@ -5,6 +5,7 @@
     clip-lora predict --adapter_name_or_path runs/demo photo.jpg folder/
     clip-lora export --adapter_name_or_path runs/demo --output_dir runs/demo-merged
     clip-lora sweep --seeds 0,1,2 smoke --output_dir runs/sweep
+    clip-lora compare runs/sweep/seed-0 runs/sweep/seed-1   # what differs between two runs, and McNemar
     clip-lora app runs/demo                             # a page to look at the results (pip install clip-lora[app])
     accelerate launch --config_file $(clip-lora config 1gpu) train_clip_lora.py imagenette_vitb16
 
@@ -33,6 +34,11 @@ VERBS = {
     "predict": ("clip_lora.predict", "main", "classify image files and folders with a run's adapter"),
     "export": ("clip_lora.export", "main", "merge an adapter into a standalone CLIPModel"),
     "sweep": ("clip_lora.sweep", "main", "the same run over several seeds, with mean/std and McNemar tests"),
+    "compare": (
+        "clip_lora.compare",
+        "main",
+        "two runs side by side: flags, data, versions, accuracy, McNemar",
+    ),
     "app": ("clip_lora.app", "main", "a local page with a run's results (pip install clip-lora[app])"),
     "config": ("clip_lora.cli", "config_main", "print the path of a packaged accelerate config"),
 }

@@ -376,7 +376,7 @@ def _subset(ds: datasets.Dataset, n: int | None, seed: int) -> datasets.Dataset:
 def load_splits(
     dataset_name: str = "imagenette",
     data_dir: str | None = None,
-    imagenette_size: str = "320",
+    imagenette_size: str = "full",
     dev_split_ratio: float = 0.05,
     seed: int = 42,
     max_train_samples: int | None = None,

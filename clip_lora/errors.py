@@ -42,6 +42,10 @@ class PredictError(ClipLoraError, ValueError):
     """Inputs to `clip-lora predict` that give nothing to predict."""
 
 
+class RunError(ClipLoraError, ValueError):
+    """A run folder that is missing, is not a run, or lacks a file a verb reads (`clip-lora compare`)."""
+
+
 class MissingExtraError(ClipLoraError, ImportError):
     """An optional extra a command needs is not installed (the message names the pip command)."""
 

@@ -5,7 +5,7 @@
     from transformers import AutoConfig, pipeline                       # afterwards: transformers alone
     config = AutoConfig.from_pretrained("runs/demo-merged")
     classify = pipeline("zero-shot-image-classification", model="runs/demo-merged")
-    classify("cat.jpg", candidate_labels=list(config.id2label.values()), hypothesis_template="a photo of a {}.")
+    classify("cat.jpg", candidate_labels=list(config.id2label.values()), hypothesis_template="a photo of a {}")
 
 The output holds model.safetensors, config.json (its `id2label` / `label2id` are the run's classes, in label order),
 the processor files, and `class_prompts.json` ({"class_names": [...], "prompt_templates": [...]}) which

@@ -25,6 +25,7 @@ from clip_lora.card_text import (
     ADAPTER_PLACEHOLDER,
     BASE_PLACEHOLDER,
     hyper_parameter_table,
+    provenance_table,
     selection_text,
     snippet,
 )
@@ -173,6 +174,12 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mode
                 f"({100 * results['trainable_params'] / results['total_params']:.3f}%).\n"
             )
         training = f"## Training hyper-parameters\n\n{hyper_parameter_table(config)}\n{params}\n"
+    reproduce = provenance_table(config, trained)
+    reproducibility = (
+        f"## Reproducibility\n\n{reproduce}\nTwo runs side by side: `clip-lora compare RUN_A RUN_B`.\n\n"
+        if reproduce
+        else ""
+    )
     uses_adapter = trained or bool(adapter)
     base_ref = BASE_PLACEHOLDER if is_local(base) else base
     filled = [f"`{BASE_PLACEHOLDER}` (the base CLIP: `{Path(base).name}`)"] if is_local(base) else []
@@ -203,7 +210,7 @@ Val: {report["total"]} images. Numbers from `all_results.json` of the run.
 
 {selection_text(config, state if trained else None, results)}
 
-{training}## Use it
+{training}{reproducibility}## Use it
 
 Classifies `image.jpg` with plain {"`peft` + " if uses_adapter else ""}`transformers`.
 {fill_in}

@@ -50,6 +50,10 @@ def training_curve_data(
         "selected_epoch": chosen["kept_epoch"],
         "selected_dev_accuracy": dev.get(chosen["kept_epoch"]),
         "tied_epochs": chosen["tied_epochs"],
+        # What chose among the tied: their dev loss (selection.py), or, in an older run, being the first.
+        "tie_broken_by": "lowest dev loss"
+        if chosen["by_rule"] and len({v for v in chosen["tied_values"] if v is not None}) > 1
+        else "first",
         "zero_shot_accuracy": zero_shot_accuracy,
         "accuracy_limits": list(ACCURACY_LIMITS),
     }
@@ -70,7 +74,7 @@ def plot_training_curves(
         ax_acc.plot(*zip(*data["dev_accuracy"], strict=True), marker="o", label="dev accuracy")
     if data["selected_epoch"] is not None and data["selected_dev_accuracy"] is not None:
         ties = len(data["tied_epochs"])
-        note = f", first of {ties} tied" if ties > 1 else ""
+        note = f", {data['tie_broken_by']} of {ties} tied" if ties > 1 else ""
         ax_acc.axvline(data["selected_epoch"], color="tab:green", linestyle=":", linewidth=1)
         ax_acc.plot(
             [data["selected_epoch"]],

@@ -102,7 +102,7 @@ OPENAI_IMAGENET_TEMPLATES: tuple[str, ...] = (
     "a photo of a small {}.",
     "a tattoo of the {}.",
 )
-DEFAULT_TEMPLATE = "a photo of a {}."  # the seed's prompt: --prompt_template's default
+DEFAULT_TEMPLATE = "a photo of a {}"  # the seed's prompt, no period: --prompt_template's default
 TEMPLATE_SETS = ("single", "openai_imagenet")
 
 

@@ -8,13 +8,29 @@ which is what the download writes), `hub` (a Hub dataset id) and `local_folder` 
 in the ImageNette layout that did not come from the archive, such as `make demo`'s generated images). Only the first
 two are public datasets a card may name in its metadata. `root` is the folder image ids are relative to (None for
 Hub data): the card never prints it, the plots use it to find the images.
+
+`run_provenance(...)`, recorded as run_config.json's `provenance` and printed on the card, is what two runs are
+compared by (`clip-lora compare`): library versions, this project's version and git commit (None outside a git
+checkout), the batch as it ran (processes, per-device batch, accumulation, global batch, max_grad_norm, precision)
+and a fingerprint of the data, `data_fingerprint(splits)`: the image count per split and a sha256 of the sorted list
+of (image id, file size), per split and over all splits. Image ids are relative to the data folder, so the same files
+anywhere give the same fingerprint; the dev split follows --seed, so two seeds share `files_sha256` (the same
+images) and differ in their train / dev hashes (split differently).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
 from pathlib import Path
 
-from clip_lora import data
+import datasets
+
+from clip_lora import __version__, data
 from clip_lora.errors import DataError
 
 # The fast.ai archives as republished on the Hub by their packager (same releases, same splits).
@@ -22,7 +38,7 @@ FASTAI_HUB_IDS = {"imagenette": "frgfm/imagenette", "imagewoof": "frgfm/imagewoo
 FASTAI_TITLES = {"imagenette": "ImageNette", "imagewoof": "Imagewoof"}
 
 
-def describe_data(dataset_name: str, data_dir: str | None, imagenette_size: str | None = "320") -> dict:
+def describe_data(dataset_name: str, data_dir: str | None, imagenette_size: str | None = "full") -> dict:
     """The data source of a run (see the module docstring); never downloads anything."""
     name = str(dataset_name)
     if name.lower() in data.FASTAI_DATASETS:
@@ -59,5 +75,108 @@ def describe_data(dataset_name: str, data_dir: str | None, imagenette_size: str 
 def data_source(config: dict) -> dict:
     """The recorded source of a run_config.json, or (older runs) the best description its arguments allow."""
     return config.get("data_source") or describe_data(
-        config.get("dataset_name", "imagenette"), config.get("data_dir"), config.get("imagenette_size", "320")
+        config.get("dataset_name", "imagenette"),
+        config.get("data_dir"),
+        config.get("imagenette_size", "full"),
     )
+
+
+# ---------------------------------------------------------------- what a rerun needs: code, libraries, batch, data
+LIBRARIES = ("torch", "transformers", "peft", "accelerate", "datasets")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def library_versions() -> dict:
+    """Installed versions of the libraries whose behaviour shapes a run (None: not installed), and Python's."""
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return {**found, "python": platform.python_version()}
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):  # no git, not a checkout, a hung filesystem
+        return None
+    return done.stdout.strip()
+
+
+def code_version(root: Path = PROJECT_ROOT) -> dict:
+    """This project's version, and its git commit when the code runs from a checkout of it (else None): an
+    installed copy inside some other repository (a venv in a checkout) must not report that repository's commit."""
+    toplevel = _git(root, "rev-parse", "--show-toplevel")
+    if not toplevel or Path(toplevel).resolve() != root.resolve():
+        return {"clip_lora": __version__, "git_commit": None, "git_dirty": None}
+    status = _git(root, "status", "--porcelain", "--untracked-files=no")
+    return {
+        "clip_lora": __version__,
+        "git_commit": _git(root, "rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),  # tracked files edited since that commit
+    }
+
+
+def _file_size(image: dict) -> int | None:
+    if image.get("bytes") is not None:
+        return len(image["bytes"])
+    try:
+        return os.stat(image["path"]).st_size
+    except (OSError, TypeError):  # gone since the image check, or no path at all
+        return None
+
+
+def _files(split) -> list[list]:
+    """[image id, size in bytes] of every image of a split, without decoding one."""
+    raw = split.select_columns(["image", "image_id"]).cast_column("image", datasets.Image(decode=False))
+    return [
+        [image_id, _file_size(image)]
+        for batch in raw.iter(batch_size=1024)
+        for image, image_id in zip(batch["image"], batch["image_id"], strict=True)
+    ]
+
+
+def _sha256(files: list[list]) -> str:
+    digest = hashlib.sha256()
+    for entry in sorted(files, key=lambda f: f[0]):
+        digest.update((json.dumps(entry) + "\n").encode())  # one JSON line each: any id is unambiguous
+    return digest.hexdigest()
+
+
+def data_fingerprint(splits: dict) -> dict:
+    """{split: {images, sha256}} and, over every split, `images` and `files_sha256` (a streamed split: images None)."""
+    record, every = {}, []
+    for name, split in splits.items():
+        if not isinstance(split, datasets.Dataset):
+            record[name] = {"images": None, "sha256": None, "streamed": True}
+            continue
+        files = _files(split)
+        every += files
+        record[name] = {"images": len(files), "sha256": _sha256(files)}
+    return {"splits": record, "images": len(every), "files_sha256": _sha256(every)}
+
+
+def run_provenance(training_args, precision: str, fingerprint: dict) -> dict:
+    """run_config.json's `provenance`: versions, code, the batch as it ran and the data fingerprint."""
+    processes = training_args.world_size
+    per_device, accumulation = (
+        training_args.per_device_train_batch_size,
+        training_args.gradient_accumulation_steps,
+    )
+    return {
+        "versions": library_versions(),
+        "code": code_version(),
+        "batch": {
+            "processes": processes,
+            "per_device_train_batch_size": per_device,
+            "gradient_accumulation_steps": accumulation,
+            "global_batch_size": processes * per_device * accumulation,
+            "max_grad_norm": training_args.max_grad_norm,
+            "precision": precision,  # what accelerate runs: no (fp32), bf16, fp16
+        },
+        "data": fingerprint,
+    }

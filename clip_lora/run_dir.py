@@ -42,6 +42,7 @@ NOT_RESULT_FLAGS = {
     "preprocessing",
     "robustness_eval_dir",
     "wise_alpha_list",
+    "provenance",  # a record of the run (versions, commit, data fingerprint), not a flag
 }
 RESULT_TRAINING_FLAGS = (
     "seed",

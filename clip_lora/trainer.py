@@ -5,7 +5,7 @@
 Training: every step encodes the batch's images and the C*T class prompts (the text tower is adapted too, so its
 features change with every step) and scores each image against each class. Evaluation: the class prompts are encoded
 once per evaluation pass and reused for every batch; `prediction_step` returns logits over classes, so Trainer's
-`compute_metrics`, `predict` and best-model selection work unchanged.
+`compute_metrics` and `predict` work unchanged. Best-model selection breaks ties on the metric (selection.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, has_length, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy, has_length, rotate_checkpoints
 
 from clip_lora.device_inputs import nonempty_pixels
 from clip_lora.distributed import forget_inference_preparation, gather_rows, scale_gradient, share_of
@@ -36,6 +36,7 @@ from clip_lora.run_dir import (
 from clip_lora.run_dir import last_complete_checkpoint as last_complete_checkpoint
 from clip_lora.run_dir import write_checkpoint_marker
 from clip_lora.sampling import SamplerEpoch, step_dataloader
+from clip_lora.selection import SelectionRule, kept_evaluation
 from clip_lora.sync_check import ReplicaSyncCheck
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,29 @@ class ClipLoraTrainer(LeanStepMixin, Trainer):
             folder = Path(run_dir) / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
             write_checkpoint_marker(folder, self.state.global_step)
             rotate_checkpoints(run_dir, limit, self.state.best_model_checkpoint, use_mtime=True)
+
+    def _determine_best_metric(self, metrics: dict[str, float], trial) -> bool:
+        # Trainer keeps the first of tied evaluations; selection.py breaks a tie on the metric by the dev loss (the
+        # accuracy when selecting on the loss). best_global_step names the kept evaluation, so the best checkpoint,
+        # load_best_model_at_end and the rotation in _save_checkpoint follow the rule. The best's values are read
+        # back from the log history (this evaluation is already logged), so a resumed run ranks as before.
+        if self.args.metric_for_best_model is None:
+            return super()._determine_best_metric(metrics, trial)
+        rule = SelectionRule.of(self.args.metric_for_best_model, self.args.greater_is_better)
+        key = f"eval_{rule.metric}"
+        if key not in metrics:  # Trainer's own error, listing the metrics there are
+            return super()._determine_best_metric(metrics, trial)
+        best = kept_evaluation(self.state.log_history, self.state.best_global_step, rule.metric)
+        if (
+            best is None and self.state.best_metric is not None
+        ):  # no step recorded (no checkpoints): the metric
+            best = {key: self.state.best_metric}
+        if not rule.better(metrics, best):
+            return False
+        self.state.best_metric = metrics[key]
+        if self.args.save_strategy in (SaveStrategy.STEPS, SaveStrategy.EPOCH, SaveStrategy.BEST):
+            self.state.best_global_step = self.state.global_step
+        return True
 
     def logit_scale(self, model) -> torch.Tensor:
         return capped_logit_scale(self._logit_scale_param)

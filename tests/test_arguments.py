@@ -13,7 +13,7 @@ from testing_utils import ROOT
 def test_defaults_are_the_seed_experiment():
     model, data, lora, train = parse_args([])
     assert model.model_name_or_path == "openai/clip-vit-base-patch16"
-    assert data.dataset_name == "imagenette" and data.prompt_template == "a photo of a {}."
+    assert data.dataset_name == "imagenette" and data.prompt_template == "a photo of a {}"
     assert (lora.lora_r, lora.lora_alpha, lora.lora_dropout, lora.lora_towers) == (16, 32, 0.1, "both")
     assert lora.target_module_list == ["q_proj", "k_proj", "v_proj", "out_proj"]
     assert (train.num_train_epochs, train.per_device_train_batch_size, train.learning_rate) == (10, 32, 1e-4)

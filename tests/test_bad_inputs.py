@@ -70,7 +70,7 @@ def test_empty_data_dir_with_download_disabled(tiny_model_dir, tmp_path, capsys)
     (tmp_path / "empty").mkdir()
     line = user_error(smoke_argv(tiny_model_dir, tmp_path / "empty", tmp_path / "out"), capsys)
     assert line == (
-        f"error: no ImageNette data in {tmp_path / 'empty'} (looked for train/ and imagenette2-320/train/); "
+        f"error: no ImageNette data in {tmp_path / 'empty'} (looked for train/ and imagenette2/train/); "
         "pass --data_dir pointing at an extracted imagenette2 folder or allow download"
     )
 
@@ -236,7 +236,9 @@ def test_checksum_mismatch(served_archive, tiny_model_dir, tmp_path, capsys):
     tgz, md5 = _archive(tmp_path)
     served_archive(tgz, "0" * 32)
     cache = tmp_path / "cache"
-    argv = smoke_argv(tiny_model_dir, cache, tmp_path / "out", "--download", "true")
+    argv = smoke_argv(
+        tiny_model_dir, cache, tmp_path / "out", "--download", "true", "--imagenette_size", "320"
+    )
     line = user_error(argv, capsys)
     assert (
         line == f"error: md5 mismatch for {cache / 'downloads' / tgz.name}: expected {'0' * 32}, got {md5}; "
@@ -251,7 +253,10 @@ def test_archive_member_outside_the_target_is_refused(kind, served_archive, tiny
     tgz = tmp_path / "imagenette2-320.tgz"
     served_archive(tgz, unsafe_archive(tgz, kind, outside))
     cache = tmp_path / "a" / "cache"
-    line = user_error(smoke_argv(tiny_model_dir, cache, tmp_path / "out", "--download", "true"), capsys)
+    line = user_error(
+        smoke_argv(tiny_model_dir, cache, tmp_path / "out", "--download", "true", "--imagenette_size", "320"),
+        capsys,
+    )
     assert line.startswith(f"error: refusing unsafe archive {cache / 'downloads' / tgz.name}: member ")
     assert line.endswith("delete it and check its source") and list(outside.iterdir()) == []
 
@@ -277,7 +282,9 @@ def test_interrupted_download_leaves_a_partial_file_that_the_rerun_replaces(tmp_
     partial = downloads / f"{hash_url_to_filename(url)}.incomplete"
     partial.write_bytes(tgz.read_bytes()[: tgz.stat().st_size // 3])
     try:
-        splits = data.load_splits("imagenette", data_dir=str(tmp_path / "cache"), dev_split_ratio=0.25)
+        splits = data.load_splits(
+            "imagenette", data_dir=str(tmp_path / "cache"), dev_split_ratio=0.25, imagenette_size="320"
+        )
     finally:
         server.shutdown()
         server.server_close()

@@ -57,9 +57,13 @@ def test_imagenette_layout_names_labels_counts(tmp_path):
     assert isinstance(row["image"], Image.Image) and row["image"].size == (12, 10)
 
 
-def test_imagenette_nested_archive_folder_and_partial_classes(tmp_path):
-    make_layout(tmp_path / "imagenette2-320", WNIDS[:3], n_train=4, n_val=1)
-    splits = load_splits("imagenette", data_dir=str(tmp_path), dev_split_ratio=0.25, download=False)
+@pytest.mark.parametrize(("size", "folder"), [(None, "imagenette2"), ("320", "imagenette2-320")])
+def test_imagenette_nested_archive_folder_and_partial_classes(tmp_path, size, folder):
+    make_layout(
+        tmp_path / folder, WNIDS[:3], n_train=4, n_val=1
+    )  # None: the default archive, the full-size one
+    sized = {"imagenette_size": size} if size else {}
+    splits = load_splits("imagenette", data_dir=str(tmp_path), dev_split_ratio=0.25, download=False, **sized)
     assert splits["val"].features["label"].names == NAMES  # all 10 classes even when folders are missing
     assert sorted(set(splits["val"]["label"])) == [0, 1, 2]
     assert splits["val"]["image_id"][0].startswith("val/n01440764/")

@@ -46,8 +46,8 @@ def fake_download(monkeypatch):
 def test_download_extracts_once_and_loads(tmp_path, archive, fake_download):
     fake_download["source"] = archive
     data_dir = tmp_path / "cache"
-    first = load_splits("imagenette", data_dir=str(data_dir), dev_split_ratio=0.34)
-    second = load_splits("imagenette", data_dir=str(data_dir), dev_split_ratio=0.34)
+    first = load_splits("imagenette", data_dir=str(data_dir), dev_split_ratio=0.34, imagenette_size="320")
+    second = load_splits("imagenette", data_dir=str(data_dir), dev_split_ratio=0.34, imagenette_size="320")
     assert fake_download["calls"] == 1
     assert (data_dir / "imagenette2-320" / download.COMPLETE_MARKER).exists()
     assert not list(data_dir.glob(".extract-*"))
@@ -62,7 +62,7 @@ def test_download_md5_mismatch(tmp_path, archive, fake_download, monkeypatch):
         data.IMAGENETTE_ARCHIVES, "320", ("https://example.invalid/imagenette2-320.tgz", "0" * 32)
     )
     with pytest.raises(DataError, match="delete it and rerun") as err:
-        load_splits("imagenette", data_dir=str(tmp_path / "cache"))
+        load_splits("imagenette", data_dir=str(tmp_path / "cache"), imagenette_size="320")
     assert "0" * 32 in str(err.value) and hashlib.md5(archive.read_bytes()).hexdigest() in str(err.value)
     assert not (tmp_path / "cache" / "imagenette2-320").exists()
 
@@ -79,7 +79,7 @@ def test_unsafe_archive_refused_and_nothing_written_outside(tmp_path, fake_downl
         tmp_path / "a" / "cache"
     )  # '../../outside' from the extract folder would land in tmp_path/outside
     with pytest.raises(DataError, match="unsafe archive"):
-        load_splits("imagenette", data_dir=str(data_dir))
+        load_splits("imagenette", data_dir=str(data_dir), imagenette_size="320")
     assert list(outside.iterdir()) == []
     assert not (data_dir / "imagenette2-320").exists() and not list(data_dir.glob(".extract-*"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "imagenette2-320.tgz", "outside"]
@@ -92,7 +92,7 @@ def test_damaged_archive(tmp_path, fake_download, monkeypatch):
     monkeypatch.setitem(data.IMAGENETTE_ARCHIVES, "320", ("https://example.invalid/imagenette2-320.tgz", md5))
     fake_download["source"] = tgz
     with pytest.raises(DataError, match="damaged.*delete it and rerun") as err:
-        load_splits("imagenette", data_dir=str(tmp_path / "cache"))
+        load_splits("imagenette", data_dir=str(tmp_path / "cache"), imagenette_size="320")
     assert "\n" not in str(err.value) and not (tmp_path / "cache" / "imagenette2-320").exists()
 
 
@@ -106,7 +106,9 @@ def test_real_downloader_fetches_over_http(tmp_path, archive, monkeypatch):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/{archive.name}"
         monkeypatch.setitem(data.IMAGENETTE_ARCHIVES, "320", (url, data.IMAGENETTE_ARCHIVES["320"][1]))
-        splits = load_splits("imagenette", data_dir=str(tmp_path / "cache"), dev_split_ratio=0.34)
+        splits = load_splits(
+            "imagenette", data_dir=str(tmp_path / "cache"), dev_split_ratio=0.34, imagenette_size="320"
+        )
     finally:
         server.shutdown()
         server.server_close()

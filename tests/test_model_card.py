@@ -13,7 +13,7 @@ from huggingface_hub import ModelCard
 
 import train_clip_lora
 from clip_lora import artifacts, card_text, model_card, provenance
-from testing_utils import HUB_MODEL_ID, ROOT, make_tiny_trainer, smoke_argv
+from testing_utils import HUB_MODEL_ID, ROOT, smoke_argv
 
 
 def _copy_run(trained_run, tmp_path_factory, name="run"):
@@ -50,7 +50,7 @@ def test_metadata_and_numbers_are_the_runs_and_name_no_dataset_for_a_local_folde
     assert "a local image folder in the ImageNette folder layout" in card.text
     with open(trained_run.output_dir / "predictions.csv", newline="") as f:
         assert data.class_names == next(csv.reader(f))[3:]
-    assert data.prompt_templates == ["a photo of a {}."]
+    assert data.prompt_templates == ["a photo of a {}"]  # the default, the seed's
     rows = {
         line.split("|")[1].strip() + "/" + line.split("|")[2].strip(): line
         for line in card.text.splitlines()
@@ -83,44 +83,28 @@ def test_no_absolute_path_of_the_machine_in_pushed_or_local_cards(trained_run, l
     assert f'"{card_text.BASE_PLACEHOLDER}", "{card_text.ADAPTER_PLACEHOLDER}"' in local.text  # not pushed
 
 
-def test_selection_names_the_kept_epoch_and_every_tie(trained_run):
+def test_selection_names_the_kept_epoch_every_tie_and_what_broke_it(trained_run):
     state = json.loads((trained_run.output_dir / "trainer_state.json").read_text())
-    dev = [(e["epoch"], e["eval_accuracy"]) for e in state["log_history"] if "eval_accuracy" in e]
-    best = max(acc for _, acc in dev)
-    tied = [epoch for epoch, acc in dev if acc == best]
+    dev = [e for e in state["log_history"] if "eval_accuracy" in e]
+    best = max(e["eval_accuracy"] for e in dev)
+    tied = [e for e in dev if e["eval_accuracy"] == best]
+    kept = min(
+        tied, key=lambda e: (e["eval_loss"], e["step"])
+    )  # accuracy, then the lower dev loss, then the first
+    assert state["best_global_step"] == kept["step"] and state["best_metric"] == best
+    # The adapter saved and reported is the kept epoch's: its dev numbers are that evaluation's.
+    assert trained_run.results["dev_accuracy"] == best
+    assert trained_run.results["dev_loss"] == pytest.approx(kept["eval_loss"], rel=1e-5)
     text = (trained_run.output_dir / "README.md").read_text()
     if len(tied) > 1:
+        epochs = card_text._epochs([e["epoch"] for e in tied])
         expected = (
-            f"epochs {', '.join(f'{e:g}' for e in tied)} tied at {best:.4f} dev accuracy; the first was kept"
+            f"epochs {epochs} tied at {best:.4f} dev accuracy; epoch {kept['epoch']:g} kept: the lowest dev loss, "
+            f"{kept['eval_loss']:.4f}"
         )
     else:
-        expected = f"epoch {tied[0]:g} had the best dev accuracy ({best:.4f}) and was kept"
+        expected = f"epoch {kept['epoch']:g} had the best dev accuracy ({best:.4f}) and was kept"
     assert f"of {len(dev)} evaluations, {expected}" in text
-
-
-def test_tie_text_on_the_demo_history():
-    accuracies = [0.5, 0.85, 1.0, 1.0, 0.95, 1.0, 1.0, 1.0]  # the demo's dev accuracies, epochs 1..8
-    history = [
-        {"epoch": float(i + 1), "step": 12 * (i + 1), "eval_accuracy": a} for i, a in enumerate(accuracies)
-    ]
-    state = {"log_history": history, "best_metric": 1.0, "best_global_step": 36}
-    text = card_text.selection_text({"dev_split_ratio": 0.1, "seed": 42}, state, {"eval_accuracy": 0.97})
-    assert "of 8 evaluations, epochs 3, 4, 6, 7, 8 tied at 1.0000 dev accuracy; the first was kept" in text
-
-
-def test_trainer_keeps_the_first_of_tied_evaluations(tiny_model_dir, tmp_path):
-    """What the card claims about ties is what Trainer does: an equal dev value does not replace the best."""
-    trainer = make_tiny_trainer(
-        tiny_model_dir,
-        tmp_path,
-        metric_for_best_model="accuracy",
-        greater_is_better=True,
-        save_strategy="epoch",
-    )
-    for step, accuracy in ((12, 0.5), (24, 1.0), (36, 1.0), (48, 0.9), (60, 1.0)):
-        trainer.state.global_step = step
-        trainer._determine_best_metric({"eval_accuracy": accuracy}, trial=None)
-    assert trainer.state.best_global_step == 24 and trainer.state.best_metric == 1.0
 
 
 def test_public_datasets_are_named_in_the_metadata(trained_run, tmp_path_factory, image_root, tmp_path):

@@ -85,6 +85,13 @@ def test_training_curves_mark_the_selected_epoch_and_draw_dev_loss_and_visible_r
     assert (
         drawn["selected_epoch"] == kept["epoch"] and drawn["selected_dev_accuracy"] == kept["eval_accuracy"]
     )
+    tied = [e for e in history if e.get("eval_accuracy") == kept["eval_accuracy"]]
+    assert drawn["tied_epochs"] == [e["epoch"] for e in tied]
+    if (
+        len({e["eval_loss"] for e in tied}) > 1
+    ):  # the legend says the loss chose among the tied (selection.py)
+        assert drawn["tie_broken_by"] == "lowest dev loss"
+        assert kept["eval_loss"] == min(e["eval_loss"] for e in tied)
     low, high = drawn["accuracy_limits"]
     assert low < 0 and high > 1  # a zero-shot line at 0.0 or a dev curve at 1.0 is inside the frame
     assert drawn["zero_shot_accuracy"] == trained_run.results["zero_shot_accuracy"]

@@ -105,10 +105,10 @@ def make_tiny_trainer(model_dir: Path, output_dir: Path, num_images: int = 24, *
 # ---------------------------------------------------------------- one-line user errors
 
 
-def user_error(argv, capsys) -> str:
+def user_error(argv, capsys, verb: str = "train") -> str:
     """Runs the console entry; asserts exit 2 and a one-line error without traceback; returns that line."""
     capsys.readouterr()
-    assert run_verb("train", argv) == 2
+    assert run_verb(verb, argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
@@ -449,4 +449,31 @@ def assert_same_results(out: Path, reference: Path) -> None:
     results = [without_timings(artifacts.read_json(d / artifacts.ALL_RESULTS)) for d in (out, reference)]
     assert results[0] == results[1], {
         k: (v, results[1].get(k)) for k, v in results[0].items() if v != results[1].get(k)
+    }
+
+
+# ---------------------------------------------------------------- constructed dev evaluations
+
+
+def feed_dev_evaluations(
+    trainer, accuracies, losses, steps_per_epoch: int = 12, metric: str = "accuracy"
+) -> dict:
+    """Play dev evaluations (epoch k: accuracy, loss) into a trainer the way Trainer does (log the metrics, then
+    `_determine_best_metric`); returns the trainer state as trainer_state.json holds it."""
+    from transformers import TrainerState
+
+    trainer.state = TrainerState()
+    trainer.args.metric_for_best_model = metric
+    trainer.args.greater_is_better = metric != "loss"
+    for epoch, (accuracy, loss) in enumerate(zip(accuracies, losses, strict=True), start=1):
+        metrics = {"eval_accuracy": accuracy, "eval_loss": loss}
+        trainer.state.global_step, trainer.state.epoch = steps_per_epoch * epoch, float(epoch)
+        trainer.state.log_history.append(
+            {**metrics, "epoch": float(epoch), "step": trainer.state.global_step}
+        )
+        trainer._determine_best_metric(metrics, trial=None)
+    return {
+        "log_history": trainer.state.log_history,
+        "best_metric": trainer.state.best_metric,
+        "best_global_step": trainer.state.best_global_step,
     }

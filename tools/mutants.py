@@ -44,6 +44,17 @@ BATCHING = (
     "tests/test_scale.py::test_optimizer_steps_follow_the_trainers_arithmetic",
 )
 IMAGES = ("tests/test_image_check.py", "tests/test_images.py")
+TIES = (
+    "tests/test_selection.py::test_a_tie_on_dev_accuracy_goes_to_the_lower_dev_loss_in_trainer_and_on_the_card",
+    "tests/test_selection.py::test_accuracy_comes_first_and_a_loss_metric_is_broken_by_accuracy",
+    "tests/test_selection.py::test_a_run_from_before_the_tie_breaker_is_described_as_it_was_made",
+)
+FINGERPRINT = (
+    "tests/test_provenance.py::test_fingerprint_counts_every_split_and_sees_the_same_images_whatever_the_seed",
+    "tests/test_provenance.py::test_fingerprint_changes_when_one_val_file_does",
+    "tests/test_provenance.py::test_code_version_names_the_commit_of_a_checkout_and_none_elsewhere",
+)
+COMPARE = ("tests/test_compare.py",)
 RUN_DIR = (
     "tests/test_run_dir.py::test_a_checkpoint_with_a_same_size_corrupt_file_is_damaged",
     "tests/test_run_dir.py::test_every_result_flag_change_is_listed",
@@ -73,6 +84,10 @@ _BA = "clip_lora/batching.py"
 _RD = "clip_lora/run_dir.py"
 _SA = "clip_lora/sampling.py"
 _SY = "clip_lora/sync_check.py"
+_SE = "clip_lora/selection.py"
+_CT = "clip_lora/card_text.py"
+_PV = "clip_lora/provenance.py"
+_CP = "clip_lora/compare.py"
 
 MUTANTS: list[Mutant] = [
     # ---------------------------------------------------------------- the loss and scoring
@@ -918,5 +933,120 @@ MUTANTS: list[Mutant] = [
         "    with rng, adapter_off:",
         "    with adapter_off:",
         "the zero-shot baseline's random draws shift training's random state",
+    ),
+    # ---------------------------------------------------------------- selection: ties broken by the dev loss
+    _m(
+        _SE,
+        TIES,
+        "return new_tie > old_tie if self.tie_greater_is_better else new_tie < old_tie",
+        "return new_tie > old_tie if self.tie_greater_is_better else new_tie > old_tie",
+        "a tie on dev accuracy goes to the higher dev loss",
+    ),
+    _m(
+        _SE,
+        TIES,
+        "return new_tie > old_tie if self.tie_greater_is_better else new_tie < old_tie",
+        "return new_tie > old_tie if self.tie_greater_is_better else new_tie <= old_tie",
+        "a tie of accuracy and loss goes to the later evaluation",
+    ),
+    _m(
+        _SE,
+        TIES,
+        "if old is None or new != old:",
+        "if True:",
+        "a tie never reaches the tie-breaker: the first of a tie is kept (Trainer's rule)",
+    ),
+    _m(
+        _SE,
+        TIES,
+        'tie = "accuracy" if metric == "loss" else "loss"',
+        'tie = "loss"',
+        "selecting on the loss breaks its ties by the loss itself (never)",
+    ),
+    _m(
+        _T,
+        TIES,
+        "best = kept_evaluation(self.state.log_history, self.state.best_global_step, rule.metric)",
+        "best = kept_evaluation(self.state.log_history, self.state.global_step, rule.metric)",
+        "each dev evaluation is ranked against itself, not the best so far",
+    ),
+    _m(
+        _CT,
+        TIES,
+        "other = max(values) if not rule.tie_greater_is_better else min(values)",
+        "other = min(values) if not rule.tie_greater_is_better else max(values)",
+        "the card's range of the tied dev losses names the wrong end",
+    ),
+    _m(
+        _CT,
+        TIES,
+        '"by_rule": kept is not None and chosen is not None and tied[chosen] is kept,',
+        '"by_rule": kept is not None,',
+        "a run from before the tie-breaker is described as if the loss had chosen its epoch",
+    ),
+    # ---------------------------------------------------------------- provenance: the data fingerprint, the commit
+    _m(
+        _PV,
+        FINGERPRINT,
+        'digest.update((json.dumps(entry) + "\\n").encode())',
+        'digest.update((json.dumps(entry[0]) + "\\n").encode())',
+        "file sizes left out of the data fingerprint",
+    ),
+    _m(
+        _PV,
+        FINGERPRINT,
+        "        every += files\n",
+        "        every = files\n",
+        "files_sha256 covers only the last split",
+    ),
+    _m(
+        _PV,
+        FINGERPRINT,
+        "for entry in sorted(files, key=lambda f: f[0]):",
+        "for entry in files:",
+        "the fingerprint depends on the order of the rows (another seed: other data)",
+    ),
+    _m(
+        _PV,
+        FINGERPRINT,
+        "if not toplevel or Path(toplevel).resolve() != root.resolve():",
+        "if not toplevel:",
+        "an installed copy inside another repository reports that repository's commit",
+    ),
+    # ---------------------------------------------------------------- clip-lora compare
+    _m(
+        _CP,
+        COMPARE,
+        "if val_same is False:",
+        "if False:",
+        "McNemar pairs val images of different data by their ids",
+    ),
+    _m(
+        _CP,
+        COMPARE,
+        '"same": prints[0]["files_sha256"] == prints[1]["files_sha256"],',
+        '"same": prints[0]["images"] == prints[1]["images"],',
+        "data with as many images are called the same data",
+    ),
+    _m(
+        _CP,
+        COMPARE,
+        '"right": dict(zip(ids, (labels == predictions).tolist(), strict=True)),',
+        '"right": dict(zip(sorted(ids), (labels == predictions).tolist(), strict=True)),',
+        "predictions attached to the wrong image ids (paired by position)",
+    ),
+    _m(
+        _CP,
+        COMPARE,
+        'b_right = np.array([b["right"][i] for i in common], dtype=np.int64)',
+        'b_right = np.array([a["right"][i] for i in common], dtype=np.int64)',
+        "McNemar compares run A with itself",
+    ),
+    _m(
+        _CP,
+        COMPARE,
+        "    keys = _training_keys()\n",
+        "    keys = set()\n",
+        "every Trainer setting listed as a differing flag",
     ),
 ]
