@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from transformers import TrainerCallback
 
 from clip_lora.device_inputs import DeviceInputs
 from clip_lora.health import TrainingHealth
@@ -36,6 +37,39 @@ def store_frozen_weights_in(model: torch.nn.Module, dtype: torch.dtype) -> int:
     return changed
 
 
+class NoWalksPerStep(TrainerCallback):
+    """For the length of a train() call, the two whole-model walks Trainer makes at every step become cheap:
+    `model.train()` at every micro-batch (a walk over ~1,000 modules to set a flag that is already set) and
+    `model.zero_grad()` after every optimizer step (a walk over every parameter, frozen ones included, which never
+    have a gradient). Measured with cProfile at ViT-B/16 depth: ~15 and ~11 ms of a ~170 ms CPU step.
+    `train()` still walks whenever the model is not in training mode (after an evaluation set it to eval)."""
+
+    def __init__(self, trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        wrapped, inner = self.trainer.model_wrapped, self.trainer.model
+        trainable = self.trainer.trainable_tensors()
+
+        def train(mode: bool = True):
+            if not (mode and inner.training and wrapped.training):  # eval() on either one: walk as usual
+                type(wrapped).train(wrapped, mode)
+            return wrapped
+
+        def zero_grad(set_to_none: bool = True):
+            for tensor in trainable:
+                tensor.grad = None
+
+        # One full walk now: a model fresh from from_pretrained is in eval mode below a PeftModel wrapper that is
+        # not, so the top-level flag alone says nothing until every module has been set once.
+        type(wrapped).train(wrapped, True)
+        wrapped.train, wrapped.zero_grad = train, zero_grad
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for name in ("train", "zero_grad"):
+            self.trainer.model_wrapped.__dict__.pop(name, None)
+
+
 class LeanStepMixin:
     """Trainer overrides that keep the host off the critical path; `_setup_lean_step()` from __init__."""
 
@@ -43,7 +77,8 @@ class LeanStepMixin:
 
     def _setup_lean_step(self) -> None:
         self.health = TrainingHealth()
-        self.add_callback(self.health)
+        for callback in (self.health, NoWalksPerStep(self)):
+            self.add_callback(callback)
         self._trainable: list[torch.Tensor] | None = None
         self._num_parameters: int | None = None
         self._logit_scale_param = self.model.logit_scale  # through PeftModel's attribute lookup, once

@@ -136,7 +136,9 @@ class ClipLoraTrainer(LeanStepMixin, Trainer):
         if key not in metrics:  # Trainer's own error, listing the metrics there are
             return super()._determine_best_metric(metrics, trial)
         best = kept_evaluation(self.state.log_history, self.state.best_global_step, rule.metric)
-        if best is None and self.state.best_metric is not None:  # no step recorded (no checkpoints): the metric
+        if (
+            best is None and self.state.best_metric is not None
+        ):  # no step recorded (no checkpoints): the metric
             best = {key: self.state.best_metric}
         if not rule.better(metrics, best):
             return False

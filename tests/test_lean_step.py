@@ -216,3 +216,22 @@ def test_each_dataset_and_collator_keeps_its_own_evaluation_loader(tiny_model_di
     )
     trainer.data_collator = single  # what the single-template report does: a new collator, a new loader
     assert trainer.get_test_dataloader(other).collate_fn is single
+
+
+def test_training_after_an_evaluation_runs_every_module_in_training_mode(tiny_model_dir, tmp_path):
+    # Trainer's model.train() at every micro-batch is skipped while the model is already training; an evaluation
+    # in between sets eval mode, and the next step must walk the whole model back (a deep module's flag shows it).
+    trainer = make_tiny_trainer(tiny_model_dir, tmp_path, max_steps=3, eval_strategy="steps", eval_steps=1)
+    deep = trainer.model.base_model.model.vision_model.encoder.layers[-1].mlp
+    seen = []
+    handle = deep.register_forward_hook(
+        lambda module, args, out: seen.append((torch.is_grad_enabled(), module.training))
+    )
+    try:
+        trainer.train()
+    finally:
+        handle.remove()
+    training, evaluating = ([mode for grad, mode in seen if grad == phase] for phase in (True, False))
+    assert len(training) == 3 and all(training)  # every training forward, each after an evaluation
+    assert evaluating and not any(evaluating)
+    assert "train" not in trainer.model_wrapped.__dict__  # the shortcut ends with train()
