@@ -39,11 +39,7 @@ SEED_DEFAULTS = [
     ("lora", "loss", "contrastive"),
     ("train", "num_train_epochs", 10),
     ("train", "per_device_train_batch_size", 32),
-    (
-        "train",
-        "per_device_eval_batch_size",
-        64,
-    ),  # the recipe raises it to 128 (an eval batch changes no number)
+    ("train", "per_device_eval_batch_size", 256),  # an eval batch changes no number
     ("train", "learning_rate", 1e-4),
     ("train", "seed", 42),
     ("train", "eval_strategy", "epoch"),
@@ -55,7 +51,7 @@ SEED_DEFAULTS = [
     ("train", "do_eval", True),
     ("train", "output_dir", "runs/clip-lora-imagenette"),
 ]
-RECIPE_OVERRIDES = {"per_device_eval_batch_size"}
+RECIPE_OVERRIDES: set[str] = set()
 GROUPS = ("model", "data", "lora", "train")
 
 

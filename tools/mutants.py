@@ -750,9 +750,9 @@ MUTANTS: list[Mutant] = [
     _m(
         _AR,
         DEFAULTS,
+        "per_device_eval_batch_size: int = field(\n        default=256,",
         "per_device_eval_batch_size: int = field(\n        default=64,",
-        "per_device_eval_batch_size: int = field(\n        default=32,",
-        "eval batch default 32",
+        "eval batch default 64",
     ),
     # ---------------------------------------------------------------- the global batch: accumulation and processes
     _m(
