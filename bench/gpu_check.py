@@ -156,11 +156,11 @@ def make_images(root: Path, train_per_class: int, val_per_class: int) -> Path:
 class StepClock(TrainerCallback):
     """compute_s: step begin -> end (CUDA synchronised); gap_s: previous step end -> this step begin (data wait)."""
 
-    def __init__(self):
-        self.compute_s, self.gap_s, self.last_end, self.begin = [], [], None, None
+    def __init__(self, steps: int):
+        self.compute_s, self.gap_s, self.last_end, self.begin, self.steps = [], [], None, None, steps
 
     def _sync(self):
-        if torch.cuda.is_available():
+        if torch.cuda.is_available() and len(self.compute_s) < self.steps:
             torch.cuda.synchronize()
 
     def on_train_begin(self, args, state, control, **kwargs):
@@ -168,13 +168,49 @@ class StepClock(TrainerCallback):
         self.last_end = time.perf_counter()
 
     def on_step_begin(self, args, state, control, **kwargs):
-        self.begin = time.perf_counter()
-        self.gap_s.append(self.begin - self.last_end)
+        if len(self.compute_s) < self.steps:
+            self.begin = time.perf_counter()
+            self.gap_s.append(self.begin - self.last_end)
 
     def on_step_end(self, args, state, control, **kwargs):
-        self._sync()
-        self.last_end = time.perf_counter()
-        self.compute_s.append(self.last_end - self.begin)
+        if len(self.compute_s) < self.steps:
+            self._sync()
+            self.last_end = time.perf_counter()
+            self.compute_s.append(self.last_end - self.begin)
+
+
+class KernelBusy(TrainerCallback):
+    """The share of `steps` production steps' wall time in which the GPU runs a kernel (or a copy), from
+    torch.profiler's device events, merged where they overlap. The steps run as in training: no synchronisation
+    between them (StepClock's per-step sync is over by then), so whatever keeps the GPU idle counts, host dispatch
+    and read-backs included, not only waits for data."""
+
+    def __init__(self, start: int, steps: int):
+        self.start, self.steps, self.profiler, self.fraction = start, steps, None, None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.steps and state.global_step == self.start:
+            torch.cuda.synchronize()
+            self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+            self.profiler.__enter__()
+            self.t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.profiler is not None and state.global_step == self.start + self.steps:
+            torch.cuda.synchronize()
+            wall_us = (time.perf_counter() - self.t0) * 1e6
+            self.profiler.__exit__(None, None, None)
+            spans = sorted(
+                (e.time_range.start, e.time_range.end)
+                for e in self.profiler.events()
+                if e.device_type == torch.autograd.DeviceType.CUDA
+            )
+            busy, end = 0.0, float("-inf")
+            for begin, finish in spans:  # the union of the intervals
+                busy += max(0.0, finish - max(begin, end))
+                end = max(end, finish)
+            self.fraction = busy / wall_us
+            self.profiler = None
 
 
 class DtypeProbe:
@@ -222,9 +258,18 @@ def loader_img_s(dataset, batch: int, collate, workers: int, epochs: int = 2) ->
 
 
 def train_run(
-    train, val, collate, batch: int, precision: str, args, workdir: Path, persistent: bool = False
+    train,
+    val,
+    collate,
+    batch: int,
+    precision: str,
+    args,
+    workdir: Path,
+    persistent: bool = False,
+    compiled: bool = False,
 ) -> dict:
-    """One fresh model through `steps + warmup` Trainer steps, then one evaluation of `val` under the run's autocast."""
+    """One fresh model through `warmup + steps` timed Trainer steps and `profile_steps` unsynchronised ones (the
+    kernel-busy share, on a GPU), then one evaluation of `val` under the run's autocast."""
     release()
     begin = time.perf_counter()
     before = (
@@ -235,9 +280,10 @@ def train_run(
     training_args = ClipLoraTrainingArguments(
         dataloader_num_workers=args.workers,
         dataloader_persistent_workers=persistent and args.workers > 0,
-        output_dir=str(workdir / f"run-{precision}-{batch}"),
+        output_dir=str(workdir / f"run-{precision}-{batch}{'-compiled' if compiled else ''}"),
         use_cpu=args.cpu,
-        max_steps=args.warmup + args.steps,
+        max_steps=args.warmup + args.steps + (args.profile_steps if not args.cpu else 0),
+        torch_compile=compiled,
         per_device_train_batch_size=batch,
         per_device_eval_batch_size=args.eval_batch,
         learning_rate=1e-4,
@@ -259,9 +305,11 @@ def train_run(
         num_classes=len(IMAGENETTE_WNIDS),
     )
     trainer.remove_callback(PrinterCallback)  # its per-run log dicts would crowd the summary lines
-    clock = StepClock()
-    trainer.add_callback(clock)
     gpu = not args.cpu
+    clock = StepClock(args.warmup + args.steps)
+    kernels = KernelBusy(args.warmup + args.steps, args.profile_steps if gpu else 0)
+    for callback in (clock, kernels):
+        trainer.add_callback(callback)
     try:
         trainer.train()
         peak = torch.cuda.max_memory_allocated() / 2**20 if gpu else float("nan")
@@ -285,6 +333,8 @@ def train_run(
     return {
         "precision": precision,
         "batch": batch,
+        "compiled": compiled,
+        "kernel_busy_fraction": kernels.fraction,
         "workers": training_args.dataloader_num_workers,
         "persistent_workers": training_args.dataloader_persistent_workers,
         "steps_timed": len(gap),
@@ -314,7 +364,12 @@ def projection(run: dict, build_img_s: float) -> dict:
         "eval": eval_images / run["eval_img_s"],
     }
     minutes = sum(seconds.values()) / 60
-    busy = 1 - run["data_wait_fraction"]
+    # The profiler's kernel-busy share when there is one (a GPU); else 1 - the data wait (an upper bound).
+    busy = (
+        run["kernel_busy_fraction"]
+        if run.get("kernel_busy_fraction") is not None
+        else 1 - run["data_wait_fraction"]
+    )
     return {
         "minutes": minutes,
         "seconds": seconds,
@@ -326,7 +381,8 @@ def projection(run: dict, build_img_s: float) -> dict:
 def summary(run: dict) -> str:
     p = run["projection"]
     return (
-        f"{run['precision']} batch {run['batch']}{' persistent workers' if run['persistent_workers'] else ''}: "
+        f"{run['precision']} batch {run['batch']}{' compiled' if run.get('compiled') else ''}"
+        f"{' persistent workers' if run['persistent_workers'] else ''}: "
         f"train {run['train_img_s']:.0f} img/s (GPU alone {run['gpu_only_img_s']:.0f}), data path "
         f"{run['data_img_s']:.0f} img/s, GPU waits {100 * run['data_wait_fraction']:.1f}% of the step, peak "
         f"{run['peak_gpu_mem_mb']:.0f} MB, eval {run['eval_img_s']:.0f} img/s, computes in "
@@ -343,11 +399,15 @@ def write_json(result: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def plan(precisions: list[str], batch_sizes: list[int], workers: int) -> list[tuple[str, int, bool]]:
-    """(precision, batch, persistent workers), most important first: every precision at the first batch size, then
-    the larger batches, then persistent workers on at the first batch (the cost of the per-epoch worker restarts)."""
-    runs = [(p, b, False) for b in batch_sizes for p in precisions]
-    return runs + ([(precisions[0], batch_sizes[0], True)] if workers > 0 else [])
+def plan(
+    precisions: list[str], batch_sizes: list[int], workers: int, compile_runs: bool = True
+) -> list[tuple[str, int, bool, bool]]:
+    """(precision, batch, persistent workers, compiled), most important first: every precision at the first batch
+    size, then the larger batches, then `--torch_compile` in the first precision at every batch (it compiles for
+    minutes before its first step), then persistent workers off at the first batch (the per-epoch restarts)."""
+    runs = [(p, b, workers > 0, False) for b in batch_sizes for p in precisions]
+    runs += [(precisions[0], b, workers > 0, True) for b in batch_sizes] if compile_runs else []
+    return runs + ([(precisions[0], batch_sizes[0], False, False)] if workers > 0 else [])
 
 
 def estimate_s(done: list[tuple[int, float]], batch: int) -> float:
@@ -362,9 +422,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--val-per-class", type=int, default=64)
     parser.add_argument("--batch-sizes", default="32,128")
     parser.add_argument("--precisions", default="bf16,fp16")
-    parser.add_argument("--eval-batch", type=int, default=128)
+    parser.add_argument("--eval-batch", type=int, default=256)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument(
+        "--profile-steps", type=int, default=10, help="GPU: steps profiled for the kernel-busy share"
+    )
+    parser.add_argument("--no-compile", action="store_true", help="skip the --torch_compile runs")
     parser.add_argument(
         "--time-limit",
         type=float,
@@ -451,7 +515,9 @@ def main(argv=None) -> dict:
     write_json(result, out)
 
     tried = []  # (batch, seconds) of every run begun, failed ones too
-    for precision, batch, persistent in plan(args.precisions.split(","), batch_sizes, workers):
+    for precision, batch, persistent, compiled in plan(
+        args.precisions.split(","), batch_sizes, workers, not args.no_compile
+    ):
         elapsed = time.perf_counter() - begin
         needed = estimate_s(tried, batch)
         if elapsed + needed > args.time_limit:
@@ -460,6 +526,7 @@ def main(argv=None) -> dict:
                     "precision": precision,
                     "batch": batch,
                     "persistent_workers": persistent,
+                    "compiled": compiled,
                     "reason": f"{elapsed:.0f} s gone + ~{needed:.0f} s > limit {args.time_limit:.0f} s",
                 }
             )
@@ -468,7 +535,7 @@ def main(argv=None) -> dict:
         started = time.perf_counter()
         try:
             run = train_run(
-                cached["train"], cached["val"], collate, batch, precision, args, workdir, persistent
+                cached["train"], cached["val"], collate, batch, precision, args, workdir, persistent, compiled
             )
         except Exception as err:  # one run's failure (an fp16 overflow, an OOM) must not cost the others
             traceback.print_exc()
