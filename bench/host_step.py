@@ -39,22 +39,11 @@ from transformers import TrainerCallback
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import ROOT, SEED_LORA, tokenizer_and_processor  # noqa: E402
+from clip_lora.lean_step import HOST_READ_OPS as SYNC_OPS  # noqa: E402
 from clip_lora.testing_utils import IMAGENETTE_WNIDS, vit_b16_clip_config  # noqa: E402
 
 RESULTS = ROOT / "bench" / "host_results.json"
 BATCH, CLASSES = 32, 10
-# aten operations that make the host wait for the device (a value read back, or an output sized by the data)
-SYNC_OPS = (
-    "_local_scalar_dense",
-    "is_nonzero",
-    "_unique2",
-    "unique_dim",
-    "unique_consecutive",
-    "nonzero",
-    "masked_select",
-    "equal",
-    "allclose",
-)
 
 
 class OpCounter(TorchDispatchMode):

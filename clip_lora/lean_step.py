@@ -24,6 +24,22 @@ from transformers import TrainerCallback
 from clip_lora.device_inputs import DeviceInputs
 from clip_lora.health import TrainingHealth
 
+# The aten operations that make the host wait for the device: a value read back (`.item()`, `float()`, `bool()`
+# of a tensor) or an output sized by the data. None may run in a training step that does not log.
+HOST_READ_OPS = frozenset(
+    {
+        "_local_scalar_dense",
+        "is_nonzero",
+        "_unique2",
+        "unique_dim",
+        "unique_consecutive",
+        "nonzero",
+        "masked_select",
+        "equal",
+        "allclose",
+    }
+)
+
 
 def store_frozen_weights_in(model: torch.nn.Module, dtype: torch.dtype) -> int:
     """Frozen nn.Linear / nn.Conv2d weights and biases -> `dtype` (the autocast dtype); returns how many modules.

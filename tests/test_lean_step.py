@@ -19,21 +19,10 @@ from transformers import TrainerCallback
 
 from clip_lora import lean_step
 from clip_lora.device_inputs import DeviceInputs
+from clip_lora.lean_step import HOST_READ_OPS
 from clip_lora.loss import class_embeddings, clip_class_loss
 from collator import ClipClassificationCollator
 from testing_utils import make_tiny_trainer
-
-SYNCS = {
-    "_local_scalar_dense",
-    "is_nonzero",
-    "_unique2",
-    "unique_dim",
-    "unique_consecutive",
-    "nonzero",
-    "masked_select",
-    "equal",
-    "allclose",
-}
 
 
 class SyncCounter(TorchDispatchMode):
@@ -42,7 +31,7 @@ class SyncCounter(TorchDispatchMode):
         self.syncs = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.overloadpacket.__name__ in SYNCS:
+        if func.overloadpacket.__name__ in HOST_READ_OPS:
             self.syncs.append(func.overloadpacket.__name__)
         return func(*args, **(kwargs or {}))
 
