@@ -185,3 +185,18 @@ def test_a_resumed_run_tells_the_sampler_its_epoch_from_the_steps_taken(global_s
     callback.sampler = StepBatchSampler(23, 5, 1, 0, 1, seed=0)  # 23 images, 5 a step: 5 steps an epoch
     callback.on_epoch_begin(None, SimpleNamespace(global_step=global_step), None)
     assert callback.sampler.epoch == epoch
+
+
+def test_without_a_step_sampler_the_epoch_callback_does_nothing():
+    # A streamed train split has no length: Trainer's own loader, no sampler to tell.
+    SamplerEpoch().on_epoch_begin(None, SimpleNamespace(global_step=12), None)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_worker_options_reach_the_loader_only_with_workers(workers):
+    args = _args(dataloader_num_workers=workers, dataloader_prefetch_factor=3)
+    args.dataloader_multiprocessing_context = "spawn"
+    loader, _ = step_dataloader(list(range(8)), None, args, per_device=2)  # built, never iterated: no process
+    assert loader.num_workers == workers and loader.persistent_workers is (workers > 0)
+    assert loader.prefetch_factor == (3 if workers else None)
+    assert (loader.multiprocessing_context is not None) is (workers > 0)
