@@ -8,12 +8,13 @@ Run: python -m pytest tests/test_batching.py -q
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from clip_lora.batching import DEFAULT_GLOBAL_BATCH, describe, optimizer_steps, resolve_batch
+from clip_lora.batching import DEFAULT_GLOBAL_BATCH, batch_line, describe, optimizer_steps, resolve_batch
 from clip_lora.errors import ArgumentError
 
 SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None)
@@ -47,7 +48,8 @@ def test_the_derived_batch_is_the_only_one_that_multiplies_out(
         with pytest.raises(ArgumentError):
             resolve_batch(global_batch, per_device, accumulation, processes)
     else:
-        assert resolve_batch(global_batch, per_device, accumulation, processes) == expected
+        resolved = resolve_batch(global_batch, per_device, accumulation, processes)
+        assert resolved == expected and all(type(v) is int for v in resolved)  # 4, not 4.0 per device
 
 
 def counted_steps(num_examples: int, global_batch: int) -> int:
@@ -78,7 +80,10 @@ def test_optimizer_steps_count_every_step_of_every_epoch(
         optimizer_steps(num_examples, per_device, processes, accumulation, epochs, max_steps=-1) == expected
     )
     assert optimizer_steps(num_examples, per_device, processes, accumulation, epochs, max_steps=0) == expected
-    assert optimizer_steps(num_examples, per_device, processes, accumulation, epochs, max_steps=7) == 7
+    for max_steps in (1, 7):
+        assert (
+            optimizer_steps(num_examples, per_device, processes, accumulation, epochs, max_steps) == max_steps
+        )
     assert optimizer_steps(None, per_device, processes, accumulation, epochs, max_steps=-1) is None
     assert optimizer_steps(None, per_device, processes, accumulation, epochs, max_steps=3) == 3
 
@@ -102,6 +107,10 @@ def test_optimizer_steps_count_every_step_of_every_epoch(
             (3, 5, 7, None, "cpu"),
             "x 5 per device x 7 accumulation steps = global batch 105; max_steps optimizer",
         ),
+        (
+            (1, 16, 1, 12, "cpu"),
+            "Batch: 1 process (cpu) x 16 per device x 1 accumulation step = global batch 16",
+        ),
     ],
 )
 def test_the_start_line_multiplies_out(layout, line):
@@ -109,3 +118,18 @@ def test_the_start_line_multiplies_out(layout, line):
     text = describe(processes, per_device, accumulation, steps, device)
     assert line in text
     assert text.endswith(f"; {steps if steps is not None else 'max_steps'} optimizer steps")
+
+
+def test_the_runs_line_is_described_from_its_training_arguments():
+    args = SimpleNamespace(
+        world_size=2,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=3,
+        num_train_epochs=2,
+        max_steps=-1,
+        device=SimpleNamespace(type="cpu"),
+    )
+    steps = optimizer_steps(50, 4, 2, 3, 2, max_steps=-1)  # 50 images, 24 a step: 3 steps an epoch
+    assert steps == 6
+    assert batch_line(args, 50) == describe(2, 4, 3, 6, "cpu")
+    assert batch_line(args, None).endswith("global batch 24; max_steps optimizer steps")  # a stream

@@ -26,10 +26,10 @@ OTHER = {"accuracy": "loss", "loss": "accuracy"}  # the tie-breaker of each metr
 
 @st.composite
 def tied_runs(draw):
-    """(metric, evaluations, epochs, tied indices, run from before the tie-breaker?): 2..n evaluations tie."""
-    n = draw(st.integers(2, 10))
+    """(metric, evaluations, epochs, tied indices, run from before the tie-breaker?): 1..n evaluations tie."""
+    n = draw(st.integers(1, 10))
     metric = draw(st.sampled_from(["accuracy", "loss"]))
-    tied = sorted(draw(st.sets(st.integers(0, n - 1), min_size=2)))
+    tied = sorted(draw(st.sets(st.integers(0, n - 1), min_size=1)))
     evaluations = []
     for i in range(n):
         value = BEST[metric] if i in tied else draw(st.sampled_from(WORSE[metric]))
@@ -65,14 +65,23 @@ def test_the_rule_keeps_what_a_plain_sort_keeps(case):
 def test_the_card_names_every_tied_epoch_and_what_broke_the_tie(case):
     metric, evaluations, epochs, tied, before_tie_breaker = case
     kept = tied[0] if before_tie_breaker else reference_kept(metric, evaluations, tied)
-    log = [{**e, "epoch": epochs[i], "step": 10 * (i + 1)} for i, e in enumerate(evaluations)]
+    log = []
+    for i, evaluation in enumerate(evaluations):  # Trainer logs the training loss, then the dev evaluation
+        log.append(
+            {"loss": 0.5, "grad_norm": 1.0, "learning_rate": 1e-4, "epoch": epochs[i], "step": 10 * (i + 1)}
+        )
+        log.append({**evaluation, "epoch": epochs[i], "step": 10 * (i + 1)})
+    log.append({"train_runtime": 9.0, "train_loss": 0.4, "epoch": epochs[-1], "step": 10 * len(epochs)})
     state = {"log_history": log, "best_metric": BEST[metric], "best_global_step": 10 * (kept + 1)}
     config = {"dev_split_ratio": 0.05, "seed": 3, "metric_for_best_model": metric}
     text = card_text.selection_text({**config, "greater_is_better": metric != "loss"}, state, {})
     head = f"of {len(epochs)} evaluations, epochs {reference_epochs_text([epochs[i] for i in tied])} tied at "
     head += f"{BEST[metric]:.4f} dev {metric}"
     breakers = [evaluations[i][f"eval_{OTHER[metric]}"] for i in tied]
-    if kept != reference_kept(metric, evaluations, tied):  # Trainer kept the first: said as it was made
+    if len(tied) == 1:
+        expected = f"of {len(epochs)} evaluations, epoch {epochs[kept]:g} had the best dev {metric} ("
+        expected += f"{BEST[metric]:.4f}) and was kept."
+    elif kept != reference_kept(metric, evaluations, tied):  # Trainer kept the first: said as it was made
         expected = (
             f"{head}; the first was kept (Trainer replaces its best checkpoint only on a strictly better"
         )
@@ -86,6 +95,15 @@ def test_the_card_names_every_tied_epoch_and_what_broke_the_tie(case):
             f"to {worst:.4f})."
         )
     assert expected in text, (expected, text)
+
+
+def test_a_state_without_a_best_step_says_only_that_the_best_was_kept():
+    """An older trainer_state.json (or a run that saved no checkpoint) names no best step."""
+    log = [{"eval_accuracy": a, "eval_loss": 0.1, "epoch": e, "step": 5 * e} for e, a in ((1, 0.9), (2, 1.0))]
+    text = card_text.selection_text({"seed": 0}, {"log_history": log, "best_metric": 1.0}, {})
+    assert "of 2 evaluations, the best dev evaluation was kept." in text
+    chosen = card_text.selection({"log_history": log, "best_metric": 1.0, "best_global_step": 10}, "accuracy")
+    assert (chosen["kept_epoch"], chosen["tied_epochs"], chosen["by_rule"]) == (2, [2], True)
 
 
 def test_a_missing_or_nan_metric_never_wins_and_a_full_tie_keeps_the_first():

@@ -8,19 +8,24 @@ Run: python -m pytest tests/test_metrics_shapes.py -q
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as sk
+from transformers import EvalPrediction
 
 from metrics import (
     Accuracy,
     MacroF1,
     classification_report,
+    compute_metrics,
     confusion_matrix,
     format_report,
     report_to_markdown,
+    save_report,
 )
 
 SETTINGS = settings(max_examples=20, deadline=None, derandomize=True, database=None)
@@ -128,3 +133,25 @@ def test_no_images_score_zero_everywhere():
     nothing = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert report["macro avg"] == report["weighted avg"] == nothing
     assert report["per_class"]["a"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+
+
+def test_compute_metrics_takes_the_first_of_the_tuples_trainer_hands_over():
+    # A model returning extra outputs makes Trainer pass tuples; the logits and the labels come first.
+    logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    labels = np.array([1, 1, 1])
+    got = compute_metrics(EvalPrediction(predictions=(logits, np.zeros(3)), label_ids=(labels, np.zeros(3))))
+    assert got == pytest.approx(
+        {"accuracy": 2 / 3, "macro_f1": sk.f1_score(labels, [1, 0, 1], average="macro", zero_division=0)}
+    )
+
+
+def test_reports_are_saved_into_a_new_nested_folder_and_again_over_themselves(tmp_path):
+    out = tmp_path / "runs" / "new" / "eval"  # a folder no one made yet, two levels deep
+    report = classification_report([0, 1, 1], [0, 1, 0], ["a", "b"])
+    for _ in range(2):  # a rerun writes the same files again
+        save_report(report, out, split="val", model="m")
+        assert json.loads((out / "classification_report.json").read_text()) == {
+            "split": "val",
+            "model": "m",
+            **report,
+        }

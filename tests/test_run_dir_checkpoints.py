@@ -8,6 +8,7 @@ Run: python -m pytest tests/test_run_dir_checkpoints.py -q
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -116,6 +117,30 @@ def test_a_corrupt_completion_marker_means_not_usable_never_a_crash(tmp_path, ki
 )
 def test_the_damage_named_is_the_one_done(tmp_path, state, damage):
     assert checkpoint_damage(make_checkpoint(tmp_path, 100, state)) == damage
+
+
+def test_the_marker_lists_every_file_of_the_checkpoint_and_nothing_else(tmp_path):
+    folder = tmp_path / "checkpoint-1000"
+    (folder / "nested" / "deeper").mkdir(parents=True)  # an adapter saved in a subfolder
+    files = {ADAPTER: b"w" * 40, "nested/adapter_config.json": b"{}", "nested/deeper/rng_state.pth": b"r" * 3}
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / CHECKPOINT_COMPLETE).write_text("a marker from an earlier save of this step")
+    (folder / f"optimizer.pt.123{artifacts.ATOMIC_SUFFIX}").write_bytes(b"a write cut off")
+    run_dir.write_checkpoint_marker(folder, 1000)
+    marker = json.loads((folder / CHECKPOINT_COMPLETE).read_text())
+    expected = {
+        name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()} for name, data in files.items()
+    }
+    assert marker == {"step": 1000, "files": expected}
+    assert checkpoint_damage(folder) is None
+
+
+def test_finished_means_the_marker_and_nothing_else(tmp_path):
+    (tmp_path / artifacts.ALL_RESULTS).write_text("{}")
+    assert not run_dir.is_finished(tmp_path)
+    run_dir.mark_finished(tmp_path)
+    assert run_dir.is_finished(tmp_path)
 
 
 # ---------------------------------------------------------------- the interrupted run's run_config.json

@@ -122,3 +122,9 @@ def test_a_state_with_a_best_metric_but_no_best_step_ranks_by_the_metric(
         assert trainer.state.best_global_step == (40 if replaces and save_strategy == "steps" else None)
     finally:
         trainer.args.save_strategy = "steps"
+
+
+def test_a_metric_the_evaluation_lacks_is_trainers_own_error(trainer):
+    trainer.state = fresh_state(trainer)
+    with pytest.raises(KeyError, match="'eval_accuracy', which is not found in the evaluation metrics"):
+        trainer._determine_best_metric({"eval_loss": 0.3}, trial=None)
