@@ -97,6 +97,20 @@ def test_the_card_names_every_tied_epoch_and_what_broke_the_tie(case):
     assert expected in text, (expected, text)
 
 
+@pytest.mark.parametrize(
+    ("epochs", "text"),
+    [
+        ([0.5, 1, 2, 3], "0.5, 1-3"),  # evaluated every half epoch: a fraction, then three whole epochs
+        ([1, 2, 3, 5, 6], "1-3, 5, 6"),
+        ([1, 1.5, 2, 2.5, 3], "1, 1.5, 2, 2.5, 3"),
+        ([4], "4"),
+        ([2, 3, 4, 5, 6, 7, 8, 9, 10, 11], "2-11"),
+    ],
+)
+def test_tied_epochs_are_written_as_runs(epochs, text):
+    assert card_text._epochs(epochs) == reference_epochs_text(epochs) == text
+
+
 def test_a_state_without_a_best_step_says_only_that_the_best_was_kept():
     """An older trainer_state.json (or a run that saved no checkpoint) names no best step."""
     log = [{"eval_accuracy": a, "eval_loss": 0.1, "epoch": e, "step": 5 * e} for e, a in ((1, 0.9), (2, 1.0))]

@@ -19,6 +19,7 @@ import torch.multiprocessing as mp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clip_lora import distributed
 from clip_lora.distributed import gather_rows, scale_gradient, share_of
 from testing_utils import free_port
 
@@ -67,6 +68,7 @@ def _gather_cases(rank: int, processes: int, port: int, cases, results) -> None:
                 grad = leaf.grad if leaf.requires_grad else None
                 out.append((case, shape, rows.detach(), own_slice, labels, label_slice, grad))
         results[rank] = out
+        results[f"rank {rank}"] = (distributed.rank(), distributed.world_size())
     finally:
         dist.destroy_process_group()
 
@@ -100,6 +102,11 @@ def test_every_process_gets_every_row_once_in_rank_order_and_its_own_slice(gathe
             torch.testing.assert_close(rows[own_slice], rows_of(case, rank, counts[rank], shape))
 
 
+def test_each_process_knows_its_rank_and_the_process_count(gathered):
+    processes, _, results = gathered
+    assert [results[f"rank {r}"] for r in range(processes)] == [(r, processes) for r in range(processes)]
+
+
 def test_each_row_gets_its_gradient_summed_over_the_processes_at_its_owner(gathered):
     processes, cases, results = gathered
     for rank in range(processes):
@@ -123,6 +130,7 @@ def test_one_process_keeps_its_rows_as_they_are():
     rows = torch.randn(5, 3, requires_grad=True)
     gathered, own = gather_rows(rows)
     assert gathered is rows and own == slice(0, 5)
+    assert (distributed.rank(), distributed.world_size()) == (0, 1)  # no process group: one process, rank 0
 
 
 @settings(max_examples=25, deadline=None, derandomize=True, database=None)

@@ -9,6 +9,7 @@ and a stand-in adapter file, not the model)
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -87,7 +88,11 @@ def test_the_best_checkpoint_is_never_rotated_out(trainer, case):
             trainer.state.global_step, trainer.state.epoch = step, float(i + 1)
             trainer.state.log_history.append({**metrics, "epoch": float(i + 1), "step": step})
             trainer._determine_best_metric(metrics, trial=None)
+            trainer.current_flos = 1000 * step  # what the steps since the last save computed
             trainer._save_checkpoint(trainer.model, trial=None)
+            # The checkpoint's state counts them (a run resumed from it reports the same total_flos).
+            saved = json.loads((Path(tmp) / f"checkpoint-{step}" / "trainer_state.json").read_text())
+            assert saved["total_flos"] == 1000 * sum(steps[: i + 1])
             best = steps[reference_best(evaluations[: i + 1])]
             kept = reference_rotation(kept, step, best, limit)
             on_disk = sorted(int(p.name.split("-")[1]) for p in Path(tmp).glob("checkpoint-*"))

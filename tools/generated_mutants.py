@@ -1,10 +1,10 @@
-"""What `make mutation-generated` mutates (tools/mutagen.py): the number-making modules, their fast tests, and the
-reasons the survivors are equivalent.
+"""What `make mutation-generated` mutates (tools/mutagen.py): the number-making modules and their fast tests (the
+reasons the survivors are equivalent: tools/generated_equivalent.py).
 
 A target names a file, the functions in it that make reported numbers or guard outputs (None: all of them), and the
 fast tests that cover it, the most likely to fail first (pytest runs with -x). A survivor that no test can kill,
-because it changes no observable behaviour, gets an entry in EQUIVALENT, keyed like its row in MUTATION.md:
-(file, function, line before, line after). Every other survivor is a test to write.
+because it changes no observable behaviour, gets an entry in tools/generated_equivalent.py; every other survivor is a
+test to write.
 """
 
 from __future__ import annotations
@@ -99,6 +99,3 @@ TARGETS = (
         ("ClipLoraTrainer._save_checkpoint", "ClipLoraTrainer._determine_best_metric"),
     ),
 )
-
-# (file, function, line before, line after) -> why no test can tell the mutant from the original.
-EQUIVALENT: dict[tuple[str, str, str, str], str] = {}

@@ -38,7 +38,8 @@ from pathlib import Path
 
 import mutagen
 import mutation_report as report
-from generated_mutants import EQUIVALENT, TARGETS
+from generated_equivalent import EQUIVALENT
+from generated_mutants import TARGETS
 from mutation_runner import baseline, copy_tree, preimport, run_mutants
 
 ROOT = Path(__file__).resolve().parents[1]
