@@ -41,33 +41,14 @@ BINARY = {
     ast.Mod: ast.FloorDiv,
     ast.Pow: ast.Mult,
 }
-_OPERATORS = (
-    ast.Lt,
-    ast.LtE,
-    ast.Gt,
-    ast.GtE,
-    ast.Eq,
-    ast.NotEq,
-    ast.In,
-    ast.NotIn,
-    ast.Is,
-    ast.IsNot,
-    ast.Add,
+# How each operator is written in the source ("_" stands for a space).
+_SYMBOLS = (
+    "Lt:< LtE:<= Gt:> GtE:>= Eq:== NotEq:!= In:in NotIn:not_in Is:is IsNot:is_not Add:+ Sub:- Mult:* Div:/ "
+    "FloorDiv:// Mod:% Pow:** BitOr:| BitAnd:& And:and Or:or"
 )
-_OPERATORS += (
-    ast.Sub,
-    ast.Mult,
-    ast.Div,
-    ast.FloorDiv,
-    ast.Mod,
-    ast.Pow,
-    ast.BitOr,
-    ast.BitAnd,
-    ast.And,
-    ast.Or,
-)
-_SYMBOLS = "< <= > >= == != in not_in is is_not + - * / // % ** | & and or"
-SYMBOL = {op: text.replace("_", " ") for op, text in zip(_OPERATORS, _SYMBOLS.split(" "), strict=True)}
+SYMBOL = {
+    getattr(ast, name): text.replace("_", " ") for name, text in (p.split(":") for p in _SYMBOLS.split(" "))
+}
 SWAPPED_NAMES = _both_ways(("min", "max"), ("any", "all"))
 SWAPPED_METHODS = _both_ways(
     ("argmax", "argmin"), ("max", "min"), ("sum", "mean"), ("floor", "ceil"), ("any", "all")
