@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned so pip takes the local CPU wheel here (on a GPU machine: the CUDA build).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test test-browser fuzz quality bench gpu-dry-run mutation clean
+.PHONY: setup demo test test-browser fuzz quality bench gpu-dry-run mutation mutation-curated mutation-generated clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,9 +55,17 @@ bench: setup
 gpu-dry-run:
 	bash bench/gpu_dry_run.sh
 
-# On demand, not in CI: realistic one-line bugs (tools/mutants.py) against the tests that cover them; writes MUTATION.md.
+# On demand, never in `make test` or CI: the curated one-line bugs (tools/mutants.py, ~30 min on 2 CPUs), then every
+# generated operator-level mutant of the number-making functions (tools/mutagen.py, ~1 h), each against the fast
+# tests of its file; writes both kill rates and every survivor to MUTATION.md. The two halves run alone too.
 mutation: setup
 	$(BIN)/python tools/mutation.py
+
+mutation-curated: setup
+	$(BIN)/python tools/mutation.py --curated
+
+mutation-generated: setup
+	$(BIN)/python tools/mutation.py --generated
 
 clean:
 	rm -rf runs $(VENV)

@@ -164,6 +164,8 @@ def changed_flags(output_dir: Path, run_config: dict, training_keys: set[str]) -
         return []
     except (OSError, ValueError):
         return [f"{artifacts.RUN_CONFIG} unreadable"]
+    if not isinstance(previous, dict):  # JSON, but no run's record: never resumed from
+        return [f"{artifacts.RUN_CONFIG} unreadable"]
     old, new = result_flags(previous, training_keys), result_flags(run_config, training_keys)
     return [
         f"{key} {old.get(key, '(unset)')} -> {new.get(key, '(unset)')}"
@@ -238,13 +240,15 @@ def checkpoint_damage(folder: str | Path) -> str | None:
     folder = Path(folder)
     try:
         listed = json.loads((folder / CHECKPOINT_COMPLETE).read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+        # Every entry read up front: a marker no save wrote (torn, edited) is unusable, not a crash mid-resume.
+        listed = {name: (int(entry["size"]), str(entry["sha256"])) for name, entry in listed.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return "its completion marker is unreadable"
-    for name, expected in listed.items():
+    for name, (size, sha256) in listed.items():
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"
-        if path.stat().st_size != expected["size"] or _sha256(path) != expected["sha256"]:
+        if path.stat().st_size != size or _sha256(path) != sha256:
             return f"{name} does not match the hash recorded when it was saved"
     return None
 

@@ -154,6 +154,35 @@ def test_every_class_once_gives_cross_entropy_and_the_symmetric_clip_loss(num_cl
 
 @SETTINGS
 @given(
+    labels=st.lists(st.integers(0, 3), min_size=1, max_size=9),
+    seed=st.integers(0, 2**16),
+    kind=st.sampled_from(["contrastive", "ce"]),
+)
+def test_a_batch_of_any_size_equals_the_reference(labels, seed, kind):
+    # Every shape a step can have: the short last batch of an epoch (down to one image), one class only, classes
+    # absent, classes repeated; the loss and its logits are those of the explicit loops.
+    images, classes = _inputs(seed, batch=len(labels))
+    loss, logits = clip_class_loss(images, classes, torch.tensor(labels), torch.tensor(4.0), kind)
+    assert loss.item() == pytest.approx(
+        reference_clip_class_loss(images, classes, labels, 4.0, kind), rel=1e-5
+    )
+    assert logits.shape == (len(labels), 4)
+
+
+@pytest.mark.parametrize("kind", ["contrastive", "ce"])
+def test_an_empty_batch_is_a_zero_loss_with_zero_gradients(kind):
+    # Every image of a micro-batch became unreadable: it still runs (DDP needs the graph) and must add nothing.
+    images, classes = _inputs(0, batch=0)
+    images.requires_grad_(True)
+    classes.requires_grad_(True)
+    loss, logits = clip_class_loss(images, classes, torch.zeros(0, dtype=torch.long), torch.tensor(4.0), kind)
+    assert loss.item() == 0.0 and logits.shape == (0, 4)
+    loss.backward()
+    assert torch.equal(classes.grad, torch.zeros_like(classes))
+
+
+@SETTINGS
+@given(
     labels=st.lists(st.integers(0, 3), min_size=2, max_size=6),
     seed=st.integers(0, 2**16),
     angles=st.tuples(st.floats(0.05, 1.5), st.floats(0.05, 1.5)).filter(lambda a: abs(a[0] - a[1]) > 0.05),

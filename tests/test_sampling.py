@@ -7,6 +7,8 @@ Run: python -m pytest tests/test_sampling.py -q
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from accelerate.data_loader import BatchSamplerShard, SeedableRandomSampler
@@ -15,7 +17,8 @@ from hypothesis import strategies as st
 from torch.utils.data import BatchSampler
 
 from clip_lora.batching import optimizer_steps
-from clip_lora.sampling import StepBatchSampler, step_chunks
+from clip_lora.errors import ArgumentError
+from clip_lora.sampling import SamplerEpoch, StepBatchSampler, step_chunks, step_dataloader
 
 
 def per_process(num_examples, per_device, processes, accumulation, epoch=0, seed=7, **kwargs):
@@ -126,3 +129,74 @@ def test_step_chunks(size, parts, expected):
 def test_a_rank_outside_the_processes_is_refused():
     with pytest.raises(ValueError, match="rank 2 is not one of 2 processes"):
         StepBatchSampler(10, 2, 2, 2, 1, 0)
+
+
+def test_a_sampler_never_told_its_epoch_deals_epoch_zero():
+    # The module's own example: a StepBatchSampler handed to a DataLoader without set_epoch.
+    fresh = list(StepBatchSampler(30, 4, 1, 0, 1, seed=7))
+    assert [i for b in fresh for i in b] == torch.randperm(
+        30, generator=torch.Generator().manual_seed(7)
+    ).tolist()
+
+
+def _args(**overrides) -> SimpleNamespace:
+    """The TrainingArguments fields step_dataloader reads, on this CPU machine."""
+    fields = {
+        "train_sampling_strategy": "random",
+        "world_size": 2,
+        "process_index": 1,
+        "gradient_accumulation_steps": 3,
+        "data_seed": None,
+        "seed": 5,
+        "dataloader_drop_last": False,
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": True,
+        "dataloader_persistent_workers": True,
+        "dataloader_prefetch_factor": None,
+        "dataloader_multiprocessing_context": None,
+    }
+    return SimpleNamespace(**{**fields, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "seed", "shuffle"),
+    [({}, 5, True), ({"data_seed": 9}, 9, True), ({"train_sampling_strategy": "sequential"}, 5, False)],
+    ids=["--seed", "--data_seed wins", "sequential"],
+)
+def test_the_trainers_loader_deals_this_processs_micro_batches(overrides, seed, shuffle):
+    dataset = list(range(100, 123))  # 23 rows: the last step of 12 is short
+    loader, sampler = step_dataloader(dataset, lambda rows: rows, _args(**overrides), per_device=2)
+    assert (sampler.processes, sampler.rank, sampler.accumulation, sampler.per_device) == (2, 1, 3, 2)
+    assert (sampler.seed, sampler.shuffle, sampler.drop_last) == (seed, shuffle, False)
+    assert loader.pin_memory is torch.cuda.is_available() and loader.num_workers == 0
+    expected = per_process(23, 2, 2, 3, seed=seed, shuffle=shuffle)[1]
+    assert list(loader) == [[dataset[i] for i in batch] for batch in expected]
+
+
+@pytest.mark.parametrize("strategy", ["group_by_length", "length"])
+def test_a_sampling_strategy_for_text_is_refused(strategy):
+    with pytest.raises(ArgumentError, match=f"--train_sampling_strategy {strategy} groups text by length"):
+        step_dataloader([0, 1], None, _args(train_sampling_strategy=strategy), per_device=1)
+
+
+@pytest.mark.parametrize(("global_step", "epoch"), [(0, 0), (5, 1), (9, 1), (10, 2), (47, 9)])
+def test_a_resumed_run_tells_the_sampler_its_epoch_from_the_steps_taken(global_step, epoch):
+    callback = SamplerEpoch()
+    callback.sampler = StepBatchSampler(23, 5, 1, 0, 1, seed=0)  # 23 images, 5 a step: 5 steps an epoch
+    callback.on_epoch_begin(None, SimpleNamespace(global_step=global_step), None)
+    assert callback.sampler.epoch == epoch
+
+
+def test_without_a_step_sampler_the_epoch_callback_does_nothing():
+    # A streamed train split has no length: Trainer's own loader, no sampler to tell.
+    SamplerEpoch().on_epoch_begin(None, SimpleNamespace(global_step=12), None)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_worker_options_reach_the_loader_only_with_workers(workers):
+    args = _args(dataloader_num_workers=workers, dataloader_prefetch_factor=3)
+    args.dataloader_multiprocessing_context = "spawn"
+    loader, _ = step_dataloader(list(range(8)), None, args, per_device=2)  # built, never iterated: no process
+    assert loader.num_workers == workers and loader.persistent_workers is (workers > 0)
+    assert loader.prefetch_factor == (3 if workers else None)
+    assert (loader.multiprocessing_context is not None) is (workers > 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
@@ -43,8 +43,15 @@ def test_a_negative_count_is_refused(b, c):
         mcnemar_exact_p(b, c)
 
 
+def test_no_images_give_zero_accuracies_and_no_evidence():
+    expected = {"n": 0, "b": 0, "c": 0, "baseline_accuracy": 0.0, "model_accuracy": 0.0, "p_value": 1.0}
+    assert mcnemar([], [], []) == expected
+
+
 @SETTINGS
 @given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=12))
+@example([0.25])  # one seed: no spread
+@example([1.0, 3.0])  # two seeds, the smallest sample with a standard deviation
 def test_mean_std_is_the_sample_standard_deviation(values):
     mean, std = mean_std(values)
     assert mean == pytest.approx(statistics.fmean(values), abs=1e-9)

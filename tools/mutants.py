@@ -59,6 +59,12 @@ RUN_DIR = (
     "tests/test_run_dir.py::test_a_checkpoint_with_a_same_size_corrupt_file_is_damaged",
     "tests/test_run_dir.py::test_every_result_flag_change_is_listed",
 )
+# Fixtures of every shape (issue 21): unequal rows, unbalanced classes, digit boundaries, ties of any size, templates.
+GATHER_UNEVEN = ("tests/test_distributed_gather.py",)
+METRICS_SHAPES = ("tests/test_metrics_shapes.py",)
+CHECKPOINTS = ("tests/test_run_dir_checkpoints.py",)
+CARD = ("tests/test_card_selection.py",)
+TRAINER_CHECKPOINTS = ("tests/test_trainer_checkpoints.py",)
 
 
 def _m(path, tests, original, mutated, bug, equivalent=None):
@@ -850,8 +856,8 @@ MUTANTS: list[Mutant] = [
     _m(
         _RD,
         RUN_DIR,
-        'if path.stat().st_size != expected["size"] or _sha256(path) != expected["sha256"]:',
-        'if path.stat().st_size != expected["size"]:',
+        "if path.stat().st_size != size or _sha256(path) != sha256:",
+        "if path.stat().st_size != size:",
         "checkpoint verification skips the hash (a same-size corrupt file is resumed from)",
     ),
     _m(
@@ -1048,5 +1054,62 @@ MUTANTS: list[Mutant] = [
         "    keys = _training_keys()\n",
         "    keys = set()\n",
         "every Trainer setting listed as a differing flag",
+    ),
+    # ---------------------------------------------------------------- fixtures of every shape (issue 21)
+    _m(
+        _DI,
+        GATHER_UNEVEN,
+        "    start = sum(sizes[: rank()])",
+        "    start = rank() * tensor.shape[0]",
+        "own rows located as if every process held as many (uneven gather)",
+    ),
+    _m(
+        _LO,
+        LOSS,
+        "if labels.numel() == 0:",
+        "if labels.numel() <= 1:",
+        "a step of one image (a short last batch) trains nothing",
+    ),
+    _m(
+        _MET,
+        METRICS_SHAPES,
+        'rows.append(["macro avg", *cells(report["macro avg"])])',
+        'rows.append(["macro avg", *cells(report["weighted avg"])])',
+        "the Markdown report's macro row shows the weighted average (equal on balanced data)",
+    ),
+    _m(
+        _RD,
+        CHECKPOINTS,
+        "(int(m.group(1)), path)",
+        "(m.group(1), path)",
+        "checkpoints ordered as text: checkpoint-9 resumed over checkpoint-10",
+    ),
+    _m(
+        _CT,
+        CARD,
+        'elif len(chosen["tied_epochs"]) > 1:',
+        'elif len(chosen["tied_epochs"]) >= 1:',
+        "a single best epoch described as a tie",
+    ),
+    _m(
+        "clip_lora/model_card.py",
+        CARD,
+        'if not spec or spec == "single":',
+        'if not spec or spec != "single":',
+        "the card lists the single template for a run scored with a template file",
+    ),
+    _m(
+        _T,
+        TRAINER_CHECKPOINTS,
+        "best is None and self.state.best_metric is not None",
+        "best is None and self.state.best_metric is None",
+        "a state with a best metric but no best step (an older run) ranks nothing: any evaluation wins",
+    ),
+    _m(
+        _T,
+        TRAINER_CHECKPOINTS,
+        "if self.args.save_strategy in (SaveStrategy.STEPS, SaveStrategy.EPOCH, SaveStrategy.BEST):",
+        "if self.args.save_strategy in (SaveStrategy.EPOCH, SaveStrategy.BEST):",
+        "the best step not tracked under --save_strategy steps: rotation deletes the best checkpoint",
     ),
 ]

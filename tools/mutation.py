@@ -1,65 +1,48 @@
-"""Mutation testing over a hand-written list of realistic one-line bugs (tools/mutants.py): `make mutation`.
+"""Mutation testing: `make mutation` runs the curated list of realistic one-line bugs (tools/mutants.py), then the
+generated operator-level mutants of the number-making functions (tools/mutagen.py, tools/generated_mutants.py), and
+writes both kill rates to MUTATION.md.
 
-    python tools/mutation.py                  # every mutant; writes MUTATION.md
-    python tools/mutation.py --only stats.py  # rerun the mutants whose file or bug contains "stats.py"; the others
-                                              # keep their last result (tools/mutation_results.json)
-    python tools/mutation.py --resume         # after an interrupted run: keep its kills, run the rest
-    python tools/mutation.py --list           # what would run, and which mutants are stale
+    python tools/mutation.py                  # both; writes MUTATION.md
+    python tools/mutation.py --curated        # the curated list only (make mutation-curated)
+    python tools/mutation.py --generated      # the generated mutants only (make mutation-generated; ~1 h on 2 CPUs)
+    python tools/mutation.py --only stats.py  # rerun the mutants whose file, bug or function contains "stats.py";
+                                              # the others keep their last result (tools/mutation*_results.json)
+    python tools/mutation.py --resume         # keep the kills of the last run, run the rest (survivors, new ones)
+    python tools/mutation.py --list           # what would run, and which curated mutants are stale
 
-Each mutant replaces one snippet of one file (the snippet must occur exactly once) and runs only the test files that
-cover that file, with -x. Why a list and not mutmut/cosmic-ray: those generate every operator swap in a module
-(hundreds of mutants for these files, most of them in logging and messages), and each mutant would pay the ~25 s it
-takes to import torch/transformers/datasets on this 2-core machine. A list aims at the bugs that change reported
-numbers (wrong axis, dropped term, wrong split, off-by-one) and says which tests should catch each one.
+Curated: each mutant replaces one snippet of one file (the snippet must occur exactly once) and runs the test files
+its entry names, with -x. The list aims at the bugs that change reported numbers (wrong axis, dropped term, wrong
+split, off-by-one) and says which tests should catch each one. A mutant whose snippet no longer matches its file is
+STALE (the code changed under it; rewrite the mutant) and makes the run fail, as does a survivor without a reason.
+Generated: the same, for every operator-level mutant of the functions tools/generated_mutants.py names (see
+tools/mutagen.py for the operators, and why not mutmut); each runs the fast tests of its file, with a timeout of a
+few times their unmutated time. They measure the suite against bugs nobody listed.
 
 The working tree is never touched: the tracked and untracked (not ignored) files are copied to a temporary folder and
-mutated there, so a crash or Ctrl-C leaves nothing behind and other processes can keep reading the tree. Third-party
-libraries are imported once in this process; every mutant runs pytest in a forked child that imports the project's
-modules fresh from the mutated copy. A mutant whose snippet no longer matches its file is reported as STALE (the
-code changed under it; rewrite the mutant) and makes the run fail, as does a survivor without a written reason.
+mutated there (tools/mutation_runner.py). Third-party libraries are imported once in this process; every mutant runs
+pytest in a forked child that imports the project's modules fresh from the mutated copy.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import importlib.util
 import json
-import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
+import mutagen
+import mutation_report as report
+from generated_equivalent import EQUIVALENT
+from generated_mutants import TARGETS
+from mutation_runner import baseline, copy_tree, preimport, run_mutants
+
 ROOT = Path(__file__).resolve().parents[1]
-REPORT = ROOT / "MUTATION.md"
-RESULTS = (
-    ROOT / "tools" / "mutation_results.json"
-)  # every mutant's latest result; MUTATION.md is drawn from it
-HEAVY_IMPORTS = (
-    "torch",
-    "numpy",
-    "PIL.Image",
-    "datasets",
-    "evaluate",
-    "accelerate",
-    "peft",
-    "transformers",
-    "transformers.trainer",
-    "transformers.models.clip.modeling_clip",
-    "pytest",
-    "hypothesis",
-    "sklearn.metrics",
-    "scipy.stats",
-    "matplotlib.pyplot",
-)
-FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)
 
 
 def load_mutants():
@@ -68,91 +51,6 @@ def load_mutants():
     sys.modules["mutants"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module.MUTANTS
-
-
-def copy_tree(dest: Path) -> None:
-    """Tracked and untracked-but-not-ignored files, as they are now (uncommitted edits included)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    ).stdout.split(b"\0")
-    for name in filter(None, (n.decode() for n in listed)):
-        src = ROOT / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name, follow_symlinks=False)
-
-
-def preimport() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("WANDB_MODE", "offline")
-    os.environ["MPLBACKEND"] = "Agg"
-    for name in HEAVY_IMPORTS:
-        with contextlib.suppress(ImportError):  # the child imports it (slower) or the test needing it skips
-            __import__(name)
-    import torch
-
-    torch.set_num_threads(1)
-    leaked = [m for m in ("clip_lora", "metrics", "collator", "train_clip_lora") if m in sys.modules]
-    assert not leaked, f"project modules imported before the fork would not be mutated: {leaked}"
-
-
-def run_pytest(tree: Path, tests: list[str], log: Path, timeout: float) -> tuple[str, str]:
-    """('killed'|'survived'|'timeout'|'no tests', first failing test) for pytest on `tests` inside `tree`."""
-    pid = os.fork()
-    if pid == 0:  # child: never returns
-        code = 3
-        try:
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            os.chdir(tree)
-            sys.path[:0] = [str(tree), str(tree / "tests")]
-            os.environ["PYTHONPATH"] = os.pathsep.join([str(tree), os.environ.get("PYTHONPATH", "")])
-            import pytest
-            from hypothesis import Phase, settings
-
-            # A mutant needs one failing example, not the smallest: shrinking would only cost time here.
-            settings.register_profile("mutation", phases=(Phase.explicit, Phase.reuse, Phase.generate))
-            settings.load_profile("mutation")
-            args = ["-x", "-q", "-rfE", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
-            code = int(pytest.main(args))
-            import clip_lora
-
-            if not Path(clip_lora.__file__).resolve().is_relative_to(tree.resolve()):
-                print(f"clip_lora imported from {clip_lora.__file__}, not the mutated copy", flush=True)
-                code = 4
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    deadline, done = time.monotonic() + timeout, 0
-    try:
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                return "timeout", ""
-            time.sleep(0.2)
-    finally:
-        if not done:  # timed out, or Ctrl-C / SIGTERM here: the child must not outlive the run
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    text = log.read_text(errors="replace") if log.exists() else ""
-    first = next(iter(FAILED.findall(text)), "")
-    if code == 0:
-        return "survived", ""
-    if code in (1, 2, 3):  # failures, collection/import errors (a mutant can break an import), a crash
-        return "killed", first or f"pytest exit {code}"
-    if code == 4:
-        raise SystemExit(text[-2000:])
-    return "no tests", f"pytest exit {code}: {text[-300:]}"
 
 
 def stale(mutant) -> str | None:
@@ -168,77 +66,48 @@ def mutant_key(m) -> str:
     return json.dumps([m.path, m.original, m.mutated])
 
 
-def load_results() -> dict:
-    try:
-        return json.loads(RESULTS.read_text())
-    except (OSError, ValueError):
-        return {}
+def curated_jobs(tree: Path, live, timeout: float) -> list:
+    jobs = []
+    for m in live:
+        original = (tree / m.path).read_text()
+        mutated = original.replace(m.original, m.mutated, 1)
+        note = "  (equivalent: justified)" if m.equivalent else ""
+        jobs.append((mutant_key(m), m.path, original, mutated, m.tests, timeout, f"{m.path}: {m.bug}{note}"))
+    return jobs
 
 
-def write_report(mutants, results: dict, stale_rows) -> tuple[int, int, list]:
-    """MUTATION.md from the latest result of every current mutant; (killed, counted, survivors without a reason)."""
-    stale_set = {mutant_key(m) for m, _ in stale_rows}
-    rows = [(m, results.get(mutant_key(m))) for m in mutants if mutant_key(m) not in stale_set]
-    counted = [(m, r) for m, r in rows if r and r["status"] in ("killed", "timeout", "survived")]
-    survivors = [(m, r) for m, r in counted if r["status"] == "survived"]
-    killed = len(counted) - len(survivors)
-    not_run = [m for m, r in rows if not r]
-    runs = sorted({(r["when"], r["commit"]) for _, r in counted})
-    per_file = Counter(m.path for m, _ in counted)
-    per_file_killed = Counter(m.path for m, r in counted if r["status"] != "survived")
-    lines = [
-        "# Mutation testing: last result",
-        "",
-        "Generated by `make mutation` (tools/mutation.py over the mutants in tools/mutants.py); do not edit by hand.",
-        "Each mutant is one realistic one-line bug; it is killed when a test covering its file fails.",
-        "",
-        f"- runs: {', '.join(f'{when} UTC on {commit}' for when, commit in runs) or 'none'}"
-        " (a full run, then any `--only` reruns; each row below says which)",
-        f"- **kill rate: {killed}/{len(counted)} = {100 * killed / max(1, len(counted)):.1f}%**",
-        f"- stale mutants (snippet no longer in its file; not counted): {len(stale_rows)}",
-        f"- mutants never run (not counted): {len(not_run)}",
-        "",
-        "| file | killed / mutants |",
-        "| --- | ---: |",
-        *(f"| {path} | {per_file_killed[path]} / {n} |" for path, n in sorted(per_file.items())),
-        "",
-        "## Survivors and why each is equivalent",
-        "",
-    ]
-    for m, _ in survivors:
-        reason = (
-            m.equivalent or "**NOT JUSTIFIED: write a test that kills it or the reason it is equivalent**"
-        )
-        lines.append(f"- `{m.path}`: {m.bug}. `{m.original.strip()}` -> `{m.mutated.strip()}`. {reason}")
-    if not survivors:
-        lines.append("None.")
-    if stale_rows:
-        lines += ["", "## Stale mutants (rewrite them against the current code)", ""]
-        lines += [f"- `{m.path}`: {m.bug} ({why})" for m, why in stale_rows]
-    lines += [
-        "",
-        "## Every mutant",
-        "",
-        "| file | bug | result | killed by | run |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for m, r in rows:
-        r = r or {"status": "not run", "by": "", "when": "", "commit": ""}
-        lines.append(
-            f"| {m.path} | {m.bug} | {r['status']} | {r['by'].replace('|', '/')} | {r['when']} {r['commit']} |"
-        )
-    REPORT.write_text("\n".join(lines) + "\n")
-    return killed, len(counted), [m for m, _ in survivors if not m.equivalent]
+def generated_jobs(tree: Path, live, logs: Path, timeout: float) -> list:
+    """One job per generated mutant; its timeout a few times what its tests take unmutated (forked gloo tests can
+    hang on a mutant that breaks a collective: the timeout kills them and counts as killed)."""
+    jobs, took = [], {}
+    for m in live:
+        if m.tests not in took:
+            took[m.tests] = baseline(tree, m.tests, logs / f"baseline-{len(took)}.log", 3 * timeout)
+            print(f"baseline: {' '.join(m.tests)} pass unmutated in {took[m.tests]:.0f}s", flush=True)
+        original = (tree / m.path).read_text()
+        label = f"{m.path} {m.function}:{m.line} {m.original} -> {m.mutated}"
+        limit = min(timeout, 4 * took[m.tests] + 20)
+        jobs.append((m.key, m.path, original, m.apply(original), m.tests, limit, label))
+    return jobs
+
+
+def record_run(kind: str, stamp: dict, count: int, seconds: float, filtered: bool) -> None:
+    runs = report.load(report.RUNS)
+    runs.append({"kind": kind, **stamp, "mutants": count, "wall_s": round(seconds), "filtered": filtered})
+    report.save(report.RUNS, runs)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--curated", action="store_true", help="run the curated list only")
+    which.add_argument("--generated", action="store_true", help="run the generated mutants only")
     parser.add_argument(
         "--only",
         action="append",
-        help="run only the mutants whose file or bug contains this text (repeatable)",
+        help="run only the mutants whose file, bug or function contains this text (repeatable)",
     )
     parser.add_argument(
         "--resume",
@@ -257,68 +126,86 @@ def main(argv=None) -> int:
     for m, why in stale_rows:
         print(f"STALE    {m.path}: {m.bug} ({why})", flush=True)
     stale_keys = {mutant_key(m) for m, _ in stale_rows}
-    live = [
-        m
-        for m in everything
-        if mutant_key(m) not in stale_keys
-        and (not args.only or any(text in f"{m.path} {m.bug}" for text in args.only))
-    ]
+    generated = mutagen.generate(TARGETS, ROOT)
+
+    def chosen(text: str) -> bool:
+        return not args.only or any(part in text for part in args.only)
+
+    live = [m for m in everything if mutant_key(m) not in stale_keys and chosen(f"{m.path} {m.bug}")]
+    live_generated = [m for m in generated if chosen(f"{m.path} {m.function}")]
+    live = [] if args.generated else live
+    live_generated = [] if args.curated else live_generated
     if args.list:
         for m in live:
             print(f"{m.path}: {m.bug} -> {' '.join(m.tests)}")
+        for m in live_generated:
+            print(f"generated {m.path} {m.function}:{m.line}: {m.original} -> {m.mutated}")
+        print(f"{len(live)} curated, {len(live_generated)} generated mutants")
         return 1 if stale_rows else 0
     # SIGTERM unwinds like Ctrl-C, so the temporary tree is removed and the running child is killed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     preimport()
-    results = load_results() if args.only or args.resume else {}
+    keep = args.only or args.resume or args.curated or args.generated
+    curated_results = report.load(report.CURATED_RESULTS) if keep else {}
+    generated_results = report.load(report.GENERATED_RESULTS) if keep else {}
     if args.resume:
-        live = [m for m in live if results.get(mutant_key(m), {}).get("status") not in ("killed", "timeout")]
+        done = ("killed", "timeout")
+        live = [m for m in live if curated_results.get(mutant_key(m), {}).get("status") not in done]
+        live_generated = [
+            m for m in live_generated if generated_results.get(m.key, {}).get("status") not in done
+        ]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     dirty = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True)
     stamp = {
         "when": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M}",
         "commit": commit.stdout.strip() + ("+edits" if dirty.stdout.strip() else ""),
     }
+    filtered = bool(args.only or args.resume)
     with tempfile.TemporaryDirectory(prefix="clip-lora-mutation-") as tmp:
-        tree = Path(tmp) / "tree"
+        tree, logs = Path(tmp) / "tree", Path(tmp)
         copy_tree(tree)
-        baseline_tests = sorted({t for m in live for t in m.tests})
-        status, by = run_pytest(tree, baseline_tests, Path(tmp) / "baseline.log", 3 * args.timeout)
-        if status != "survived":
-            print((Path(tmp) / "baseline.log").read_text()[-3000:])
-            print(f"the unmutated tree fails its tests ({status}: {by}); fix that first", file=sys.stderr)
-            return 2
-        print(f"baseline: {len(baseline_tests)} test files pass unmutated", flush=True)
-        for i, m in enumerate(live, 1):
-            target = tree / m.path
-            original = target.read_text()
+        if live:
             t0 = time.monotonic()
-            try:
-                target.write_text(original.replace(m.original, m.mutated, 1))
-                status, by = run_pytest(tree, list(m.tests), Path(tmp) / f"mutant-{i}.log", args.timeout)
-            finally:
-                target.write_text(original)
-            note = "  (equivalent: justified)" if status == "survived" and m.equivalent else ""
-            print(
-                f"[{i}/{len(live)}] {status:8s} {m.path}: {m.bug}  {by}{note}  {time.monotonic() - t0:.0f}s"
-            )
-            sys.stdout.flush()
-            results[mutant_key(m)] = {"status": status, "by": by, **stamp}
-            RESULTS.write_text(
-                json.dumps(results, indent=1) + "\n"
-            )  # after each mutant: Ctrl-C keeps what ran
-    killed, counted, unjustified = write_report(everything, results, stale_rows)
-    print(f"\nkill rate: {killed}/{counted} = {100 * killed / max(1, counted):.1f}%  (written: MUTATION.md)")
+            took = baseline(tree, [t for m in live for t in m.tests], logs / "baseline.log", 3 * args.timeout)
+            print(f"baseline: the curated mutants' test files pass unmutated ({took:.0f}s)", flush=True)
+            jobs = curated_jobs(tree, live, args.timeout)
+            run_mutants(tree, jobs, curated_results, report.CURATED_RESULTS, stamp, logs)
+            record_run("curated", stamp, len(live), time.monotonic() - t0, filtered)
+        if live_generated:
+            t0 = time.monotonic()
+            jobs = generated_jobs(tree, live_generated, logs, args.timeout)
+            run_mutants(tree, jobs, generated_results, report.GENERATED_RESULTS, stamp, logs)
+            record_run("generated", stamp, len(live_generated), time.monotonic() - t0, filtered)
+    curated = report.curated_section(everything, curated_results, stale_rows, mutant_key)
+    generated_report = report.generated_section(generated, generated_results, EQUIVALENT)
+    report.write(curated, generated_report)
+    (c_killed, c_counted, c_unjustified), (g_killed, g_counted, g_unjustified) = (
+        curated[1],
+        generated_report[1],
+    )
+    print(f"\ncurated kill rate: {c_killed}/{c_counted} = {100 * c_killed / max(1, c_counted):.1f}%")
+    print(
+        f"generated kill rate: {g_killed}/{g_counted} = {100 * g_killed / max(1, g_counted):.1f}%  (MUTATION.md)"
+    )
     for m in everything:
-        r = results.get(mutant_key(m))
+        r = curated_results.get(mutant_key(m))
         if r and r["status"] == "survived":
             print(f"SURVIVED {m.path}: {m.bug} -- {m.equivalent or 'NOT JUSTIFIED'}")
-        elif r and r["status"] == "no tests":
-            print(f"NO TESTS {m.path}: {m.bug} -- {r['by']}")
+    for m in generated:
+        r = generated_results.get(m.key)
+        if r and r["status"] == "survived":
+            reason = EQUIVALENT.get((m.path, m.function, m.original, m.mutated))
+            print(
+                f"SURVIVED {m.path} {m.function}:{m.line}: {m.original} -> {m.mutated} -- {reason or 'NOT JUSTIFIED'}"
+            )
     for m, why in stale_rows:
         print(f"STALE    {m.path}: {m.bug} ({why})")
-    broken = [r for r in results.values() if r["status"] == "no tests"]
-    return 1 if stale_rows or broken or unjustified else 0
+    broken = [
+        r for r in [*curated_results.values(), *generated_results.values()] if r["status"] == "no tests"
+    ]
+    for r in broken:
+        print(f"NO TESTS {r['by']}")
+    return 1 if stale_rows or broken or c_unjustified or g_unjustified else 0
 
 
 if __name__ == "__main__":
