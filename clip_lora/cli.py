@@ -72,6 +72,7 @@ def run(verb: str, argv: list[str]) -> int:
     its family's status (faults.py)."""
     module, function, _ = VERBS[verb]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer's threads vs. loader workers
+    run_dir.forget_active()
     try:
         with faults.stop_requests():
             if verb_args.precheck(verb, argv):  # --help answered before any heavy import

@@ -114,8 +114,13 @@ def acquire_lock(output_dir: str | Path) -> None:
 
 
 def active_run() -> dict | None:
-    """{"output_dir", "do_train", "resume"} of the run this process prepared last, or None."""
+    """{"output_dir", "do_train", "resume"} of the run this command prepared last, or None."""
     return dict(_active) if _active else None
+
+
+def forget_active() -> None:
+    """A new command starts: no run of it is active yet (a previous command's run is not this one's)."""
+    _active.clear()
 
 
 def abandon() -> None:

@@ -24,7 +24,9 @@ HEAVY = ("torch", "transformers", "peft", "datasets", "accelerate", "evaluate")
 def test_the_packaged_description_is_this_parser():
     # Fails after a flag changes without `python -m clip_lora.flag_schema --write` (then only the speed is lost).
     packaged = json.loads(flag_schema.SCHEMA_FILE.read_text())
-    assert packaged == json.loads(json.dumps(flag_schema.build()))
+    assert packaged == json.loads(json.dumps(flag_schema.build())), (
+        "clip_lora/flag_schema.json is stale: run `python -m clip_lora.flag_schema --write`"
+    )
     assert flag_schema.load() == packaged
 
 
