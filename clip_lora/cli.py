@@ -73,10 +73,12 @@ def run(verb: str, argv: list[str]) -> int:
     module, function, _ = VERBS[verb]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer's threads vs. loader workers
     run_dir.forget_active()
+    started = False  # past the flag check: the verb's module (and its progress bars) ran
     try:
         with faults.stop_requests():
             if verb_args.precheck(verb, argv):  # --help answered before any heavy import
                 return 0
+            started = True
             from clip_lora import progress
 
             progress.configure()  # bars only on a terminal; known library warnings silenced
@@ -93,8 +95,9 @@ def run(verb: str, argv: list[str]) -> int:
         return 0
     run_dir.abandon()
     # The frames the error held are released now; collecting them closes open progress bars, which would
-    # otherwise print after the error line (an error raised mid-training).
-    gc.collect()
+    # otherwise print after the error line (an error raised mid-training). Nothing to close before the verb ran.
+    if started:
+        gc.collect()
     if is_main_process():
         print(f"error: {message}", file=sys.stderr)
     return status

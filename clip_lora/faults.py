@@ -11,7 +11,7 @@ what to do, and has its own exit status:
 |---|---|---|---|
 | bad input | ClipLoraError | 2 | argparse's code for usage errors: change the command or its files |
 | unsafe pickle | pickle.UnpicklingError (torch.load weights_only refusing a checkpoint's RNG/optimizer state) | 2 | the checkpoint is an input the user must remove |
-| a write failed | OSError ENOSPC/EDQUOT/EFBIG, torch.save's RuntimeError, safetensors' `I/O error` | 74 | sysexits EX_IOERR: an I/O error; rerunning after freeing space works |
+| a write failed | OSError ENOSPC/EDQUOT/EFBIG, torch.save's RuntimeError, a Rust writer's `(os error 28)` (safetensors, tokenizers) | 74 | sysexits EX_IOERR: an I/O error; rerunning after freeing space works |
 | cannot write there | OSError EROFS/EACCES/EPERM | 73 | sysexits EX_CANTCREAT: the output cannot be created in that place |
 | interrupted | KeyboardInterrupt (Ctrl-C, SIGINT) | 130 | 128 + SIGINT, what shells report for Ctrl-C |
 | terminated | SIGTERM (a scheduler's stop, torchrun tearing down) | 143 | 128 + SIGTERM, the same convention |
@@ -43,7 +43,7 @@ CANNOT_WRITE = {
 }
 LOW_SPACE = 64 * 2**20  # free bytes under which a failed write is reported as a full disk
 ATOMIC_TEMP = re.compile(r"\.\d+" + re.escape(artifacts.ATOMIC_SUFFIX) + "$")  # artifacts.atomic_write's temp
-OS_ERROR_CODE = re.compile(r"os error (\d+)")  # how safetensors' Rust I/O errors name the errno
+OS_ERROR_CODE = re.compile(r"\(os error (\d+)\)")  # how Rust's std::io::Error names the errno
 TORCH_SAVE = os.path.join("torch", "serialization.py")  # torch.save's frames: its C++ writer's RuntimeErrors
 
 
@@ -109,12 +109,12 @@ def _chain(err: BaseException):
 
 
 def _errno_of(err: BaseException) -> int | None:
+    """The errno of an OSError, or the one a Rust library's I/O error names (safetensors, tokenizers: "... (os error
+    28)", raised as SafetensorError or a bare Exception)."""
     if isinstance(err, OSError) and err.errno is not None:
         return err.errno
-    if type(err).__name__ == "SafetensorError":
-        match = OS_ERROR_CODE.search(str(err))
-        return int(match.group(1)) if match else None
-    return None
+    match = OS_ERROR_CODE.search(str(err)) if isinstance(err, Exception) else None
+    return int(match.group(1)) if match else None
 
 
 def _failed_save(err: BaseException) -> bool:

@@ -20,7 +20,7 @@ from clip_lora.errors import ArgumentError, ModelError, Parser, PredictError
 from clip_lora.prompts import template_problem
 
 SEED_MODEL = "openai/clip-vit-base-patch16"  # = arguments.SEED_MODEL (that module imports torch)
-CHECKED_FILES = ("labels", "prompt_template", "model_name_or_path", "adapter_name_or_path", "device")
+NONEMPTY_FLAGS = ("labels", "prompt_template", "model_name_or_path", "adapter_name_or_path", "device")
 
 
 def eval_argv(argv: list[str]) -> list[str]:
@@ -82,7 +82,7 @@ def predict_args(argv: list[str] | None) -> argparse.Namespace:
         problem = validation.field_problem(flag, getattr(args, flag), {"min": 1}, parser.get_default(flag))
         if problem:
             raise PredictError(f"--{flag} {problem}")
-    for flag in CHECKED_FILES:
+    for flag in NONEMPTY_FLAGS:
         problem = validation.field_problem(flag, getattr(args, flag), {"nonempty": True})
         if problem:
             raise PredictError(f"--{flag} {problem}")

@@ -88,6 +88,7 @@ def _chained(inner: BaseException) -> BaseException:
     ],
 )
 def test_each_family_is_one_line_with_its_status(err, status, start):
+    run_dir.forget_active()  # no run of this command is under way (an earlier test's may have been)
     described = faults.describe(err)
     assert described is not None and described[0] == status
     assert described[1].startswith(start) and "\n" not in described[1]
@@ -96,6 +97,7 @@ def test_each_family_is_one_line_with_its_status(err, status, start):
 
 
 def test_a_torch_save_error_without_errno_is_a_failed_write_and_bugs_stay_tracebacks(tmp_path):
+    run_dir.forget_active()
     try:
         torch.save(
             {"x": torch.zeros(2)}, tmp_path / "no-such-folder" / "x.pt"

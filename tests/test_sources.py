@@ -62,9 +62,7 @@ def test_local_looking_values_are_paths_and_a_missing_one_names_the_nearest(tmp_
         sources.resolve("runs/dem0", "--f")
 
 
-@pytest.mark.parametrize(
-    "value", ["runs/demo-assets/modl", "./models/clip", "a..b", "bad name!/x", "~/no/such"]
-)
+@pytest.mark.parametrize("value", ["runs/demo-assets/modl", "a..b", "~/no/such"])
 def test_a_local_looking_model_that_does_not_exist_is_one_line_in_every_verb(
     value, tmp_path, monkeypatch, capsys
 ):

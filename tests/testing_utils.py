@@ -450,9 +450,10 @@ class Killed(BaseException):
 @contextlib.contextmanager
 def save_points(out: Path, on_save):
     """Every write of a run into `out`, and every training / prediction step, first calls on_save(writer, name,
-    path), which may raise a fault. Writers: Python's open for writing (atomic_write's temp files, Trainer's JSON,
-    PEFT's config and card, the processor files), torch.save (optimizer, scheduler, RNG state, arguments) and the
-    safetensors writer PEFT saves adapters with; moments: ClipLoraTrainer.training_step / prediction_step."""
+    path), which may raise a fault. Writers: artifacts.atomic_write (our artifacts), Python's open for writing
+    (Trainer's JSON, PEFT's config and card, the processor files), torch.save (optimizer, scheduler, RNG state,
+    arguments) and the safetensors writer PEFT saves adapters with; moments: ClipLoraTrainer.training_step and
+    prediction_step."""
     import builtins
 
     import peft.peft_model
@@ -472,7 +473,10 @@ def save_points(out: Path, on_save):
             and any(c in mode for c in "wax")
             and str(file).startswith(root)
         ):
-            on_save("open", name_of(file), file)
+            writer = (
+                "atomic_write" if ATOMIC_TEMP.search(os.fsdecode(file)) else "open"
+            )  # ours, or a library's
+            on_save(writer, name_of(file), file)
         return real_open(file, mode, *args, **kwargs)
 
     def saved(obj, f, *args, **kwargs):
@@ -534,12 +538,15 @@ def raise_fault(kind: str, writer: str, path) -> None:
 
 
 def fault_at(target: tuple[str, str, int], kind: str):
-    """on_save for save_points: `kind` at the n-th save point (writer, name); every other one proceeds."""
+    """on_save for save_points: `kind` at the n-th save point (writer, name); every other one proceeds.
+    `on_save.fired` says whether the run reached that save point."""
     counts = collections.Counter()
 
     def on_save(writer, name, path):
         counts[writer, name] += 1
         if (writer, name, counts[writer, name]) == target:
+            on_save.fired = True
             raise_fault(kind, writer, path)
 
+    on_save.fired = False
     return on_save
