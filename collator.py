@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from clip_lora.placeholders import IGNORE_INDEX
+
 
 @dataclass
 class ClipClassificationCollator:
@@ -37,17 +39,26 @@ class ClipClassificationCollator:
     image_std: list[float] | None = None
     rescale_factor: float = 1 / 255
     # True: uint8 pixels leave as uint8 (4x fewer bytes to copy) and the consumer calls `normalize` on the device
-    # (ClipLoraTrainer does); the arithmetic is the same float32 operations either way.
+    # (ClipLoraTrainer does on a GPU); the arithmetic is the same float32 operations either way.
     defer_normalization: bool = False
-    _pixel_shape: tuple = (3, 0, 0)  # of the last image seen: an all-dropped batch keeps the same layout
-    _on_device: dict = field(default_factory=dict, repr=False, compare=False)
+    _pixel_shape: tuple = (3, 0, 0)  # of the last image seen: an all-placeholder batch keeps the same layout
+    _pixel_dtype: np.dtype = np.dtype(np.float32)
+    _on_device: dict = field(default_factory=dict, repr=False, compare=False)  # normalize's mean/std per device
 
     @classmethod
     def from_class_names(
-        cls, tokenizer, class_names: list[str], templates: list[str], **normalization
+        cls,
+        tokenizer,
+        class_names: list[str],
+        templates: list[str],
+        max_length: int | None = None,
+        **normalization,
     ) -> ClipClassificationCollator:
-        prompts = [template.format(name) for name in class_names for template in templates]
-        tokens = tokenizer(prompts, padding=True, return_tensors="pt")
+        # Through the class-name layer: names the model cannot tell apart, or prompts longer than the text tower
+        # takes (max_length, from the model config), are one error line, never a silent or crashing tokenization.
+        from clip_lora.class_names import prompt_tokens
+
+        tokens = prompt_tokens(tokenizer, class_names, templates, max_length)
         return cls(
             prompt_input_ids=tokens["input_ids"],
             prompt_attention_mask=tokens["attention_mask"],
@@ -57,29 +68,32 @@ class ClipClassificationCollator:
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         # numpy, single-threaded: torch's intra-op pool is the model's, and under load its stack/cast stall (bench/).
         # A row without pixels is an image that became unreadable after the pre-training check (images.py logged
-        # and listed it): it is left out of the batch, with its label.
-        features = [f for f in features if f["pixel_values"] is not None]
-        if not features:
-            return self._empty_batch()
-        pixels = np.stack([np.asarray(f["pixel_values"]) for f in features])
-        self._pixel_shape = pixels.shape[1:]
+        # and listed it): it stays as a blank placeholder labelled IGNORE_INDEX, so a batch always has one row per
+        # dataset row; the loss and the metrics leave it out (clip_lora/placeholders.py).
+        real = [f["pixel_values"] for f in features if f["pixel_values"] is not None]
+        if real:
+            first = np.asarray(real[0])
+            self._pixel_shape, self._pixel_dtype = first.shape, first.dtype
+        pixels = np.zeros((len(features), *self._pixel_shape), dtype=self._pixel_dtype)
+        for row, feature in enumerate(features):
+            if feature["pixel_values"] is not None:
+                pixels[row] = np.asarray(feature["pixel_values"])
         if pixels.dtype == np.uint8:
             self._check_normalization()
-            if self.defer_normalization:
-                return self._batch(torch.from_numpy(pixels), features)
-            pixels = pixels.astype(np.float32)
-            # In place: stays float32, as the image processor computes.
-            pixels *= np.float32(self.rescale_factor)
-            pixels -= np.asarray(self.image_mean, dtype=np.float32).reshape(-1, 1, 1)
-            pixels /= np.asarray(self.image_std, dtype=np.float32).reshape(-1, 1, 1)
+            if not self.defer_normalization:
+                pixels = pixels.astype(np.float32)
+                # In place: stays float32, as the image processor computes.
+                pixels *= np.float32(self.rescale_factor)
+                pixels -= np.asarray(self.image_mean, dtype=np.float32).reshape(-1, 1, 1)
+                pixels /= np.asarray(self.image_std, dtype=np.float32).reshape(-1, 1, 1)
         elif pixels.dtype == np.float64:  # plain Python lists: float32, as torch.as_tensor would give
             pixels = pixels.astype(np.float32)
-        return self._batch(torch.from_numpy(pixels), features)
-
-    def _batch(self, pixel_values: torch.Tensor, features: list[dict]) -> dict[str, torch.Tensor]:
-        labels = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
+        labels = torch.tensor(
+            [int(f["labels"]) if f["pixel_values"] is not None else IGNORE_INDEX for f in features],
+            dtype=torch.long,
+        )
         return {
-            "pixel_values": pixel_values,
+            "pixel_values": torch.from_numpy(pixels),
             "labels": labels,
             "input_ids": self.prompt_input_ids,
             "attention_mask": self.prompt_attention_mask,
@@ -98,21 +112,10 @@ class ClipClassificationCollator:
         if pixels.dtype != torch.uint8:
             return pixels
         self._check_normalization()
-        shape = (-1, 1, 1)
-        mean = (
-            torch.tensor(self.image_mean, dtype=torch.float32)
-            .view(shape)
-            .to(pixels.device, non_blocking=True)
-        )
-        std = (
-            torch.tensor(self.image_std, dtype=torch.float32).view(shape).to(pixels.device, non_blocking=True)
-        )
+        if pixels.device not in self._on_device:  # mean and std copied to each device once
+            self._on_device[pixels.device] = tuple(
+                torch.tensor(values, dtype=torch.float32).view(-1, 1, 1).to(pixels.device)
+                for values in (self.image_mean, self.image_std)
+            )
+        mean, std = self._on_device[pixels.device]
         return (pixels.to(torch.float32) * np.float32(self.rescale_factor).item() - mean) / std
-
-    def _empty_batch(self) -> dict[str, torch.Tensor]:
-        return {
-            "pixel_values": torch.zeros((0, *self._pixel_shape), dtype=torch.float32),
-            "labels": torch.zeros(0, dtype=torch.long),
-            "input_ids": self.prompt_input_ids,
-            "attention_mask": self.prompt_attention_mask,
-        }

@@ -34,13 +34,15 @@ from clip_lora import (
     wise_ft,
 )
 from clip_lora.arguments import parse_args
+from clip_lora.class_names import prompt_tokens, text_limit
 from clip_lora.data import load_splits
 from clip_lora.image_check import verify_splits
-from clip_lora.images import make_transform, surviving_ids
+from clip_lora.images import make_transform
 from clip_lora.modeling import apply_lora, count_parameters, load_adapter, load_clip
+from clip_lora.placeholders import kept_ids
 from clip_lora.preprocessing import prepare_splits
-from clip_lora.resources import looks_like_recipe
 from clip_lora.trainer import ClipLoraTrainer
+from clip_lora.verb_args import eval_argv
 from collator import ClipClassificationCollator
 from metrics import classification_report, compute_metrics, format_report, save_report
 
@@ -58,17 +60,12 @@ def evaluate_split(
 ):
     """Predict on one split: metrics under `prefix`, and (main process only) a predictions CSV."""
     result = trainer.predict(dataset, metric_key_prefix=prefix)
-    # Images that became unreadable while loading are left out of the result; the CSV names the rows that remain.
-    ids = surviving_ids(image_ids, len(result.label_ids), output_dir / artifacts.SKIPPED_IMAGES)
+    # Images that became unreadable while loading are left out of the result; the CSV names exactly the rows kept.
+    ids = kept_ids(image_ids, trainer.kept_rows)
     if csv_name and trainer.is_world_process_zero():
-        if ids is None:
-            logger.warning(
-                "Not writing %s: images were skipped while loading and rows cannot be named", csv_name
-            )
-        else:
-            artifacts.write_predictions(
-                output_dir / csv_name, ids, result.label_ids, result.predictions, class_names
-            )
+        artifacts.write_predictions(
+            output_dir / csv_name, ids, result.label_ids, result.predictions, class_names
+        )
     return result
 
 
@@ -131,6 +128,11 @@ def main(argv: list[str] | None = None) -> dict:
     model, processor = load_clip(
         model_args.model_name_or_path, model_args.cache_dir, model_args.attn_implementation
     )
+    # Class names the model cannot tell apart, or prompts longer than its text tower takes: refused now, in one line
+    # (the limit comes from the model's config), before anything is trained, evaluated or written.
+    templates = prompts.resolve_templates(data_args.prompt_templates, data_args.prompt_template)
+    max_prompt_tokens = text_limit(model, processor.tokenizer)
+    prompt_tokens(processor.tokenizer, class_names, templates, max_prompt_tokens)
     if model_args.adapter_name_or_path:
         model = load_adapter(model, model_args.adapter_name_or_path, is_trainable=training_args.do_train)
     elif training_args.do_train:
@@ -168,9 +170,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
     if streamed is not None:
         splits["train"] = streaming.with_transform(streamed, transform)
-    templates = prompts.resolve_templates(data_args.prompt_templates, data_args.prompt_template)
     collator = ClipClassificationCollator.from_class_names(
-        processor.tokenizer, class_names, templates, **normalization
+        processor.tokenizer, class_names, templates, max_prompt_tokens, **normalization
     )
 
     trainer = (streaming.StreamingTrainer if data_args.streaming else ClipLoraTrainer)(
@@ -295,9 +296,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def eval_main(argv: list[str] | None = None) -> dict:
     """clip-lora eval: the same pipeline, evaluating only (--do_train false) unless a flag says otherwise."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    recipe = argv[:1] if argv and looks_like_recipe(argv[0]) else []
-    return main([*recipe, "--do_train", "false", *argv[len(recipe) :]])
+    return main(eval_argv(list(sys.argv[1:] if argv is None else argv)))
 
 
 if (

@@ -20,21 +20,24 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from clip_lora import artifacts, changes
-from clip_lora.errors import ArgumentError, MissingExtraError, ModelError, Parser
+from clip_lora import artifacts, changes, sources
+from clip_lora.errors import ArgumentError, MissingExtraError, ModelError
+from clip_lora.verb_args import app_args
 
 INSTALL_HINT = "pip install clip-lora[app]"
 
 
 def is_hub_id(source: str) -> bool:
-    return not Path(source).expanduser().exists() and source.count("/") == 1
+    return sources.is_hub_id(source) and source.count("/") == 1  # a pushed run is USER/NAME
 
 
 def resolve_run(source: str) -> Path:
     """A run's folder: source itself, or a Hub repo's snapshot (cached; HF_HUB_OFFLINE=1 uses the cache only)."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return path
+    where = sources.resolve(source, "clip-lora app", what="run folder", error=ModelError)
+    if isinstance(where, Path):
+        if not where.is_dir():
+            raise ModelError(f"clip-lora app {source} is a file; pass a run's output folder or a hub id.")
+        return where
     if not is_hub_id(source):
         raise ModelError(f"{source} is neither a run's output folder nor a hub id (USER/NAME).")
     from huggingface_hub import snapshot_download
@@ -122,18 +125,6 @@ def load_view(run_dir: Path, data_dir: str | None = None) -> RunView:
     )
 
 
-def parse_args(argv: list[str] | None):
-    parser = Parser(prog="clip-lora app", description=__doc__.splitlines()[0])
-    parser.add_argument("run", metavar="OUTPUT_DIR_OR_HUB_ID", help="A run's output_dir or a pushed adapter.")
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="Address to serve on (default: this machine only)."
-    )
-    parser.add_argument("--port", type=int, default=7860)
-    parser.add_argument("--data_dir", help="Where the run's val images are (default: from run_config.json).")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available).")
-    return parser.parse_args(argv)
-
-
 def check_port(host: str, port: int) -> None:
     """Fail before the model loads when the address cannot be served (taken, or not this machine's)."""
     try:
@@ -146,7 +137,7 @@ def check_port(host: str, port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    args = app_args(argv)
     if not is_hub_id(args.run):  # a local folder is checked before anything is imported or downloaded
         local = resolve_run(args.run)
         adapter_path(local, artifacts.read_run_config(local))

@@ -9,22 +9,19 @@ A single YAML/JSON file works instead of flags (HfArgumentParser's convention); 
 from __future__ import annotations
 
 import copy
-import json
-import math
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from clip_lora import progress, validation
+from clip_lora import flag_schema, progress, validation
 from clip_lora.batching import launched_processes, resolve_batch
-from clip_lora.errors import ArgumentError, ClipLoraError, OneLineParserMixin
+from clip_lora.errors import ArgumentError, ClipLoraError, OneLineParserMixin, unknown_arguments_line
 from clip_lora.prompts import DEFAULT_TEMPLATE
-from clip_lora.resources import looks_like_recipe, recipe_path
+from clip_lora.resources import recipe_argv
 
 SEED_MODEL = "openai/clip-vit-base-patch16"
 LORA_TOWERS = ("both", "vision", "text")
@@ -147,15 +144,7 @@ class DataArguments:
 
     @property
     def wise_alpha_list(self) -> list[float]:
-        try:
-            alphas = [float(a) for a in (self.wise_alphas or "").split(",") if a.strip()]
-            if not all(map(math.isfinite, alphas)):
-                raise ValueError("not finite")
-            return alphas
-        except ValueError:
-            raise ArgumentError(
-                f"--wise_alphas {self.wise_alphas!r} must be numbers, e.g. 0,0.25,0.5,0.75,1"
-            ) from None
+        return validation.wise_alphas(self.wise_alphas)
 
 
 @dataclass
@@ -338,33 +327,6 @@ def default_loader_workers(gpu: bool) -> int:
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, LoraArguments, ClipLoraTrainingArguments)
 
 
-def _recipe_to_flags(path: Path) -> list[str]:
-    """Turn a YAML/JSON recipe into command-line flags, so flags after it can override any value."""
-    try:
-        text = validation.read_utf8(path, "recipe")
-        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ArgumentError(
-            f"cannot read recipe {path}: {first_line}; fix the file or pass flags instead."
-        ) from None
-    if not isinstance(values, dict):
-        raise ArgumentError(
-            f"recipe {path} must be a mapping of argument: value, got {type(values).__name__}."
-        )
-    flags = []
-    for key, value in values.items():
-        if isinstance(value, list):
-            value = ",".join(map(str, value)) if key == "lora_target_modules" else value
-        if isinstance(value, list):
-            flags += [f"--{key}", *map(str, value)]
-        elif isinstance(value, bool):
-            flags += [f"--{key}", str(value).lower()]
-        elif value is not None:
-            flags += [f"--{key}", str(value)]
-    return flags
-
-
 class OneLineHfParser(OneLineParserMixin, HfArgumentParser):
     """A bad flag value (wrong type, bad choice) is one `error:` line, not argparse's usage + message.
 
@@ -378,12 +340,20 @@ class OneLineHfParser(OneLineParserMixin, HfArgumentParser):
         HfArgumentParser._parse_dataclass_field(parser, argparse_field)
 
 
+def field_names(classes=ARGUMENT_CLASSES) -> set[str]:
+    return {f.name for cls in classes for f in dataclasses.fields(cls) if f.init}
+
+
+def build_parser() -> OneLineHfParser:
+    # Exact flag names only: with argparse's prefix matching, `--learning_rat` (or a recipe's `learning_rat:`)
+    # would silently set --learning_rate.
+    return OneLineHfParser(ARGUMENT_CLASSES, prog="clip-lora train", allow_abbrev=False)
+
+
 def parse_args(argv: list[str] | None = None):
     """Parse flags (or one recipe file followed by flags) into the four argument dataclasses."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and looks_like_recipe(argv[0]):  # a packaged recipe's name or a file path
-        argv = _recipe_to_flags(recipe_path(argv[0])) + argv[1:]
-    parser = OneLineHfParser(ARGUMENT_CLASSES, prog="clip-lora train")
+    argv = recipe_argv(list(sys.argv[1:] if argv is None else argv), field_names())
+    parser = build_parser()
     try:
         model_args, data_args, lora_args, training_args, unknown = parser.parse_args_into_dataclasses(
             args=argv, return_remaining_strings=True
@@ -393,6 +363,7 @@ def parse_args(argv: list[str] | None = None):
     except (ValueError, TypeError, KeyError, ImportError, OSError) as err:  # TrainingArguments' own checks
         raise ArgumentError(validation.library_error_line(err, ARGUMENT_CLASSES)) from None
     if unknown:
-        raise ArgumentError(f"unknown argument(s): {' '.join(unknown)}; see --help for the valid flags.")
+        raise ArgumentError(unknown_arguments_line(unknown, parser))
     validation.check_run(model_args, data_args, lora_args, training_args)
+    flag_schema.remember()  # no description for this install yet: the next mistake is answered before torch loads
     return model_args, data_args, lora_args, training_args

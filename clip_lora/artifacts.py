@@ -14,8 +14,12 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if (
+    TYPE_CHECKING
+):  # numpy is imported where arrays are handled: the CLI reads this module before any heavy import
+    import numpy as np
 
 # Every file name a run writes or reads, defined here only.
 PREDICTIONS = "predictions.csv"
@@ -90,6 +94,8 @@ def escape_path(path: str | Path | bytes) -> str:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     shifted = logits - logits.max(axis=1, keepdims=True)
     exp = np.exp(shifted)
     return exp / exp.sum(axis=1, keepdims=True)
@@ -99,6 +105,8 @@ def write_predictions(
     path: str | Path, image_ids: list[str], labels: np.ndarray, logits: np.ndarray, class_names: list[str]
 ) -> None:
     """One row per image: image, label, prediction (class names), then one probability column per class."""
+    import numpy as np
+
     if not len(image_ids) == len(labels) == len(logits):
         raise ValueError(f"{len(image_ids)} images, {len(labels)} labels and {len(logits)} logit rows differ")
     probs = softmax(np.asarray(logits, dtype=np.float64))
@@ -119,6 +127,8 @@ def write_predictions(
 
 def read_prediction_table(path: str | Path) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
     """(image ids, label indices, predicted indices, class names) from a predictions CSV."""
+    import numpy as np
+
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader)

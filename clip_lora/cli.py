@@ -9,8 +9,15 @@
     clip-lora app runs/demo                             # a page to look at the results (pip install clip-lora[app])
     accelerate launch --config_file $(clip-lora config 1gpu) train_clip_lora.py imagenette_vitb16
 
-This is the one place that turns a ClipLoraError into `error: <message>` and exit status 2, for every verb; under
-torchrun / accelerate only the main process prints it.
+This is the one boundary between a command and the user, for every verb:
+- flags are parsed and checked before the verb's module (torch, transformers, peft, datasets) is imported
+  (clip_lora/verb_args.py): a mistake or --help is answered at once;
+- a ClipLoraError becomes `error: <message>` and exit status 2; the faults raised from below (a full disk, a
+  read-only or forbidden folder, Ctrl-C, SIGTERM, an unsafe pickle) become one `error:` line saying what happened
+  and what to do, with the status of their family (clip_lora/faults.py); anything else is a bug and keeps its
+  traceback;
+- a failed run leaves no output folder holding only its lock (run_dir.abandon).
+Under torchrun / accelerate only the main process prints.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import importlib
 import os
 import sys
 
+from clip_lora import faults, run_dir, verb_args
 from clip_lora.errors import ClipLoraError, Parser
 from clip_lora.resources import ACCELERATE_CONFIGS_DIR, RECIPES_DIR, accelerate_config_path, names
 
@@ -66,24 +74,39 @@ def usage() -> str:
 
 
 def run(verb: str, argv: list[str]) -> int:
-    """Run one verb; a ClipLoraError becomes one `error:` line and exit status 2."""
+    """Run one verb; a ClipLoraError becomes one `error:` line and exit status 2, a fault from below one line with
+    its family's status (faults.py)."""
     module, function, _ = VERBS[verb]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the tokenizer's threads vs. loader workers
+    run_dir.forget_active()
+    started = False  # past the flag check: the verb's module (and its progress bars) ran
     try:
-        from clip_lora import progress
+        with faults.stop_requests():
+            if verb_args.precheck(verb, argv):  # --help answered before any heavy import
+                return 0
+            started = True
+            from clip_lora import progress
 
-        progress.configure()  # bars only on a terminal; known library warnings silenced
-        getattr(importlib.import_module(module), function)(argv)
+            progress.configure()  # bars only on a terminal; known library warnings silenced
+            getattr(importlib.import_module(module), function)(argv)
     except ClipLoraError as err:
-        message = str(err)
+        status, message = 2, str(err)
+    except BaseException as err:
+        described = faults.describe(err)
+        if described is None:
+            run_dir.abandon()
+            raise
+        status, message = described
     else:
         return 0
+    run_dir.abandon()
     # The frames the error held are released now; collecting them closes open progress bars, which would
-    # otherwise print after the error line (an error raised mid-training).
-    gc.collect()
+    # otherwise print after the error line (an error raised mid-training). Nothing to close before the verb ran.
+    if started:
+        gc.collect()
     if is_main_process():
         print(f"error: {message}", file=sys.stderr)
-    return 2
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:

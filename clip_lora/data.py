@@ -19,8 +19,11 @@ from pathlib import Path
 import datasets
 import numpy as np
 
+from clip_lora import sources
 from clip_lora.artifacts import escape_path
+from clip_lora.class_names import MIN_CLASSES, normalise
 from clip_lora.download import DataError, download_file, md5sum, safe_extract
+from clip_lora.errors import ClassNameError
 from clip_lora.images import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
@@ -185,9 +188,17 @@ def _load_folder(root: Path, folder_names: list[str], class_names: list[str]) ->
     )
 
 
-def class_names_for(ids: list[str], class_names_file: str | None) -> list[str]:
-    """Folder or ClassLabel ids -> class names: through --class_names_file when given, else WordNet ids -> words."""
-    return names_from_file(class_names_file, ids) if class_names_file else wnids_to_names(ids)
+def class_names_for(
+    ids: list[str], class_names_file: str | None, where: str = "the classes", min_classes: int = MIN_CLASSES
+) -> list[str]:
+    """Folder or ClassLabel ids -> class names: through --class_names_file when given, else WordNet ids -> words;
+    then through the class-name layer (NFC; at least two; no two the same), the pair named by their folders."""
+    if class_names_file:
+        names = names_from_file(class_names_file, ids)
+        where = f"--class_names_file {class_names_file} for {where}"
+    else:
+        names = wnids_to_names(ids)
+    return normalise(names, origins=ids, where=where, min_classes=min_classes)
 
 
 def wnids_to_names(names: list[str]) -> list[str]:
@@ -200,7 +211,7 @@ def _load_imagefolder(root: Path, class_names_file: str | None) -> datasets.Data
     folders = _class_folders(train_dir)
     if not folders:
         raise DataError(f"{train_dir} has no class folders; expected train/<class>/<image files>")
-    names = class_names_for(folders, class_names_file)
+    names = class_names_for(folders, class_names_file, f"the class folders of {escape_path(train_dir)}")
     return _load_folder(root, folders, names)
 
 
@@ -215,6 +226,9 @@ def names_from_file(class_names_file: str, folders: list[str]) -> list[str]:
     missing = [f for f in folders if f not in mapping]
     if missing:
         raise DataError(f"{class_names_file} has no name for folder(s) {', '.join(missing)}; add them")
+    unused = sorted(set(mapping) - set(folders))
+    if unused:  # one file may serve several data sets; a typo in a folder name shows up here
+        logger.warning("%s names folder(s) this data set lacks: %s", class_names_file, ", ".join(unused[:10]))
     return [str(mapping[f]) for f in folders]
 
 
@@ -233,7 +247,7 @@ def load_eval_folder(
         )
     split_dir = next((root / n for n in VAL_SPLIT_NAMES if (root / n).is_dir()), root)
     folders = _class_folders(split_dir)
-    names = class_names_for(folders, class_names_file)
+    names = class_names_for(folders, class_names_file, f"the class folders of {escape_path(split_dir)}", 1)
     unknown = [f for f, n in zip(folders, names, strict=True) if n not in class_names]
     if unknown or not folders:
         raise DataError(
@@ -322,7 +336,7 @@ def _load_hub(name: str, data_dir: str | None, class_names_file: str | None = No
     if val_name is None:
         raise DataError(f"hub dataset {name} has no validation/val/test split (splits: {', '.join(raw)})")
     image_col, label_col = image_label_columns(raw["train"].features, name)
-    names = class_names_for(raw["train"].features[label_col].names, class_names_file)
+    names = class_names_for(raw["train"].features[label_col].names, class_names_file, f"hub dataset {name}")
     out = {}
     for key, split in (("train", "train"), ("val", val_name)):
         ds = standard_columns(raw[split], image_col, label_col)
@@ -398,13 +412,27 @@ def load_splits(
     if dataset_name.lower() in FASTAI_DATASETS:
         classes = FASTAI_DATASETS[dataset_name.lower()][0]
         root = _resolve_imagenette_root(data_dir, imagenette_size, download, dataset_name.lower())
-        splits = _load_folder(root, list(classes), list(classes.values()))
-    elif Path(dataset_name).expanduser().is_dir():
-        splits = _load_imagefolder(Path(dataset_name).expanduser(), class_names_file)
+        # --class_names_file maps the WordNet folders here too (else: the dataset's own words).
+        names = (
+            class_names_for(list(classes), class_names_file, f"{dataset_name} ({escape_path(root)})")
+            if class_names_file
+            else list(classes.values())
+        )
+        splits = _load_folder(root, list(classes), names)
     else:
-        splits = _load_hub(dataset_name, data_dir, class_names_file)
+        where = sources.resolve(dataset_name, "--dataset_name", error=DataError)
+        if isinstance(where, Path):
+            splits = _load_imagefolder(where, class_names_file)
+        else:
+            splits = _load_hub(dataset_name, data_dir, class_names_file)
     train = splits["train"]
     labels = np.asarray(train["label"])
+    present = [train.features["label"].names[i] for i in np.unique(labels)]
+    if len(present) < MIN_CLASSES:  # a one-class "classifier" trains nothing and scores 1.0
+        raise ClassNameError(
+            f"{dataset_name}: only {len(present)} class has training images ({', '.join(map(repr, present))}); "
+            f"a classifier needs at least {MIN_CLASSES}: add class folders."
+        )
     dev_idx = _dev_indices(labels, dev_split_ratio, seed)
     if len(dev_idx) == 0:
         raise DataError(

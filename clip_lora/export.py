@@ -19,18 +19,23 @@ adapter's model card; `--labels` / `--prompt_template` override them.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from clip_lora import artifacts, validation
+from clip_lora import artifacts
+from clip_lora.adapters import adapter_base_model, base_model_for
 from clip_lora.artifacts import ADAPTER_FILES
-from clip_lora.errors import ModelError, Parser
+from clip_lora.class_names import normalise, prompt_tokens, text_limit
+from clip_lora.errors import ModelError
 from clip_lora.loss import capped_logit_scale, class_embeddings
 from clip_lora.model_card import label_info
-from clip_lora.modeling import adapter_base_model, load_adapter, load_clip
+from clip_lora.modeling import load_adapter, load_clip
 from clip_lora.prompts import DEFAULT_TEMPLATE
+from clip_lora.verb_args import check_export_folder, export_args, label_list
 from collator import ClipClassificationCollator
 
 CLASS_PROMPTS = artifacts.EXPORT_CLASS_PROMPTS
@@ -55,7 +60,9 @@ def read_class_embeddings(model_dir: str | Path) -> tuple[torch.Tensor, torch.Te
 @torch.no_grad()
 def text_class_embeddings(model, tokenizer, class_names: list[str], templates: list[str]) -> torch.Tensor:
     """The evaluation's class embeddings: each class's template prompts encoded, normalised, averaged, normalised."""
-    prompts = ClipClassificationCollator.from_class_names(tokenizer, class_names, templates)
+    prompts = ClipClassificationCollator.from_class_names(
+        tokenizer, class_names, templates, text_limit(model, tokenizer)
+    )
     text = model.get_text_features(
         input_ids=prompts.prompt_input_ids, attention_mask=prompts.prompt_attention_mask
     ).pooler_output
@@ -64,9 +71,12 @@ def text_class_embeddings(model, tokenizer, class_names: list[str], templates: l
 
 def _labels(adapter_name_or_path: str, labels: str | None, prompt_template: str | None):
     info = label_info(adapter_name_or_path)
-    class_names = (
-        [n.strip() for n in labels.split(",") if n.strip()] if labels else (info[0] if info else None)
-    )
+    if labels:
+        class_names = label_list(labels)
+    elif info:  # through the class-name layer, as in training
+        class_names = normalise(info[0], where=f"the class names of {adapter_name_or_path}")
+    else:
+        class_names = None
     if not class_names:
         raise ModelError(
             f'{adapter_name_or_path} has no model card with class_names; pass them, e.g. --labels "cat,dog,car".'
@@ -87,23 +97,34 @@ def export_merged(
 ) -> Path:
     """Write base+adapter, merged, with its classes and prompts (+ class embeddings) to output_dir; returns it."""
     out = Path(output_dir)
-    validation.check_output_folder("--output_dir", out)
-    if out.is_dir() and any(out.iterdir()):
-        raise ModelError(f"--output_dir {out} is not empty; choose a new folder for the merged model.")
-    recorded_base = adapter_base_model(adapter_name_or_path)  # a broken adapter is its own one line, first
+    check_export_folder(out)
+    adapter_base_model(adapter_name_or_path)  # a broken adapter is its own one line, first
     class_names, templates = _labels(adapter_name_or_path, labels, prompt_template)
-    base = model_name_or_path or recorded_base
-    if not base:
-        raise ModelError(
-            f"{adapter_name_or_path} records no base model (adapter_config.json); pass --model_name_or_path."
-        )
-    model, processor = load_clip(base)
+    base, source = base_model_for(adapter_name_or_path, model_name_or_path)  # never a silent default
+    model, processor = load_clip(base, source=source)
+    limit = text_limit(model, processor.tokenizer)
+    prompt_tokens(processor.tokenizer, class_names, templates, limit)  # before the merge: refused at once
     merged = load_adapter(model, adapter_name_or_path).merge_and_unload().eval()  # W + scale * B @ A
     merged.config.id2label = dict(enumerate(class_names))
     merged.config.label2id = {name: i for i, name in enumerate(class_names)}
     # CLIPVisionModelWithProjection reads projection_dim from vision_config (default 512), not from the top level.
     for tower in (merged.config.vision_config, merged.config.text_config):
         tower.projection_dim = merged.config.projection_dim
+    # Written into a sibling folder renamed into place at the end: a full disk or a Ctrl-C mid-export leaves no
+    # half-written model at --output_dir, and the rerun of the same command starts afresh.
+    staging = out.with_name(f".{out.name}.{os.getpid()}{artifacts.ATOMIC_SUFFIX}")
+    try:
+        _write_export(merged, processor, staging, class_names, templates, with_text_embeddings)
+        if out.is_dir():
+            out.rmdir()  # empty (checked above); os.replace cannot rename onto a folder
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_export(merged, processor, out: Path, class_names, templates, with_text_embeddings: bool) -> None:
     merged.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     (out / CLASS_PROMPTS).write_text(
@@ -121,24 +142,10 @@ def export_merged(
     leftovers = [name for name in ADAPTER_FILES if (out / name).exists()]
     if leftovers:  # merge_and_unload returns the bare CLIPModel; guard against a future peft changing that
         raise ModelError(f"the merged export unexpectedly holds adapter files: {', '.join(leftovers)}")
-    return out
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = Parser(prog="clip-lora export", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--adapter_name_or_path", required=True, help="A run's output_dir or a pushed adapter's id."
-    )
-    parser.add_argument("--output_dir", required=True, help="A new folder for the merged CLIPModel.")
-    parser.add_argument("--model_name_or_path", help="Base CLIP (default: the one the adapter records).")
-    parser.add_argument(
-        "--with_text_embeddings",
-        action="store_true",
-        help=f"Also write {CLASS_EMBEDDINGS}: class embeddings, so inference needs no text tower.",
-    )
-    parser.add_argument("--labels", help="Comma-separated class names (default: the adapter card's).")
-    parser.add_argument("--prompt_template", help="One template with '{}' (default: the adapter card's).")
-    args = parser.parse_args(argv)
+    args = export_args(argv)
     out = export_merged(
         args.adapter_name_or_path,
         args.output_dir,

@@ -21,6 +21,7 @@ import torch
 from transformers import TrainerCallback
 
 from clip_lora.errors import TrainingError
+from clip_lora.faults import raise_if_stopped
 
 
 def advice(args) -> str:
@@ -79,3 +80,13 @@ class TrainingHealth(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.check(args)  # before main() saves the adapter
+
+
+class StopRequestCallback(TrainerCallback):
+    """Ctrl-C or SIGTERM stops the run even when the signal's exception was swallowed (it landed inside a library's
+    __del__, where Python only prints "Exception ignored"): raised again at the next step (clip_lora/faults.py)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        raise_if_stopped()
+
+    on_substep_end = on_prediction_step = on_evaluate = on_save = on_step_end

@@ -6,7 +6,8 @@ and predict, and the on-the-fly CLIPImageProcessor transform that never raises.
     rgb = to_rgb(Image.open(path))                                         # L, I;16, CMYK, RGBA, P ... -> RGB
 
 An image that cannot be decoded when a batch is built (deleted or rewritten after the pre-training check) is
-skipped: its row comes out with pixel_values None (the collator drops it) and one line is appended to skip_log.
+skipped: its row comes out with pixel_values None (a placeholder row in the collator, left out of the loss and the
+metrics: clip_lora/placeholders.py) and one line is appended to skip_log.
 """
 
 from __future__ import annotations
@@ -89,17 +90,6 @@ def skipped_ids(skip_log: str | Path) -> set[str]:
     return {line.split("\t", 1)[0] for line in text.splitlines() if line}
 
 
-def surviving_ids(image_ids: list[str], num_rows: int, skip_log: str | Path | None) -> list[str] | None:
-    """The ids of the rows an evaluation returned when num_rows < len(image_ids) (images dropped while loading);
-    None when that cannot be told (then no per-image file is written)."""
-    if num_rows == len(image_ids):
-        return list(image_ids)
-    listed = skipped_ids(skip_log) if skip_log else set()
-    candidates = {i for i in image_ids if escape_path(i) in listed}
-    kept = [i for i in image_ids if i not in candidates]
-    return kept if len(kept) == num_rows else None
-
-
 def _gray_to_8bit(image: Image.Image) -> Image.Image:
     """Scales 16-bit / 32-bit integer / float grayscale to 0..255 instead of letting PIL clip it to white."""
     arr = np.asarray(image).astype(np.float64)
@@ -124,28 +114,47 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def skip(where, image_id: str | None, reason: str, skip_log: str | Path | None) -> None:
+    """An image unreadable when its batch is built: one warning, and one line in skip_log (when there is one)."""
+    logger.warning("Skipping image %s: %s", escape_path(str(where)), reason)
+    if skip_log and image_id is not None:
+        record_skipped(skip_log, image_id, str(where), f"unreadable when loaded ({reason})")
+
+
+def decode_rows(batch: dict) -> list[tuple[Image.Image | None, str]]:
+    """Each row's image through open_image, as (RGB image, "") or (None, the reason it cannot be decoded): the ONE
+    decode of every reader (on-the-fly transform, the pixel cache, predict), so none of them can raise for an image."""
+    out = []
+    for image in batch["image"]:
+        try:
+            out.append((open_image(image), ""))
+        except BadImageError as err:
+            out.append((None, str(err)))
+    return out
+
+
+def source_of(image, image_id: str | None) -> str:
+    """Where an image came from, for a log line: its path, else its id."""
+    return str((image.get("path") if isinstance(image, dict) else None) or image_id)
+
+
 def make_transform(image_processor, skip_log: str | Path | None = None) -> Callable[[dict], dict]:
     """Usage: ds.set_transform(make_transform(processor.image_processor, skip_log)); batches become pixel_values +
-    labels. Never raises for an image: an unreadable one gives pixel_values None (dropped by the collator), logged."""
+    labels. Never raises for an image: an unreadable one gives pixel_values None (a placeholder row in the
+    collator), logged and listed in skip_log."""
 
     def transform(batch: dict) -> dict:
-        images, ok = [], []
         ids = batch.get("image_id") or [None] * len(batch["label"])
-        for image, image_id in zip(batch["image"], ids, strict=True):
-            try:
-                images.append(open_image(image))
-                ok.append(True)
-            except BadImageError as err:
-                ok.append(False)
-                where = image.get("path") or image_id if isinstance(image, dict) else image_id
-                logger.warning("Skipping image %s: %s", escape_path(str(where)), err)
-                if skip_log and image_id is not None:
-                    record_skipped(skip_log, image_id, str(where), f"unreadable when loaded ({err})")
+        decoded = decode_rows(batch)
+        for (image, reason), raw, image_id in zip(decoded, batch["image"], ids, strict=True):
+            if image is None:
+                skip(source_of(raw, image_id), image_id, reason, skip_log)
+        images = [image for image, _ in decoded if image is not None]
         pixels = iter(
             image_processor(images=images, return_tensors="pt")["pixel_values"].float() if images else []
         )
         return {
-            "pixel_values": [next(pixels) if good else None for good in ok],
+            "pixel_values": [next(pixels) if image is not None else None for image, _ in decoded],
             "labels": [int(label) for label in batch["label"]],
         }
 

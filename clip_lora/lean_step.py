@@ -23,6 +23,7 @@ from transformers import TrainerCallback
 
 from clip_lora.device_inputs import DeviceInputs
 from clip_lora.health import TrainingHealth
+from clip_lora.placeholders import readable
 
 # The aten operations that make the host wait for the device: a value read back (`.item()`, `float()`, `bool()`
 # of a tensor) or an output sized by the data. None may run in a training step that does not log.
@@ -118,6 +119,10 @@ class LeanStepMixin:
         )
 
     def _prepare_inputs(self, inputs):
+        # Training: the loss sees the readable rows only, told apart here on the host, before the copy (on the
+        # device, that would read the labels back at every step).
+        if self.model.training:
+            inputs = readable(inputs)
         return self._to_device(inputs)
 
     def trainable_tensors(self) -> list[torch.Tensor]:

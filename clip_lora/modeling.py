@@ -8,15 +8,20 @@ The same functions serve the real checkpoint and the tiny test model: only the p
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 from pathlib import Path
 
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import CLIPModel, CLIPProcessor
 
-from clip_lora import artifacts, offline
+from clip_lora import offline, sources
+from clip_lora.adapters import (  # noqa: F401 - re-exported: adapters are read there, loaded here
+    adapter_base_model,
+    first_line,
+    read_adapter_config,
+)
 from clip_lora.errors import ModelError  # noqa: F401 - re-exported: raised here, caught in cli
 
 logger = logging.getLogger(__name__)
@@ -28,14 +33,21 @@ TOWER_PREFIXES = {
 }
 
 
-def load_clip(model_name_or_path: str, cache_dir: str | None = None, attn_implementation: str = "sdpa"):
+def load_clip(
+    model_name_or_path: str,
+    cache_dir: str | None = None,
+    attn_implementation: str = "sdpa",
+    source: str = "--model_name_or_path",
+):
     """CLIPModel in fp32 (mixed precision is autocast's job) and its CLIPProcessor; safetensors only, no remote code.
 
     A local folder is loaded by its absolute path, so an adapter trained on it records a base that `predict` and
-    `export` find from any working directory; a hub id stays a hub id.
+    `export` find from any working directory; a hub id stays a hub id. `source` names where the value came from
+    (the flag, or the adapter that records it) in the one-line error about a local path that does not exist.
     """
-    if Path(model_name_or_path).is_dir():
-        model_name_or_path = str(Path(model_name_or_path).resolve())
+    where = sources.resolve(model_name_or_path, source, error=ModelError)
+    if isinstance(where, Path):
+        model_name_or_path = str(where.resolve())
     offline.require_cached(model_name_or_path)  # an unreachable Hub: the HF cache, or one error line now
     try:
         model = CLIPModel.from_pretrained(
@@ -59,15 +71,43 @@ def lora_target_pattern(target_modules: list[str], towers: str) -> str:
     return rf".*({'|'.join(TOWER_PREFIXES[towers])})\..*\.({'|'.join(target_modules)})$"
 
 
-def apply_lora(model, r: int, alpha: float, dropout: float, target_modules: list[str], towers: str = "both"):
-    """Freeze the base model and add LoRA to `target_modules` of the chosen towers (a PeftModel)."""
-    leaf_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [m for m in target_modules if m not in leaf_names]
+# The layer types PEFT's LoRA can wrap (peft.tuners.lora.model: Linear, Embedding, Conv1d/2d/3d, GPT-2's Conv1D).
+LORA_LAYER_TYPES = (torch.nn.Linear, torch.nn.Embedding, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+
+
+def check_targets(model, target_modules: list[str], towers: str) -> None:
+    """Every name in target_modules must name, in the chosen towers, modules LoRA can wrap: else one ModelError line
+    (never PEFT's traceback) saying whether the name is unknown, only in the other tower, or not a wrappable layer."""
+    pattern = re.compile(lora_target_pattern(target_modules, towers))
+    leaves: dict[str, list] = {}
+    for name, module in model.named_modules():
+        leaves.setdefault(name.rsplit(".", 1)[-1], []).append((name, module))
+    missing = [m for m in target_modules if m not in leaves]
     if missing:
         raise ModelError(
             f"--lora_target_modules {','.join(missing)} not found in {type(model).__name__}; "
             "CLIP's attention projections are q_proj,k_proj,v_proj,out_proj (MLP: fc1,fc2)."
         )
+    where = " and ".join(f"{p.removesuffix('_model')} tower" for p in TOWER_PREFIXES[towers])
+    for target in target_modules:
+        hits = [module for name, module in leaves[target] if pattern.fullmatch(name)]
+        if not hits:
+            raise ModelError(
+                f"--lora_target_modules {target} matches no module of the {where} (--lora_towers {towers}); "
+                "choose modules of those towers, e.g. q_proj,k_proj,v_proj,out_proj, or another --lora_towers."
+            )
+        unwrappable = sorted({type(m).__name__ for m in hits if not isinstance(m, LORA_LAYER_TYPES)})
+        if unwrappable:
+            raise ModelError(
+                f"--lora_target_modules {target} names {', '.join(unwrappable)} modules, which LoRA cannot wrap "
+                "(it adapts linear, embedding and convolution layers); use e.g. q_proj,k_proj,v_proj,out_proj "
+                "(MLP: fc1,fc2)."
+            )
+
+
+def apply_lora(model, r: int, alpha: float, dropout: float, target_modules: list[str], towers: str = "both"):
+    """Freeze the base model and add LoRA to `target_modules` of the chosen towers (a PeftModel)."""
+    check_targets(model, target_modules, towers)
     too_big = _rank_limit(model, target_modules)
     if r > too_big:
         raise ModelError(
@@ -81,12 +121,17 @@ def apply_lora(model, r: int, alpha: float, dropout: float, target_modules: list
         bias="none",
         target_modules=lora_target_pattern(target_modules, towers),
     )
-    return get_peft_model(model, config)
-
-
-def first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0] if text else type(err).__name__)[:240]
+    try:
+        return get_peft_model(model, config)
+    except (
+        ValueError,
+        TypeError,
+        RuntimeError,
+    ) as err:  # anything check_targets did not foresee: still one line
+        raise ModelError(
+            f"--lora_target_modules {','.join(target_modules)} (--lora_towers {towers}): PEFT refused them "
+            f"({first_line(err)}); use e.g. q_proj,k_proj,v_proj,out_proj."
+        ) from None
 
 
 def _rank_limit(model, target_modules: list[str]) -> int:
@@ -97,60 +142,6 @@ def _rank_limit(model, target_modules: list[str]) -> int:
         if name.rsplit(".", 1)[-1] in target_modules and isinstance(module, torch.nn.Linear)
     ]
     return min(dims) if dims else 2**31
-
-
-def read_adapter_config(adapter_name_or_path: str) -> dict:
-    """The adapter's adapter_config.json as a dict, or one ModelError line saying what is wrong with the adapter.
-
-    A local folder must hold adapter_config.json (valid JSON, a LoRA config) and adapter_model.safetensors; a path
-    that is a file, or that does not exist and is no hub id, is refused. A hub id is read through PEFT."""
-    path = Path(adapter_name_or_path).expanduser()
-    if path.is_file():
-        raise ModelError(
-            f"--adapter_name_or_path {path} is a file; pass the folder that holds {artifacts.ADAPTER_CONFIG} and "
-            f"{artifacts.ADAPTER_WEIGHTS} (a training run's output_dir)."
-        )
-    if path.is_dir():
-        if not (path / artifacts.ADAPTER_CONFIG).is_file():
-            raise ModelError(
-                f"{path} has no adapter_config.json; pass the folder a training run wrote its adapter to."
-            )
-        if not (path / artifacts.ADAPTER_WEIGHTS).is_file():
-            raise ModelError(
-                f"{path} has no adapter_model.safetensors (pickle .bin adapters are refused: they can run code); "
-                "re-save it with safetensors."
-            )
-        try:
-            config = json.loads((path / artifacts.ADAPTER_CONFIG).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise ModelError(
-                f"{path / artifacts.ADAPTER_CONFIG} is not valid JSON ({first_line(err)}); re-save the adapter."
-            ) from None
-    else:
-        from peft import PeftConfig
-
-        if path.is_absolute() or adapter_name_or_path.startswith(".") or adapter_name_or_path.count("/") > 1:
-            raise ModelError(
-                f"adapter {adapter_name_or_path} does not exist; pass a run's output_dir or a hub id."
-            )
-        # An unreachable Hub: the adapter comes from the HF cache, or this is one line.
-        offline.require_cached(adapter_name_or_path, artifacts.ADAPTER_CONFIG)
-        try:
-            config = PeftConfig.from_pretrained(adapter_name_or_path).to_dict()
-        except Exception as err:  # noqa: BLE001 - offline, missing repo, bad config: all mean "cannot use it"
-            raise ModelError(
-                f"adapter {adapter_name_or_path} is neither a local folder nor a readable hub adapter "
-                f"({first_line(err)}); pass a run's output_dir or a hub id you can reach."
-            ) from None
-    if not isinstance(config, dict):
-        raise ModelError(f"adapter {adapter_name_or_path}: adapter_config.json must hold a JSON object.")
-    peft_type = str(config.get("peft_type", "")).rsplit(".", 1)[-1]
-    if peft_type != "LORA":
-        raise ModelError(
-            f"adapter {adapter_name_or_path} has peft_type {config.get('peft_type')!r}; this project loads LoRA "
-            "adapters only (peft_type LORA)."
-        )
-    return config
 
 
 def load_adapter(model, adapter_name_or_path: str, is_trainable: bool = False):
@@ -196,11 +187,6 @@ def _check_adapter_base(model, adapter_config: dict, path: Path) -> None:
     if recorded and loaded and Path(recorded).name != Path(loaded).name:
         # Same-shaped bases (a moved folder, a fine-tuned derivative) are legitimate; shape mismatches raise below.
         logger.warning("adapter %s was trained on %r; loading it on %r", path, recorded, loaded)
-
-
-def adapter_base_model(adapter_name_or_path: str) -> str | None:
-    """The base model an adapter records in its adapter_config.json; a broken adapter is a ModelError line."""
-    return read_adapter_config(adapter_name_or_path).get("base_model_name_or_path")
 
 
 def count_parameters(model) -> tuple[int, int]:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 from huggingface_hub import constants
+
+from clip_lora import sources
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ _unreachable: object | str | None = (
 
 
 def is_hub_id(name: str | None) -> bool:
-    return bool(name) and not Path(name).expanduser().exists() and not name.startswith((".", "/", "~"))
+    return sources.is_hub_id(name)  # the one "local path or Hub id" decision
 
 
 def _probe() -> str | None:

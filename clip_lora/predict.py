@@ -3,7 +3,7 @@
     clip-lora-predict --adapter_name_or_path runs/demo photos/ cat.jpg          # top-5 table on the console
     clip-lora-predict --adapter_name_or_path me/clip-lora photos/ --output preds.csv   # or preds.json
     clip-lora-predict --model_name_or_path openai/clip-vit-base-patch16 --labels "cat,dog,car" photos/
-    python -m predict ...                                                     # the same
+    python -m clip_lora predict ...                                           # the same, without installing
 
 Folders are searched recursively for image files; files that cannot be read are reported on stderr and skipped.
 Class names and prompt templates come from the adapter's model card (written by every training run); `--labels`
@@ -21,16 +21,18 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from clip_lora import artifacts, progress, validation
-from clip_lora.arguments import SEED_MODEL
+from clip_lora import artifacts, progress
+from clip_lora.adapters import base_model_for
 from clip_lora.artifacts import escape_path
-from clip_lora.errors import Parser, PredictError  # noqa: F401 - re-exported: raised here, caught in cli
+from clip_lora.class_names import normalise, prompt_tokens, text_limit
+from clip_lora.errors import PredictError  # noqa: F401 - re-exported: raised here, caught in cli
 from clip_lora.export import read_class_prompts
 from clip_lora.images import IMAGE_EXTENSIONS, BadImageError, open_image
 from clip_lora.loss import capped_logit_scale, class_embeddings, class_logits
 from clip_lora.model_card import label_info
-from clip_lora.modeling import adapter_base_model, load_adapter, load_clip
+from clip_lora.modeling import load_adapter, load_clip
 from clip_lora.prompts import DEFAULT_TEMPLATE, template_problem
+from clip_lora.verb_args import SEED_MODEL, label_list, predict_args
 from collator import ClipClassificationCollator
 
 
@@ -70,10 +72,12 @@ def load_classifier(
             if model_name_or_path and Path(model_name_or_path).is_dir()
             else None
         )
-    class_names = (
-        [n.strip() for n in labels.split(",") if n.strip()] if labels else (info[0] if info else None)
-    )
-    if not class_names:
+    if labels:
+        class_names = label_list(labels)
+    elif info:  # through the same class-name layer as --labels and training
+        where = adapter_name_or_path or model_name_or_path
+        class_names = normalise(info[0], where=f"the class names of {where}")
+    else:
         where = (
             f"{adapter_name_or_path} has no model card with class_names"
             if adapter_name_or_path
@@ -84,10 +88,15 @@ def load_classifier(
     bad = [t for t in templates if template_problem(t)]
     if bad:
         raise PredictError(f"prompt template {bad[0]!r} {template_problem(bad[0])}; pass --prompt_template.")
-    base = model_name_or_path or (adapter_base_model(adapter_name_or_path) if adapter_name_or_path else None)
-    model, processor = load_clip(base or SEED_MODEL)
+    if adapter_name_or_path:  # never a silent default: the adapter's recorded base, or the flag
+        base, source = base_model_for(adapter_name_or_path, model_name_or_path)
+    else:
+        base, source = model_name_or_path or SEED_MODEL, "--model_name_or_path"
+    model, processor = load_clip(base, source=source)
     if adapter_name_or_path:
         model = load_adapter(model, adapter_name_or_path)
+    # Names the model cannot tell apart, or prompts too long for its text tower: refused before any image is read.
+    prompt_tokens(processor.tokenizer, class_names, templates, text_limit(model, processor.tokenizer))
     return model.to(device).eval(), processor, class_names, templates
 
 
@@ -102,7 +111,9 @@ def predict_images(
 ) -> torch.Tensor:
     """(N, C) class probabilities for RGB images."""
     device = next(model.parameters()).device
-    prompts = ClipClassificationCollator.from_class_names(processor.tokenizer, class_names, templates)
+    prompts = ClipClassificationCollator.from_class_names(
+        processor.tokenizer, class_names, templates, text_limit(model, processor.tokenizer)
+    )
     text = model.get_text_features(
         input_ids=prompts.prompt_input_ids.to(device), attention_mask=prompts.prompt_attention_mask.to(device)
     ).pooler_output
@@ -156,50 +167,12 @@ def format_table(rows: list[tuple[str, list[tuple[str, float]]]]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None):
-    parser = Parser(prog="clip-lora predict", description=__doc__.splitlines()[0])
-    parser.add_argument("inputs", nargs="+", help="Image files and/or folders (searched recursively).")
-    parser.add_argument("--adapter_name_or_path", help="A run's output_dir or a pushed adapter's hub id.")
-    parser.add_argument(
-        "--model_name_or_path", help="Base CLIP (default: the adapter's base, else " + SEED_MODEL + ")."
-    )
-    parser.add_argument(
-        "--labels", help='Comma-separated class names, e.g. "cat,dog" (replaces the card\'s).'
-    )
-    parser.add_argument("--prompt_template", help="Replaces the card's templates, e.g. 'a photo of a {}.'.")
-    parser.add_argument("--top_k", type=int, default=5)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument(
-        "--output", help="Write predictions to a .csv or .json file instead of printing a table."
-    )
-    parser.add_argument(
-        "--device", choices=("cpu", "cuda", "mps"), default="cuda" if torch.cuda.is_available() else "cpu"
-    )
-    args = parser.parse_args(argv)
-    for flag in ("top_k", "batch_size"):  # the same rule and message as every training flag
-        problem = validation.field_problem(flag, getattr(args, flag), {"min": 1}, parser.get_default(flag))
-        if problem:
-            raise PredictError(f"--{flag} {problem}")
-    for flag in ("labels", "prompt_template", "model_name_or_path", "adapter_name_or_path", "device"):
-        problem = validation.field_problem(flag, getattr(args, flag), {"nonempty": True})
-        if problem:
-            raise PredictError(f"--{flag} {problem}")
-    if args.prompt_template:
-        problem = template_problem(args.prompt_template)
-        if problem:
-            raise PredictError(f"--prompt_template {args.prompt_template!r} {problem}.")
-    if args.output:
-        if Path(args.output).suffix not in (".csv", ".json"):
-            raise PredictError(f"--output {args.output} must end in .csv or .json.")
-        validation.check_output_file("--output", args.output)  # before the model loads and inference runs
-    return args
-
-
 def main(argv: list[str] | None = None) -> list[tuple[str, list[tuple[str, float]]]]:
-    args = parse_args(argv)
+    args = predict_args(argv)
     paths = find_images(args.inputs)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, processor, class_names, templates = load_classifier(
-        args.model_name_or_path, args.adapter_name_or_path, args.labels, args.prompt_template, args.device
+        args.model_name_or_path, args.adapter_name_or_path, args.labels, args.prompt_template, device
     )
     images, names, skipped = [], [], []
     for path in progress.bar(paths, desc="Reading images"):

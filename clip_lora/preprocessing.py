@@ -28,12 +28,14 @@ import torch
 from datasets.fingerprint import Hasher
 
 from clip_lora.data import DataError
-from clip_lora.images import make_transform, to_rgb
+from clip_lora.images import decode_rows, make_transform, skip
 
 logger = logging.getLogger(__name__)
 
 PREPROCESSING_MODES = ("auto", "on_the_fly", "cached")
-CACHE_VERSION = 1  # bump when the stored layout changes: every old cache file is then ignored
+CACHE_VERSION = (
+    2  # bump when the stored layout changes: every old cache file is then ignored (2: skip_reason)
+)
 GEOMETRY_SETTINGS = (
     "do_convert_rgb",
     "do_resize",
@@ -100,34 +102,55 @@ def _crop_shape(image_processor) -> tuple[int, int, int]:
 
 
 def _resize_crop(batch: dict, image_processor) -> dict:
-    images = [to_rgb(image) for image in batch["image"]]
-    pixels = image_processor(images=images, do_rescale=False, do_normalize=False, return_tensors="np")[
-        "pixel_values"
-    ]
-    pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-    return {"pixel_values": [image.tobytes() for image in pixels], "labels": batch["label"]}
+    # The one decode (images.decode_rows: EXIF, bounds, RGB): an image deleted or rewritten since the check is kept
+    # as a row with no pixels and its reason, logged and listed each time a batch reads it (UnpackPixels).
+    decoded = decode_rows(batch)
+    images = [image for image, _ in decoded if image is not None]
+    stored = iter(())
+    if images:
+        pixels = image_processor(images=images, do_rescale=False, do_normalize=False, return_tensors="np")[
+            "pixel_values"
+        ]
+        pixels = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+        stored = iter(pixels)
+    return {
+        "pixel_values": [next(stored).tobytes() if image is not None else b"" for image, _ in decoded],
+        "labels": batch["label"],
+        "skip_reason": [reason for _, reason in decoded],
+    }
 
 
 class UnpackPixels:
-    """Dataset transform: stored bytes -> (C, H, W) uint8 tensors (no copy: the bytes are memory-mapped Arrow)."""
+    """Dataset transform: stored bytes -> (C, H, W) uint8 tensors (no copy: the bytes are memory-mapped Arrow); a
+    row stored without pixels (unreadable when the cache was built) -> None, logged and listed in skip_log."""
 
-    def __init__(self, shape: tuple[int, int, int]):
+    def __init__(self, shape: tuple[int, int, int], skip_log: str | Path | None = None):
         self.shape = tuple(shape)
+        self.skip_log = skip_log
 
     def __call__(self, batch: dict) -> dict:
+        ids = batch.get("image_id") or [None] * len(batch["pixel_values"])
+        reasons = batch.get("skip_reason") or [""] * len(batch["pixel_values"])
         with (
             warnings.catch_warnings()
         ):  # read-only buffer: nothing writes to these tensors (the collator stacks them)
             warnings.simplefilter("ignore", UserWarning)
             pixels = [
-                torch.from_numpy(np.frombuffer(b, dtype=np.uint8).reshape(self.shape))
+                torch.from_numpy(np.frombuffer(b, dtype=np.uint8).reshape(self.shape)) if b else None
                 for b in batch["pixel_values"]
             ]
+        for image, image_id, reason in zip(pixels, ids, reasons, strict=True):
+            if image is None:
+                skip(image_id, image_id, reason, self.skip_log)
         return {"pixel_values": pixels, "labels": batch["labels"]}
 
 
 def cache_pixels(
-    ds: datasets.Dataset, image_processor, cache_dir: str | Path | None = None, num_proc: int | None = None
+    ds: datasets.Dataset,
+    image_processor,
+    cache_dir: str | Path | None = None,
+    num_proc: int | None = None,
+    skip_log: str | Path | None = None,
 ) -> datasets.Dataset:
     """One split -> pixel_values (uint8 C x H x W tensors), labels (+ image_id); built once, then read from the cache."""
     fingerprint = Hasher.hash(
@@ -145,11 +168,13 @@ def cache_pixels(
         {
             "pixel_values": datasets.Value("binary"),
             "labels": datasets.Value("int64"),
+            "skip_reason": datasets.Value("string"),
             "image_id": ds.features["image_id"],
         }
     )
     num_proc = num_proc if num_proc and len(ds) >= 4 * WRITER_BATCH_SIZE * num_proc else None
-    cached = ds.map(
+    undecoded = ds.cast_column("image", datasets.Image(decode=False))  # decoded by images.open_image only
+    cached = undecoded.map(
         _resize_crop,
         fn_kwargs={"image_processor": image_processor},
         batched=True,
@@ -163,7 +188,9 @@ def cache_pixels(
         num_proc=num_proc,
         desc="Resizing images once (--preprocessing cached)",
     )
-    return cached.with_transform(UnpackPixels(shape), columns=["pixel_values", "labels"])
+    return cached.with_transform(
+        UnpackPixels(shape, skip_log), columns=["pixel_values", "labels", "image_id", "skip_reason"]
+    )
 
 
 def prepare_splits(
@@ -188,7 +215,7 @@ def prepare_splits(
         return splits, {}
     logger.info("Caching resized uint8 pixels under %s", cache_dir or datasets.config.HF_DATASETS_CACHE)
     out = {
-        name: cache_pixels(split, image_processor, cache_dir, num_proc) if name in maps else split
+        name: cache_pixels(split, image_processor, cache_dir, num_proc, skip_log) if name in maps else split
         for name, split in splits.items()
     }
     return (datasets.DatasetDict(out) if len(maps) == len(out) else out), normalization(image_processor)

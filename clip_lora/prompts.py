@@ -16,7 +16,6 @@ import string
 from pathlib import Path
 
 from clip_lora.errors import PromptError  # noqa: F401 - re-exported: raised here, caught in cli
-from collator import ClipClassificationCollator
 
 # The 80 ImageNet templates of the CLIP paper, in the order of OpenAI's released notebook
 # "Prompt_Engineering_for_ImageNet.ipynb" (github.com/openai/CLIP, notebooks/); copied verbatim.
@@ -164,6 +163,8 @@ def single_template_metrics(
     trainer, dataset, tokenizer, class_names: list[str], template: str, prefix: str
 ) -> dict:
     """Evaluate `dataset` with one template instead of the trainer's ensemble (the 'single vs ensemble' report)."""
+    from collator import ClipClassificationCollator  # here: this module is read before torch is imported
+
     ensemble = trainer.data_collator
     single = ClipClassificationCollator.from_class_names(tokenizer, class_names, [template])
     # Only the prompts change: everything else (e.g. the normalisation of cached uint8 pixels) stays as it was.

@@ -1,14 +1,16 @@
-"""Files shipped inside the package: recipes and accelerate configs, found by name or by path.
+"""Files shipped inside the package: recipes and accelerate configs, found by name or by path; a recipe as flags.
 
 recipe_path("smoke")                 # clip_lora/recipes/smoke.yaml
 accelerate_config_path("1gpu")       # clip_lora/accelerate_configs/1gpu.yaml
+recipe_argv(["smoke", "--seed", "1"], known_flags)   # the recipe's values as flags, then the flags that override them
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from clip_lora.errors import ArgumentError
+from clip_lora.errors import ArgumentError, did_you_mean
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 RECIPES_DIR = PACKAGE_DIR / "recipes"
@@ -27,7 +29,10 @@ def _find(name: str, folder: Path, what: str) -> Path:
     packaged = folder / (name if path.suffix in RECIPE_SUFFIXES else f"{name}.yaml")
     if path.parent == Path(".") and packaged.is_file():
         return packaged
-    raise ArgumentError(f"no {what} {name!r}: pass a file path or one of {', '.join(names(folder))}.")
+    raise ArgumentError(
+        f"no {what} {name!r}{did_you_mean(name, names(folder))}: pass a file path or one of "
+        f"{', '.join(names(folder))}."
+    )
 
 
 def looks_like_recipe(arg: str) -> bool:
@@ -43,3 +48,49 @@ def recipe_path(name: str) -> Path:
 
 def accelerate_config_path(name: str) -> Path:
     return _find(name, ACCELERATE_CONFIGS_DIR, "accelerate config")
+
+
+def recipe_to_flags(path: Path, known_flags) -> list[str]:
+    """A YAML/JSON recipe as command-line flags, so flags after it override any value. Its keys must be exact flag
+    names (without --): argparse would otherwise take `learning_rat:` for --learning_rate."""
+    import yaml
+
+    from clip_lora import validation
+
+    try:
+        text = validation.read_utf8(path, "recipe")
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ArgumentError(
+            f"cannot read recipe {path}: {first_line}; fix the file or pass flags instead."
+        ) from None
+    if not isinstance(values, dict):
+        raise ArgumentError(
+            f"recipe {path} must be a mapping of argument: value, got {type(values).__name__}."
+        )
+    unknown = [key for key in values if key not in known_flags]
+    if unknown:
+        raise ArgumentError(
+            f"recipe {path}: unknown key {unknown[0]!r}{did_you_mean(str(unknown[0]), known_flags)}; a key is a "
+            "flag's exact name without -- (see `clip-lora train --help`)."
+        )
+    flags = []
+    for key, value in values.items():
+        if isinstance(value, list):
+            value = ",".join(map(str, value)) if key == "lora_target_modules" else value
+        if isinstance(value, list):
+            flags += [f"--{key}", *map(str, value)]
+        elif isinstance(value, bool):
+            flags += [f"--{key}", str(value).lower()]
+        elif value is not None:
+            flags += [f"--{key}", str(value)]
+    return flags
+
+
+def recipe_argv(argv: list[str], known_flags) -> list[str]:
+    """argv with a leading recipe (a packaged name or a file path) replaced by its flags. Training takes no other
+    positional argument, so a first argument that is not a flag must be a recipe: a misspelt one lists them."""
+    if not argv or argv[0].startswith("-"):
+        return list(argv)
+    return recipe_to_flags(recipe_path(argv[0]), known_flags) + list(argv[1:])

@@ -18,22 +18,25 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import socket
 from pathlib import Path
 
 from clip_lora import artifacts
+from clip_lora.checkpoints import (  # noqa: F401 - re-exported: a run's checkpoints, defined there
+    CHECKPOINT_COMPLETE,
+    CHECKPOINT_PREFIX,
+    checkpoint_damage,
+    last_complete_checkpoint,
+    write_checkpoint_marker,
+)
 from clip_lora.errors import ArgumentError
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_PREFIX = "checkpoint"  # = transformers.trainer_utils.PREFIX_CHECKPOINT_DIR
-CHECKPOINT_COMPLETE = ".complete"  # written last, by rename: a checkpoint without it was cut off mid-save
 # Flags that change what a run computes. Everything of ours counts except these; of TrainingArguments only these.
 NOT_RESULT_FLAGS = {
     "cache_dir",
@@ -77,6 +80,8 @@ RESULT_TRAINING_FLAGS = (
 )
 
 _held: dict[Path, int] = {}  # folder -> fd of the lock this process holds
+# The run this process is writing (set by prepare): where a fault's one-line message says the run can resume.
+_active: dict = {}
 
 
 # ---------------------------------------------------------------- the lock
@@ -85,20 +90,56 @@ def acquire_lock(output_dir: str | Path) -> None:
     out = Path(output_dir).resolve()
     release_lock(out)  # a second main() in the same process (tests, sweeps) takes it afresh
     path = out / artifacts.RUN_LOCK
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise ArgumentError(
+                f"--output_dir {artifacts.escape_path(out)} is in use by another run ({lock_holder(out)}); "
+                "wait for it to end or choose another --output_dir."
+            ) from None
+        # A failed run removes its lock file (abandon): a lock taken on the file it unlinked is no lock; retry.
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
         os.close(fd)
-        if err.errno not in (errno.EAGAIN, errno.EACCES):
-            raise
-        raise ArgumentError(
-            f"--output_dir {artifacts.escape_path(out)} is in use by another run ({lock_holder(out)}); "
-            "wait for it to end or choose another --output_dir."
-        ) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
     _held[out] = fd
+
+
+def active_run() -> dict | None:
+    """{"output_dir", "do_train", "resume"} of the run this command prepared last, or None."""
+    return dict(_active) if _active else None
+
+
+def forget_active() -> None:
+    """A new command starts: no run of it is active yet (a previous command's run is not this one's)."""
+    _active.clear()
+
+
+def abandon() -> None:
+    """After a failed run: release its lock, and leave no folder behind that holds nothing but the lock file (the
+    folder goes too when this run created it). Everything else (checkpoints, the run config, logs) stays."""
+    if not _active:
+        return
+    out, created = _active["output_dir"], _active["created"]
+    _active.clear()
+    fd = _held.get(out.resolve()) if out.exists() else None
+    try:
+        if fd is not None and [p.name for p in out.iterdir()] == [artifacts.RUN_LOCK]:
+            (out / artifacts.RUN_LOCK).unlink()  # still holding the lock: nobody can take it mid-removal
+            if created:
+                out.rmdir()
+    except OSError:  # another process wrote there meanwhile, or the disk went away: leave it
+        pass
+    release_lock(out)
 
 
 def lock_holder(output_dir: str | Path) -> str:
@@ -178,6 +219,8 @@ def prepare(training_args, run_config: dict) -> str | None:
     """Step 1 of a run: the checkpoint to resume from (None: start fresh); ArgumentError when the folder cannot be used."""
     out = Path(training_args.output_dir)
     shown = artifacts.escape_path(out)
+    _active.clear()
+    created = not out.exists()
     try:  # fail now, not after hours of training, when nothing can be written there
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
@@ -188,6 +231,7 @@ def prepare(training_args, run_config: dict) -> str | None:
             f"--output_dir {shown} is not writable ({err.strerror or err}); choose another one."
         ) from None
     main_process = training_args.process_index == 0
+    _active.update(output_dir=out, created=created, do_train=training_args.do_train, resume=None)
     if main_process:
         acquire_lock(out)
         for leftover in out.glob(f"*{artifacts.ATOMIC_SUFFIX}"):  # a write cut off by a kill: never a result
@@ -197,6 +241,7 @@ def prepare(training_args, run_config: dict) -> str | None:
             clear_run(out)
         return None
     if not training_args.do_train:
+        check_evaluation_target(out)
         return None
     if is_finished(out):
         raise ArgumentError(
@@ -208,74 +253,28 @@ def prepare(training_args, run_config: dict) -> str | None:
             f"{shown} holds an interrupted run made with other flags ({'; '.join(changed)}); rerun with its flags "
             "to resume it, or pass --overwrite_output_dir to start over."
         )
-    return last_complete_checkpoint(out, remove_partial=main_process)
+    _active["resume"] = last_complete_checkpoint(out, remove_partial=main_process)
+    return _active["resume"]
 
 
-# ---------------------------------------------------------------- checkpoints
-def write_checkpoint_marker(folder: str | Path, step: int) -> None:
-    """The `.complete` marker: the step and the size and sha256 of every file, written by rename after them."""
-    folder = Path(folder)
-    files = {
-        path.relative_to(folder).as_posix(): {"size": path.stat().st_size, "sha256": _sha256(path)}
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-        and path.name != CHECKPOINT_COMPLETE
-        and not path.name.endswith(artifacts.ATOMIC_SUFFIX)
-    }
-    artifacts.atomic_write_text(
-        folder / CHECKPOINT_COMPLETE, json.dumps({"step": step, "files": files}, indent=1)
-    )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def checkpoint_damage(folder: str | Path) -> str | None:
-    """None when every file listed in the checkpoint's marker is there with its size and hash; else what is wrong."""
-    folder = Path(folder)
+def check_evaluation_target(out: Path) -> None:
+    """An evaluation-only run writes README.md, all_results.json, the predictions and run_config.json: into a folder
+    holding another run (finished, or an interrupted training run) only with --overwrite_output_dir. An interrupted
+    evaluation is simply redone."""
+    if not looks_like_run(out):
+        return
     try:
-        listed = json.loads((folder / CHECKPOINT_COMPLETE).read_text())["files"]
-        # Every entry read up front: a marker no save wrote (torn, edited) is unusable, not a crash mid-resume.
-        listed = {name: (int(entry["size"]), str(entry["sha256"])) for name, entry in listed.items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return "its completion marker is unreadable"
-    for name, (size, sha256) in listed.items():
-        path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if path.stat().st_size != size or _sha256(path) != sha256:
-            return f"{name} does not match the hash recorded when it was saved"
-    return None
-
-
-def last_complete_checkpoint(output_dir: str | Path, remove_partial: bool = False) -> str | None:
-    """The newest checkpoint-N in output_dir whose save finished and whose files are intact; optionally delete the
-    half-written and damaged ones after it (training reaches their step again and rewrites them)."""
-    found = sorted(
-        (int(m.group(1)), path)
-        for path in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}-*")
-        if path.is_dir() and (m := re.fullmatch(rf"{CHECKPOINT_PREFIX}-(\d+)", path.name))
+        previous = artifacts.read_json(out / artifacts.RUN_CONFIG)
+    except (OSError, ValueError):
+        previous = {}
+    trained = previous.get("do_train", True) is not False or any(out.glob(f"{CHECKPOINT_PREFIX}-*"))
+    if not trained and not is_finished(out):
+        return
+    what = ("a finished" if is_finished(out) else "an interrupted") + (
+        " training run" if trained else " evaluation"
     )
-    usable = None
-    for step, path in reversed(found):
-        if not (path / CHECKPOINT_COMPLETE).is_file():
-            why = "its save was interrupted"
-        elif damage := checkpoint_damage(path):
-            why = f"it is damaged ({damage})"
-        else:
-            usable = (step, path)
-            break
-        logger.warning("Not resuming from %s: %s", artifacts.escape_path(path), why)
-    if usable is None:
-        return None
-    if remove_partial:
-        for step, path in found:
-            if step > usable[0]:
-                logger.warning("Removing %s", artifacts.escape_path(path))
-                shutil.rmtree(path, ignore_errors=True)
-    return str(usable[1])
+    raise ArgumentError(
+        f"--output_dir {artifacts.escape_path(out)} holds {what}; evaluating into it would replace its README.md, "
+        "all_results.json, predictions and run_config.json: choose another --output_dir, or pass "
+        "--overwrite_output_dir to replace it."
+    )

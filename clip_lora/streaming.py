@@ -81,7 +81,9 @@ def load_streaming_splits(data_args, training_args) -> dict:
             f"streamed dataset {name} needs a train and a validation/val/test split; it has {list(raw)}"
         )
     image_col, label_col = image_label_columns(raw["train"].features or datasets.Features(), name)
-    names = class_names_for(raw["train"].features[label_col].names, data_args.class_names_file)
+    names = class_names_for(
+        raw["train"].features[label_col].names, data_args.class_names_file, f"streamed dataset {name}"
+    )
     features = class_features(names)
     # Images stay undecoded (bytes) until training reads them: dev is recognised by its bytes, and cheap to hold.
     raw_features = datasets.Features({**features, "image": datasets.Image(decode=False)})

@@ -18,10 +18,12 @@ import re
 from pathlib import Path
 
 import train_clip_lora
-from clip_lora import artifacts, run_dir, validation
+from clip_lora import artifacts, run_dir, sources
 from clip_lora.arguments import parse_args
-from clip_lora.errors import ArgumentError, DataError, Parser
+from clip_lora.errors import ArgumentError, DataError
+from clip_lora.provenance import data_source
 from clip_lora.stats import mcnemar, mean_std
+from clip_lora.verb_args import seed_list, sweep_args
 
 logger = logging.getLogger("sweep")
 
@@ -50,6 +52,7 @@ def run_seeds(seeds: list[int], train_argv: list[str]) -> Path:
 
 def seed_summary(folder: Path, seed: int) -> dict:
     results = artifacts.read_json(folder / artifacts.ALL_RESULTS)
+    config = artifacts.read_run_config(folder)
     labels, tuned, _ = artifacts.read_predictions(folder / artifacts.PREDICTIONS)
     zs_labels, zero_shot, _ = artifacts.read_predictions(folder / artifacts.ZERO_SHOT_PREDICTIONS)
     if (
@@ -60,6 +63,9 @@ def seed_summary(folder: Path, seed: int) -> dict:
         "seed": seed,
         **{k: results[k] for k in PER_SEED_KEYS if k in results},
         "mcnemar_vs_zero_shot": mcnemar(labels, zero_shot, tuned),
+        # What ran, so --readme can tell the real experiment from a smoke or demo run.
+        "model": config.get("model_name_or_path"),
+        "data": data_source(config)["kind"] if config else None,
     }
 
 
@@ -119,47 +125,56 @@ def to_markdown(summary: dict) -> str:
     return "\n".join(rows) + "\n" + note
 
 
-def update_readme(summary_path: Path, readme: Path) -> None:
-    """Replace the text between the results markers in readme with the table of summary_path (never typed numbers)."""
-    text = readme.read_text()
+def local_runs(summary: dict) -> list[str]:
+    """Why a summary's numbers are not the real experiment's: a seed run on a local model or local data (the smoke
+    recipe, the demo), or a summary that does not record what ran. Empty when every run used Hub ids / archives."""
+    reasons = []
+    for run in summary["per_seed"]:
+        if "model" not in run or "data" not in run:
+            reasons.append(f"seed {run['seed']} does not record its model and data (an older summary)")
+        elif not sources.is_hub_id(run["model"]) or run["data"] not in ("fastai_archive", "hub"):
+            reasons.append(f"seed {run['seed']} ran {run['model']} on {run['data'] or 'unknown data'}")
+    return reasons
+
+
+def update_readme(summary_path: Path, readme: Path, allow_local_results: bool = False) -> None:
+    """Replace the text between the results markers in readme with the table of summary_path (never typed numbers).
+
+    The block holds the real experiment's numbers: a summary of runs on a local model or local data (a smoke or demo
+    sweep) is refused unless allow_local_results, and then the block says where its numbers come from."""
+    try:
+        text, summary = readme.read_text(encoding="utf-8"), artifacts.read_json(summary_path)
+        table = to_markdown(summary)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ArgumentError(
+            f"cannot use --readme {summary_path} with --readme_path {readme} ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:160]}); pass a summary.json written by clip-lora sweep and the README."
+        ) from None
     start, end = text.find(README_START), text.find(README_END)
     if start < 0 or end < start:
         raise ArgumentError(f"{readme} has no '{README_START}' ... '{README_END}' block to fill")
-    table = to_markdown(artifacts.read_json(summary_path))
-    readme.write_text(text[: start + len(README_START)] + "\n" + table + text[end:])
+    local = local_runs(summary)
+    if local and not allow_local_results:
+        raise ArgumentError(
+            f"{summary_path} is not the real experiment ({local[0]}): its numbers would pass for real-hardware "
+            "results in the README; run the sweep with Hub models and data, or pass --allow_local_results to "
+            "write them with a note saying so."
+        )
+    if local:
+        table = f"**Not the real experiment** ({'; '.join(local)}): a smoke or demo sweep.\n\n{table}"
+    readme.write_text(text[: start + len(README_START)] + "\n" + table + text[end:], encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    parser = Parser(prog="clip-lora sweep", description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument(
-        "--seeds", help="comma-separated seeds, e.g. 0,1,2; the other flags go to train_clip_lora"
-    )
-    parser.add_argument("--summarize", metavar="SWEEP_DIR", help="only rebuild the summary from seed folders")
-    parser.add_argument("--readme", metavar="SUMMARY_JSON", help="only rewrite the README results block")
-    parser.add_argument("--readme_path", default="README.md")
-    args, train_argv = parser.parse_known_args(argv)
+    args, train_argv = sweep_args(argv)
     if args.readme:
-        update_readme(Path(args.readme), Path(args.readme_path))
+        update_readme(Path(args.readme), Path(args.readme_path), args.allow_local_results)
         return None
     if args.summarize:
         return summarize(Path(args.summarize))
-    if not args.seeds:
-        parser.error("--seeds is required, e.g. --seeds 0,1,2")
-    try:
-        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        seeds = []
-    problem = next(
-        (p for s in seeds if (p := validation.field_problem("seed", s, validation.SEED_RULE))), None
-    )
-    if not seeds or problem or len(set(seeds)) != len(seeds):
-        raise ArgumentError(
-            f"--seeds {args.seeds!r} must be distinct comma-separated integers in [0, {validation.SEED_RULE['max']}], "
-            "e.g. 0,1,2."
-        )
-    output_dir = run_seeds(seeds, train_argv)
+    output_dir = run_seeds(seed_list(args.seeds), train_argv)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun/accelerate only the main process writes
-        summary = summarize(output_dir, seeds)
+        summary = summarize(output_dir, seed_list(args.seeds))
         print(to_markdown(summary))
         return summary
     return None

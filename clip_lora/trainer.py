@@ -14,14 +14,22 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from transformers import Trainer
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, SaveStrategy, has_length, rotate_checkpoints
+from transformers.trainer_utils import (
+    PREFIX_CHECKPOINT_DIR,
+    EvalLoopOutput,
+    SaveStrategy,
+    has_length,
+    rotate_checkpoints,
+)
 
 from clip_lora.device_inputs import nonempty_pixels
 from clip_lora.distributed import forget_inference_preparation, gather_rows, scale_gradient, share_of
+from clip_lora.health import StopRequestCallback
 from clip_lora.lean_step import LeanStepMixin
 from clip_lora.loss import (  # noqa: F401 - MAX_LOGIT_SCALE and capped_logit_scale re-exported
     MAX_LOGIT_SCALE,
@@ -30,6 +38,7 @@ from clip_lora.loss import (  # noqa: F401 - MAX_LOGIT_SCALE and capped_logit_sc
     class_logits,
     clip_class_loss,
 )
+from clip_lora.placeholders import IGNORE_INDEX, readable, readable_metrics
 from clip_lora.run_dir import (
     CHECKPOINT_COMPLETE as CHECKPOINT_COMPLETE,  # re-exported: checkpoints live in run_dir
 )
@@ -82,10 +91,14 @@ class ClipLoraTrainer(LeanStepMixin, Trainer):
         self._window: AccumulationWindow | None = None
         self.text_encoder_calls = 0  # how often the class prompts went through the text tower in evaluation
         self._vision_config = self.model.config.vision_config
+        self.kept_rows = None  # after an evaluation: which of its dataset rows were readable (numpy bool)
+        if self.compute_metrics is not None:
+            self.compute_metrics = readable_metrics(self.compute_metrics)
         self._sampler_epoch = SamplerEpoch()
         # N processes must hold one adapter: checked at step 1 and before every checkpoint.
         self.sync_check = ReplicaSyncCheck()
-        for callback in (self._sampler_epoch, self.sync_check):
+        # A stop requested by Ctrl-C / SIGTERM acts at the next step even if a library swallowed it (faults.py).
+        for callback in (self._sampler_epoch, self.sync_check, StopRequestCallback()):
             self.add_callback(callback)
         self._setup_lean_step()  # health record, device inputs, frozen weights in the autocast dtype (lean_step.py)
 
@@ -170,7 +183,7 @@ class ClipLoraTrainer(LeanStepMixin, Trainer):
         clip = self.accelerator.unwrap_model(model)
         window.images, window.labels = [], []
         for batch in window.batches:
-            batch = self._prepare_inputs(batch)
+            batch = self._prepare_inputs(batch)  # training: placeholder rows already left out, on the host
             pixels, rows = nonempty_pixels(batch["pixel_values"], self._vision_config)
             with self.accelerator.autocast():
                 images = clip.get_image_features(pixel_values=pixels).pooler_output[:rows]
@@ -192,7 +205,7 @@ class ClipLoraTrainer(LeanStepMixin, Trainer):
         if self.loss_kind == "ce" and parts > 1:
             if window.labels is None:  # the window's image count over all processes (labels only: no pixels)
                 window.labels = [
-                    gather_rows(b["labels"].to(self.args.device, non_blocking=True))[0]
+                    gather_rows(readable(b)["labels"].to(self.args.device, non_blocking=True))[0]
                     for b in window.batches
                 ]
             logits = class_logits(images, class_embeds, scale)
@@ -223,6 +236,15 @@ class ClipLoraTrainer(LeanStepMixin, Trainer):
         finally:
             self._eval_class_embeds = None
         if output.predictions is not None and output.label_ids is not None:
+            # One row per dataset row came back (gathered in order, the padding repeats cut); the rows of images
+            # that became unreadable are dropped here, and kept_rows says which ones remain (the CSVs name them).
+            self.kept_rows = np.asarray(output.label_ids) != IGNORE_INDEX
+            output = EvalLoopOutput(
+                predictions=np.asarray(output.predictions)[self.kept_rows],
+                label_ids=np.asarray(output.label_ids)[self.kept_rows],
+                metrics=output.metrics,
+                num_samples=output.num_samples,
+            )
             # Trainer averages per-batch losses, and under DDP the last batch of a process is padded with repeated
             # images; the logits it returns are every image's exactly once, on every process.
             logits = torch.as_tensor(output.predictions, dtype=torch.float64)
@@ -244,10 +266,16 @@ class ClipLoraTrainer(LeanStepMixin, Trainer):
                 )
                 self._eval_class_embeds = class_embeddings(text.pooler_output, self.num_classes)
                 self.text_encoder_calls += 1
-            pixels, rows = nonempty_pixels(inputs["pixel_values"], self._vision_config)
+            # Placeholder rows (unreadable images) keep their place with zero logits: every process returns one row
+            # per dataset row, so the gather lines up and its padding is cut where accelerate expects.
+            labels = inputs["labels"]
+            real = labels != IGNORE_INDEX
+            pixels, rows = nonempty_pixels(inputs["pixel_values"][real], self._vision_config)
             image = clip.get_image_features(pixel_values=pixels).pooler_output[:rows]
-        logits = class_logits(image, self._eval_class_embeds, self.logit_scale(model))
+        readable_logits = class_logits(image, self._eval_class_embeds, self.logit_scale(model))
+        logits = readable_logits.new_zeros((len(labels), readable_logits.shape[1]))
+        logits[real] = readable_logits
         # Image->text cross-entropy only: defined per image, so the evaluation loss does not depend on the batch
         # size, the order or the number of processes (the text->image term would).
-        loss = F.cross_entropy(logits, inputs["labels"])
-        return loss.detach(), (None if prediction_loss_only else logits.detach()), inputs["labels"]
+        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX) if rows else logits.sum() * 0
+        return loss.detach(), (None if prediction_loss_only else logits.detach()), labels

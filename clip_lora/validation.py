@@ -13,18 +13,21 @@ file: metric names, epochs vs. steps, template files, the class-names file, the 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
-import os
 import re
 from pathlib import Path
 
-from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
-
-from clip_lora.errors import ArgumentError
+from clip_lora import sources
+from clip_lora.errors import ArgumentError, DataError
+from clip_lora.sources import check_output_file, check_output_folder  # noqa: F401 - re-exported
+from clip_lora.sources import text_problem as _text_problem
 
 # Rules for TrainingArguments' own fields (the ones ClipLoraTrainingArguments redefines carry them in metadata).
-TRAINING_RULES: dict[str, dict] = {
+# This module is imported before torch and transformers (the CLI checks flags first): `report_to`'s choices, which
+# come from transformers, are added by training_rules() when the full rules are needed.
+_TRAINING_RULES: dict[str, dict] = {
     "eval_accumulation_steps": {"min": 1},
     "weight_decay": {"min": 0},
     "adam_beta1": {"min": 0, "lt": 1},
@@ -40,12 +43,30 @@ TRAINING_RULES: dict[str, dict] = {
     "dataloader_prefetch_factor": {"min": 1},
     "torch_empty_cache_steps": {"min": 1},
     "output_dir": {"nonempty": True},
-    "report_to": {"choices": ("all", "none", *INTEGRATION_TO_CALLBACK)},
 }
+
+
+@functools.cache
+def training_rules() -> dict[str, dict]:
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    return {**_TRAINING_RULES, "report_to": {"choices": ("all", "none", *INTEGRATION_TO_CALLBACK)}}
+
+
+def __getattr__(name: str):  # validation.TRAINING_RULES: the full table, built on first use
+    if name == "TRAINING_RULES":
+        return training_rules()
+    raise AttributeError(name)
+
+
 # The metadata keys that are rules (HfArgumentParser must not pass them to argparse).
 RULE_KEYS = frozenset(
     {"min", "gt", "max", "lt", "choices", "nonempty", "names", "template", "allow_inf", "example"}
 )
+FASTAI_NAMES = (
+    "imagenette",
+    "imagewoof",
+)  # = data.FASTAI_DATASETS: downloaded archives, not paths or Hub ids
 SEED_RULE = {"min": 0, "max": 2**32 - 1}  # numpy's seed range: a bigger one fails inside set_seed
 MAX_LOADER_WORKERS = (
     256  # far above any useful value; a huge one would fork processes until the machine stalls
@@ -75,18 +96,6 @@ def _out_of_range(value, rules: dict) -> bool:
         or ("max" in rules and value > rules["max"])
         or ("lt" in rules and value >= rules["lt"])
     )
-
-
-def _text_problem(value: str) -> str | None:
-    if "\x00" in value:
-        return "contains a NUL byte"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return (
-            "contains bytes that are not UTF-8 text; pass UTF-8 (rename the file or folder if it is a path)"
-        )
-    return None
 
 
 def field_problem(name: str, value, rules: dict, default=None) -> str | None:
@@ -197,18 +206,31 @@ def _check_training_length(training_args) -> None:
         )
 
 
-def _check_metric(training_args) -> None:
+def _check_metric(training_args, known: list[str] | None = None) -> None:
     metric = training_args.metric_for_best_model
     if metric is None:
         return
-    known = metric_names()
+    known = known or metric_names()
     if metric.removeprefix("eval_") not in known:
         raise ArgumentError(
             f"--metric_for_best_model {metric!r} is not a metric the evaluation reports; use one of {', '.join(known)}."
         )
 
 
+def wise_alphas(text: str | None) -> list[float]:
+    """--wise_alphas '0,0.5,1' -> [0.0, 0.5, 1.0]; anything else is one ArgumentError line."""
+    try:
+        alphas = [float(a) for a in (text or "").split(",") if a.strip()]
+        if not all(map(math.isfinite, alphas)):
+            raise ValueError("not finite")
+        return alphas
+    except ValueError:
+        raise ArgumentError(f"--wise_alphas {text!r} must be numbers, e.g. 0,0.25,0.5,0.75,1") from None
+
+
 def _check_paths(model_args, data_args) -> None:
+    from clip_lora.errors import ModelError
+
     for flag, value in (("--data_dir", data_args.data_dir), ("--cache_dir", model_args.cache_dir)):
         if value and Path(value).expanduser().is_file():
             raise ArgumentError(f"{flag} {value} is a file; pass a folder.")
@@ -216,21 +238,49 @@ def _check_paths(model_args, data_args) -> None:
         raise ArgumentError(
             f"--robustness_eval_dir {data_args.robustness_eval_dir} is not a folder; pass a folder of <class>/<images>."
         )
+    # A local path that does not exist is one line now, not a Hub error (or a traceback) after the data is loaded.
+    model = sources.resolve(model_args.model_name_or_path, "--model_name_or_path", error=ModelError)
+    if isinstance(model, Path) and not model.is_dir():
+        raise ModelError(
+            f"--model_name_or_path {model} is a file; pass a folder written by save_pretrained or a Hub id."
+        )
+    if data_args.dataset_name.lower() not in FASTAI_NAMES:
+        dataset = sources.resolve(data_args.dataset_name, "--dataset_name", error=DataError)
+        if isinstance(dataset, Path) and not dataset.is_dir():
+            raise DataError(
+                f"--dataset_name {dataset} is a file; pass a folder holding train/<class>/ and val/<class>/."
+            )
 
 
-def check_run(model_args, data_args, lora_args, training_args) -> None:
-    """The checks that need several flags, a file or a library: all before any data or model is loaded."""
+def _check_adapter(model_args, training_args, quick: bool) -> None:
+    from clip_lora.adapters import read_adapter_config
+
+    adapter = model_args.adapter_name_or_path
+    read_adapter_config(adapter, local_only=quick)
+    here = Path(adapter).expanduser()
+    if training_args.overwrite_output_dir and here.is_dir():
+        out = Path(training_args.output_dir).expanduser().resolve()
+        if out == here.resolve() or out in here.resolve().parents:
+            raise ArgumentError(
+                f"--overwrite_output_dir would delete the adapter it loads ({adapter} is inside --output_dir "
+                f"{training_args.output_dir}); choose another --output_dir."
+            )
+
+
+def check_run(model_args, data_args, lora_args, training_args, metrics: list[str] | None = None) -> None:
+    """The checks that need several flags, a file or a library: all before any data or model is loaded.
+    `metrics` given: the quick check the CLI runs before torch is imported (a Hub adapter is not fetched)."""
     from clip_lora import prompts
-    from clip_lora.modeling import read_adapter_config
 
     _check_training_length(training_args)
-    _check_metric(training_args)
+    _check_metric(training_args, metrics)
     _check_paths(model_args, data_args)
+    wise_alphas(data_args.wise_alphas)
     prompts.resolve_templates(data_args.prompt_templates, data_args.prompt_template)
     if data_args.class_names_file:
         _check_class_names_file(data_args.class_names_file)
     if model_args.adapter_name_or_path:
-        read_adapter_config(model_args.adapter_name_or_path)
+        _check_adapter(model_args, training_args, quick=metrics is not None)
 
 
 def library_error_line(err: Exception, argument_classes) -> str:
@@ -241,35 +291,3 @@ def library_error_line(err: Exception, argument_classes) -> str:
     mentioned = [n for n in sorted(names) if re.search(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?!\w)", text)]
     flags = ", ".join(f"--{n}" for n in mentioned) or "the training arguments"
     return f"{flags}: {first}; see `clip-lora train --help`."
-
-
-def check_output_file(flag: str, path: str | Path) -> None:
-    """An output file's location, before any work: its folder exists and is writable, and it is not a folder."""
-    path = Path(path)
-    problem = _text_problem(str(path))
-    if problem:
-        raise ArgumentError(f"{flag} {str(path)!r} {problem}.")
-    if path.is_dir():
-        raise ArgumentError(f"{flag} {path} is a folder; pass a file name.")
-    parent = path.parent
-    if not parent.is_dir():
-        raise ArgumentError(
-            f"{flag} {path}: the folder {parent} does not exist; create it or choose another path."
-        )
-    if not os.access(parent, os.W_OK):
-        raise ArgumentError(f"{flag} {path}: the folder {parent} is not writable; choose another path.")
-
-
-def check_output_folder(flag: str, path: str | Path) -> None:
-    """A new output folder's location, before any work: not a file, not inside a file, creatable."""
-    path = Path(path)
-    problem = _text_problem(str(path))
-    if problem:
-        raise ArgumentError(f"{flag} {str(path)!r} {problem}.")
-    if path.exists() and not path.is_dir():
-        raise ArgumentError(f"{flag} {path} is a file; pass a folder.")
-    existing = next(p for p in [path, *path.parents] if p.exists())
-    if not existing.is_dir():
-        raise ArgumentError(f"{flag} {path}: {existing} is a file; choose another folder.")
-    if not os.access(existing, os.W_OK):
-        raise ArgumentError(f"{flag} {path}: {existing} is not writable; choose another folder.")

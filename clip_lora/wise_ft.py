@@ -23,6 +23,7 @@ from peft.tuners.lora import LoraLayer
 from clip_lora import artifacts
 from clip_lora.data import load_eval_folder
 from clip_lora.modeling import ModelError
+from clip_lora.placeholders import kept_ids
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +77,9 @@ def run(
                 }
                 results[name].append(entry)
                 if main_process:
+                    ids = kept_ids(image_ids, trainer.kept_rows)  # images unreadable when loaded are left out
                     artifacts.write_predictions(
-                        folder / csv_name(name, alpha), image_ids, out.label_ids, out.predictions, class_names
+                        folder / csv_name(name, alpha), ids, out.label_ids, out.predictions, class_names
                     )
                 logger.info(
                     "WiSE-FT alpha %g on %s: accuracy %.4f", alpha, name, entry.get("accuracy", np.nan)

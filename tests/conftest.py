@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from clip_lora import image_check  # noqa: E402
 from clip_lora.testing_utils import build_tiny_clip, make_image_folder  # noqa: E402
-from testing_utils import SHARED, WNIDS, run_trained, small_argv, smoke_argv  # noqa: E402
+from testing_utils import SHARED, WNIDS, run_trained, save_points, small_argv, smoke_argv  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -61,25 +61,16 @@ def image_check_cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def small_run(tiny_model_dir, tmp_path_factory):
-    """(data dir, reference output dir, names of its atomic writes in order) of one uninterrupted small_argv run
-    (2 classes, 2 one-step epochs), in-process: the reference every fault test's rerun must reproduce."""
-    import contextlib
-
+    """(data dir, reference output dir, its save points in order) of one uninterrupted small_argv run (2 classes,
+    2 one-step epochs), in-process: the reference every fault test's rerun must reproduce. A save point is
+    (writer, file name) for every write into the output dir, or (training_step | prediction_step, "")."""
     import train_clip_lora
-    from clip_lora import artifacts
 
     base = tmp_path_factory.mktemp("small-run")
     data = make_image_folder(base / "data", WNIDS[:2], train_per_class=6, val_per_class=3, size=16)
-    writes, original = [], artifacts.atomic_write
-
-    @contextlib.contextmanager
-    def recording(path, mode="w", **kwargs):
-        writes.append(Path(path).name)
-        with original(path, mode, **kwargs) as f:
-            yield f
-
+    saves = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(image_check, "default_cache_dir", lambda: base / "image-check-cache")
-        mp.setattr(artifacts, "atomic_write", recording)
-        train_clip_lora.main(small_argv(tiny_model_dir, data, base / "reference"))
-    return data, base / "reference", writes
+        with save_points(base / "reference", lambda writer, name, path: saves.append((writer, name))):
+            train_clip_lora.main(small_argv(tiny_model_dir, data, base / "reference"))
+    return data, base / "reference", saves

@@ -110,7 +110,10 @@ def test_without_gradio_the_verb_names_the_extra_to_install(trained_run, monkeyp
 
 def test_a_source_that_is_neither_a_run_nor_a_hub_id_is_one_error_line(tmp_path, capsys):
     line = _one_error_line(capsys, [str(tmp_path / "no-such-run")])
-    assert "neither a run's output folder nor a hub id" in line
+    assert line == (
+        f"error: clip-lora app {tmp_path / 'no-such-run'}: no such run folder; the nearest existing folder is "
+        f"{tmp_path}; check the path."
+    )
     empty = tmp_path / "empty-run"
     empty.mkdir()
     assert "has no adapter" in _one_error_line(capsys, [str(empty)])

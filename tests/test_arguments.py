@@ -69,5 +69,5 @@ def test_bad_recipes(tmp_path):
         parse_args([str(broken)])
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("lora_rank: 4\n")
-    with pytest.raises(ArgumentError, match="unknown argument.*--lora_rank"):
+    with pytest.raises(ArgumentError, match="unknown key .lora_rank. .did you mean lora_r"):
         parse_args([str(unknown)])

@@ -103,7 +103,10 @@ def test_hub_dataset_without_label_names(monkeypatch, tmp_path, capsys):
         ),
         (["--on_bad_image", "ignore"], "error: --on_bad_image 'ignore' is not one of skip, error."),
         (["--dev_split_ratio", "0.9"], "error: --dev_split_ratio 0.9 must be in (0, 0.5]; e.g. 0.05."),
-        (["--lora_rank", "4"], "error: unknown argument(s): --lora_rank 4; see --help for the valid flags."),
+        (
+            ["--lora_rank", "4"],
+            "error: unknown argument(s): --lora_rank 4 (did you mean --lora_r?); see --help for the valid flags.",
+        ),
     ],
     ids=[
         "lora_r_0",
@@ -138,9 +141,9 @@ def test_invalid_yaml_recipe(tmp_path, capsys):
 def test_unknown_yaml_key(tmp_path, capsys):
     recipe = tmp_path / "typo.yaml"
     recipe.write_text("lora_rank: 4\nlearning_rate: 0.001\n")
-    assert (
-        user_error([str(recipe)], capsys)
-        == "error: unknown argument(s): --lora_rank 4; see --help for the valid flags."
+    assert user_error([str(recipe)], capsys) == (
+        f"error: recipe {recipe}: unknown key 'lora_rank' (did you mean lora_r?); a key is a flag's exact name "
+        "without -- (see `clip-lora train --help`)."
     )
 
 
@@ -199,7 +202,7 @@ def test_unusable_model_or_adapter(case, small_data, tiny_model_dir, tmp_path, c
         "other_base_model": f"error: adapter {adapter} does not fit this base model (size mismatch for ",
         "no_adapter_config": f"error: {adapter} has no adapter_config.json; pass the folder a training run wrote",
         "pickle_only": f"error: {adapter} has no adapter_model.safetensors (pickle .bin adapters are refused",
-        "missing_model": f"error: cannot load CLIP from '{tmp_path / 'nowhere'}' (",
+        "missing_model": f"error: --model_name_or_path {tmp_path / 'nowhere'}: no such folder; ",
     }[case]
     assert line.startswith(expected)
     if case == "other_base_model":

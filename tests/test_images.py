@@ -11,6 +11,7 @@ from transformers import CLIPImageProcessor
 
 from clip_lora.data import load_splits
 from clip_lora.images import BadImageError, geometry_problem, make_transform, open_image, to_rgb
+from clip_lora.placeholders import IGNORE_INDEX, kept_ids, readable
 from testing_utils import WNIDS, make_layout
 
 
@@ -82,7 +83,7 @@ def _encoded(size=(40, 20), **save) -> bytes:
     return buf.getvalue()
 
 
-def test_an_image_unreadable_at_load_time_is_skipped_listed_and_dropped_from_the_batch(tmp_path):
+def test_an_image_unreadable_at_load_time_is_skipped_listed_and_a_placeholder_in_the_batch(tmp_path):
     from clip_lora.images import skipped_ids
     from collator import ClipClassificationCollator
 
@@ -106,10 +107,15 @@ def test_an_image_unreadable_at_load_time_is_skipped_listed_and_dropped_from_the
     rows = [
         {"pixel_values": p, "labels": y} for p, y in zip(batch["pixel_values"], batch["labels"], strict=True)
     ]
+    # The row keeps its place (every process's batches keep their shape), labelled as ignored: the loss and the
+    # metrics leave it out (clip_lora/placeholders.py).
     out = collate(rows)
-    assert out["pixel_values"].shape == (1, 3, 32, 32) and out["labels"].tolist() == [1]
-    empty = collate(rows[1:])  # every image of the batch gone: an empty batch of the same layout
-    assert empty["pixel_values"].shape == (0, 3, 32, 32) and empty["labels"].shape == (0,)
+    assert out["pixel_values"].shape == (2, 3, 32, 32) and out["labels"].tolist() == [1, IGNORE_INDEX]
+    torch.testing.assert_close(out["pixel_values"][0], batch["pixel_values"][0])
+    assert readable(out)["labels"].tolist() == [1] and readable(out)["pixel_values"].shape == (1, 3, 32, 32)
+    empty = collate(rows[1:])  # every image of the batch gone: a batch of placeholders, the same layout
+    assert empty["pixel_values"].shape == (1, 3, 32, 32) and empty["labels"].tolist() == [IGNORE_INDEX]
+    assert readable(empty)["labels"].shape == (0,)
 
 
 def test_an_empty_batch_trains_nothing(tiny_model_dir, tmp_path):
@@ -117,22 +123,19 @@ def test_an_empty_batch_trains_nothing(tiny_model_dir, tmp_path):
 
     trainer = make_tiny_trainer(tiny_model_dir, tmp_path)
     inputs = trainer.data_collator([{"pixel_values": None, "labels": 1}])  # its one image became unreadable
-    assert inputs["pixel_values"].shape[0] == 0
+    assert inputs["labels"].tolist() == [IGNORE_INDEX] and readable(inputs)["pixel_values"].shape[0] == 0
     assert trainer.training_step(trainer.model, inputs).item() == 0.0
     # Every trainable weight got a gradient (under DDP the all-reduce waits for each one), and all of them are 0.
     gradients = [p.grad for p in trainer.model.parameters() if p.requires_grad]
     assert gradients and all(g is not None and not g.any() for g in gradients)
 
 
-def test_surviving_ids_name_the_rows_an_evaluation_returned(tmp_path):
-    from clip_lora.images import record_skipped, surviving_ids
-
-    log = tmp_path / "skipped_images.txt"
+def test_kept_ids_name_exactly_the_rows_an_evaluation_kept():
     ids = ["val/a.jpg", "val/b.jpg", "val/c.jpg"]
-    assert surviving_ids(ids, 3, log) == ids
-    record_skipped(log, "val/b.jpg", "/data/val/b.jpg", "unreadable when loaded")
-    assert surviving_ids(ids, 2, log) == ["val/a.jpg", "val/c.jpg"]
-    assert surviving_ids(ids, 1, log) is None  # cannot be told: no per-image file rather than a wrong one
+    assert kept_ids(ids, None) == ids
+    assert kept_ids(ids, np.array([True, False, True])) == ["val/a.jpg", "val/c.jpg"]
+    with pytest.raises(ValueError):  # never name rows by guesswork
+        kept_ids(ids, np.array([True, False]))
 
 
 def test_predict_training_and_evaluation_share_one_exif_aware_decode(tmp_path):

@@ -88,8 +88,11 @@ def test_adapter_folder_without_config_or_safetensors_is_refused(tiny_model_dir,
 
 
 def test_missing_model_path_is_one_clear_error(tmp_path):
-    with pytest.raises(ModelError, match="cannot load CLIP"):
+    with pytest.raises(ModelError, match="--model_name_or_path .*/nowhere: no such folder"):
         load_clip(str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="cannot load CLIP"):  # there, but not a model
+        load_clip(str(tmp_path / "empty"))
 
 
 # ---------------------------------------------------------------- every broken adapter is one ModelError line
@@ -120,7 +123,7 @@ ADAPTER_CASES = {
     "unknown_peft_type": "error: adapter {path} has peft_type 'MAGIC'; this project loads LoRA adapters only",
     "targets_modules_the_base_lacks": "error: cannot load adapter {path} (",
     "path_is_a_file": "error: --adapter_name_or_path {path} is a file; pass the folder that holds",
-    "missing_folder": "error: adapter {path} does not exist; pass a run's output_dir or a hub id.",
+    "missing_folder": "error: --adapter_name_or_path {path}: no such folder; the nearest existing folder is",
 }
 
 

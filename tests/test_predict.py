@@ -177,9 +177,11 @@ def test_console_scripts_are_declared_and_resolve():
 
 def test_eval_entry_is_train_main_with_do_train_false_after_the_recipe(monkeypatch):
     import train_clip_lora
+    from clip_lora import verb_args
 
     seen = []
     monkeypatch.setattr(train_clip_lora, "main", lambda argv: seen.append(argv) or {})
+    monkeypatch.setattr(verb_args, "precheck", lambda verb, argv: False)  # the argv main gets, not its checks
     assert run_verb("eval", ["r.yaml", "--adapter_name_or_path", "A"]) == 0
     assert (
         run_verb("eval", ["smoke", "--output_dir", "o"]) == 0

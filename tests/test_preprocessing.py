@@ -142,3 +142,42 @@ def test_on_the_fly_transform_is_the_data_module_one(odd_images):
     raw = load_splits(str(odd_images), dev_split_ratio=0.2)["val"]
     expected = make_transform(_processor())(raw[:1])["pixel_values"][0]
     assert torch.equal(splits["val"][0]["pixel_values"], expected)
+
+
+def test_the_cache_build_decodes_through_open_image_and_an_image_gone_since_the_check_is_a_listed_skip(
+    odd_images, tmp_path
+):
+    import shutil
+
+    from clip_lora.images import skipped_ids
+    from clip_lora.placeholders import IGNORE_INDEX
+
+    root = tmp_path / "data"
+    shutil.copytree(odd_images, root)
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    splits = load_splits(str(root), dev_split_ratio=0.5)
+    val_ids = list(splits["val"]["image_id"])
+    (root / val_ids[1]).unlink()  # deleted after the check
+    (root / val_ids[4]).write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)  # rewritten: a truncated PNG
+    rows = {}
+    for mode in ("cached", "on_the_fly"):
+        log = tmp_path / f"skipped-{mode}.txt"
+        ready, norm = preprocessing.prepare_splits(
+            dict(splits),  # the same rows for both paths, listed before the files changed
+            processor,
+            mode,
+            cache_dir=tmp_path / "cache",
+            skip_log=log,
+        )
+        val = ready["val"]
+        batch = ClipClassificationCollator(**PROMPTS, **norm)([val[i] for i in range(len(val))])
+        rows[mode] = batch
+        assert batch["labels"].tolist().count(IGNORE_INDEX) == 2 and len(batch["labels"]) == len(val_ids)
+        assert [i for i, label in enumerate(batch["labels"].tolist()) if label == IGNORE_INDEX] == [1, 4]
+        assert skipped_ids(log) == {val_ids[1], val_ids[4]}  # counted and listed, as on the on-the-fly path
+        assert all("unreadable when loaded" in line for line in log.read_text().splitlines())
+    keep = rows["cached"]["labels"] != IGNORE_INDEX
+    assert torch.equal(rows["cached"]["labels"], rows["on_the_fly"]["labels"])
+    torch.testing.assert_close(
+        rows["cached"]["pixel_values"][keep], rows["on_the_fly"]["pixel_values"][keep], atol=0.02, rtol=0
+    )

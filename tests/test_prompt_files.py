@@ -11,7 +11,7 @@ from clip_lora.prompts import PromptError, resolve_templates, single_template_me
 from collator import ClipClassificationCollator
 
 
-def fake_tokenizer(prompts, padding, return_tensors):
+def fake_tokenizer(prompts, padding=False, return_tensors=None):
     ids = torch.tensor([[len(p), sum(map(ord, p))] for p in prompts])  # one row per prompt, recognisable
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 

@@ -23,6 +23,7 @@ from transformers.trainer_utils import get_last_checkpoint
 import train_clip_lora
 from clip_lora import artifacts, run_dir
 from clip_lora import trainer as trainer_module
+from clip_lora.cli import run as run_verb
 from clip_lora.trainer import CHECKPOINT_COMPLETE, last_complete_checkpoint
 from testing_utils import (
     ROOT,
@@ -144,7 +145,7 @@ def test_sigterm_mid_run_a_concurrent_run_is_refused_and_the_rerun_matches(
         [sys.executable, str(ROOT / "train_clip_lora.py"), *small_argv(tiny_model_dir, data, out)],
         env=env(tmp_path),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=open(tmp_path / "stderr.log", "wb"),  # noqa: SIM115 - the child holds it
     )
     deadline = time.monotonic() + 240
     while not (out / "zero_shot_predictions.csv").exists():  # zero-shot written: training is next
@@ -162,16 +163,26 @@ def test_sigterm_mid_run_a_concurrent_run_is_refused_and_the_rerun_matches(
     finally:
         os.kill(victim.pid, signal.SIGTERM)
         os.kill(victim.pid, signal.SIGCONT)
-    assert victim.wait(timeout=60) == -signal.SIGTERM
+    # SIGTERM unwinds the run (temp files removed) and says where it stopped: 128 + 15, one line.
+    assert victim.wait(timeout=60) == 143
+    assert_last_line(tmp_path / "stderr.log", "error: terminated (SIGTERM); rerun the same command ")
     train_clip_lora.main(small_argv(tiny_model_dir, data, out))
     assert_same_results(out, reference)
+
+
+def assert_last_line(log: Path, start: str) -> str:
+    text = log.read_text(errors="replace")
+    lines = text.rstrip().splitlines()
+    assert "Traceback" not in text and lines and lines[-1].startswith(start), text[-3000:]
+    assert sum(line.startswith("error: ") for line in lines) == 1
+    return lines[-1]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 # Runs out during the first checkpoint (CI) / while writing the last files (`make fuzz` too).
 @pytest.mark.parametrize("free_fraction", [0.35, 0.9] if os.environ.get("CLIP_LORA_ALL_FAULTS") else [0.35])
-def test_a_full_disk_then_the_rerun_with_space_resumes_and_matches(
-    small_run, tiny_model_dir, tmp_path, free_fraction, image_check_cache
+def test_a_full_disk_is_one_line_then_the_rerun_with_space_resumes_and_matches(
+    small_run, tiny_model_dir, tmp_path, free_fraction, image_check_cache, capsys
 ):
     data, reference, _ = small_run
     needed = sum(p.stat().st_size for p in reference.rglob("*") if p.is_file())
@@ -182,12 +193,18 @@ def test_a_full_disk_then_the_rerun_with_space_resumes_and_matches(
         filler = disk / "filler"
         filler.write_bytes(bytes(4 * needed - int(free_fraction * needed)))
         out = disk / "out"
-        # Whichever library was writing when the space ran out raises its own error (torch: "unexpected pos").
-        with pytest.raises((OSError, RuntimeError)):
-            train_clip_lora.main(small_argv(tiny_model_dir, data, out))
+        # Whichever library was writing when the space ran out raises its own error (torch: "unexpected pos",
+        # safetensors: "os error 28", Python: ENOSPC): the CLI says it in one line, with status 74.
+        capsys.readouterr()
+        assert run_verb("train", small_argv(tiny_model_dir, data, out)) == 74
+        err = capsys.readouterr().err
+        lines = err.rstrip().splitlines()
+        assert "Traceback" not in err and sum(line.startswith("error: ") for line in lines) == 1
+        assert lines[-1].startswith(f"error: no space left on the device at {disk}")
+        assert f"free space on the disk holding {disk}" in lines[-1] and "rerun the same command" in lines[-1]
         assert not run_dir.is_finished(out)
         filler.unlink()
-        train_clip_lora.main(small_argv(tiny_model_dir, data, out))
+        assert run_verb("train", small_argv(tiny_model_dir, data, out)) == 0
         assert_same_results(out, reference)
     finally:
         run_dir.release_lock(disk / "out")

@@ -3,13 +3,13 @@ the rerun resumes to the same bytes; a second run into the folder is refused; a 
 --overwrite_output_dir clears the old run first; artifacts appear whole or not at all.
 
 Run: python -m pytest tests/test_run_dir.py -q
-CLIP_LORA_ALL_FAULTS=1 (set by `make fuzz`): both fault kinds at every write instead of alternating them.
+CLIP_LORA_ALL_FAULTS=1 (set by `make fuzz`): every fault kind at every save point, instead of one fault at the first
+save point of each kind of write.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import csv
 import errno
 import hashlib
@@ -26,44 +26,33 @@ from PIL import Image
 import train_clip_lora
 from clip_lora import artifacts, run_dir
 from clip_lora.arguments import parse_args
-from testing_utils import ROOT, assert_same_results, small_argv, user_error
+from clip_lora.cli import run as run_verb
+from testing_utils import (
+    FAULT_KINDS,
+    FAULT_STATUS,
+    ROOT,
+    Killed,
+    assert_same_results,
+    fault_at,
+    save_points,
+    small_argv,
+    user_error,
+)
 
 pytestmark = pytest.mark.usefixtures("image_check_cache")
-FAULT_KINDS = ("kill", "disk_full")
-
-
-class Killed(BaseException):
-    """Stands in for SIGKILL at a write: nothing after the raise runs, and nothing catches it."""
-
-
-def faulting_write(target: tuple[str, int], kind: str):
-    """artifacts.atomic_write that fails at the n-th write of one file name: a kill before the write, or a full
-    disk half-way through it (the real atomic_write then has a partial temp file to clean up)."""
-    counts, original = collections.Counter(), artifacts.atomic_write
-
-    @contextlib.contextmanager
-    def write(path, mode="w", **kwargs):
-        name = Path(path).name
-        counts[name] += 1
-        if (name, counts[name]) != target:
-            with original(path, mode, **kwargs) as f:
-                yield f
-            return
-        if kind == "kill":
-            raise Killed(name)
-        with original(path, mode, **kwargs) as f:
-            f.write(b"\0" * 100 if "b" in mode else "{half")
-            raise OSError(errno.ENOSPC, "No space left on device", str(path))
-
-    return write
 
 
 def assert_nothing_half_written(out: Path) -> None:
-    """Every artifact in the folder parses; no temp file is left; the run does not look finished."""
+    """Every artifact of ours (written by artifacts.atomic_write) parses; no temp file is left; the run does not
+    look finished. (A library's own file cut off by a full disk may be partial: the rerun writes it again.) A run
+    that failed before writing anything leaves no folder at all."""
+    if not out.exists():
+        return
     assert not run_dir.is_finished(out)
     assert not list(out.rglob(f"*{artifacts.ATOMIC_SUFFIX}"))
+    ours = {artifacts.ALL_RESULTS, artifacts.RUN_CONFIG, artifacts.CLASSIFICATION_REPORT_JSON}
     for path in out.iterdir():
-        if path.suffix == ".json":
+        if path.name in ours:
             json.loads(path.read_text())
         elif path.suffix == ".csv":
             rows = list(csv.reader(path.open(newline="")))
@@ -73,36 +62,84 @@ def assert_nothing_half_written(out: Path) -> None:
                 image.verify()
 
 
-def fault_plans(writes: list[str]) -> list[list[tuple[tuple[str, int], str]]]:
-    """Chains of (n-th write of a file name, fault kind), one fault per write, kinds alternating; with
-    CLIP_LORA_ALL_FAULTS a second chain with the kinds swapped, so every write meets every kind."""
+def fault_plans(saves: list[tuple[str, str]]) -> list[list[tuple[tuple[str, str, int], str]]]:
+    """Chains of (n-th save point of a writer and file name, fault kind), kinds in turn. By default one fault at the
+    first save point of each (writer, file name) (every kind of write, and both kinds of step); with
+    CLIP_LORA_ALL_FAULTS one chain per kind offset, at every save point, so every save point meets every kind."""
     seen = collections.Counter()
     targets = []
-    for name in writes:
-        seen[name] += 1
-        targets.append((name, seen[name]))
-    chains = 2 if os.environ.get("CLIP_LORA_ALL_FAULTS") else 1
-    return [[(target, FAULT_KINDS[(i + c) % 2]) for i, target in enumerate(targets)] for c in range(chains)]
+    for save in saves:
+        seen[save] += 1
+        targets.append((*save, seen[save]))
+    every = bool(os.environ.get("CLIP_LORA_ALL_FAULTS"))
+    targets = targets if every else [t for t in targets if t[2] == 1]
+    chains = len(FAULT_KINDS) if every else 1
+    return [
+        [(target, FAULT_KINDS[(i + c) % len(FAULT_KINDS)]) for i, target in enumerate(targets)]
+        for c in range(chains)
+    ]
 
 
-def test_a_fault_at_every_write_then_the_rerun_resumes_to_the_same_bytes(
-    small_run, tiny_model_dir, tmp_path, monkeypatch
+def assert_one_fault_line(status: int, kind: str, err: str, out: Path) -> None:
+    """The CLI's answer to a fault: its family's status, one `error:` line last and no traceback, naming the
+    checkpoint the rerun resumes from when there is one."""
+    lines = err.rstrip().splitlines()
+    assert status == FAULT_STATUS[kind], (kind, err[-2000:])
+    assert "Traceback" not in err and lines[-1].startswith("error: "), err[-2000:]
+    assert sum(line.startswith("error: ") for line in lines) == 1
+    assert "rerun the same command" in lines[-1]
+    checkpoint = run_dir.last_complete_checkpoint(out)
+    if checkpoint:
+        assert f"it resumes from {checkpoint}, the last complete checkpoint" in lines[-1], lines[-1]
+
+
+def test_a_fault_at_every_save_point_is_one_line_then_the_rerun_resumes_to_the_same_bytes(
+    small_run, tiny_model_dir, tmp_path, capsys
 ):
-    data, reference, writes = small_run
-    assert writes[-1] == artifacts.RUN_COMPLETE and artifacts.ALL_RESULTS in writes
-    original = artifacts.atomic_write
-    for chain, plan in enumerate(fault_plans(writes)):
-        out = tmp_path / f"out-{chain}"
-        argv = small_argv(tiny_model_dir, data, out)
-        # Each rerun is itself cut off at the next write: the writes only ever move forward, and each rerun resumes
-        # from what the previous fault left (a fresh start, a complete checkpoint, or the final one).
+    data, reference, saves = small_run
+    writers = {writer for writer, _ in saves}
+    assert writers == {
+        "atomic_write",
+        "open",
+        "torch.save",
+        "safetensors",
+        "training_step",
+        "prediction_step",
+    }
+    assert (
+        saves[-1] == ("atomic_write", artifacts.RUN_COMPLETE)
+        and ("atomic_write", artifacts.ALL_RESULTS) in saves
+    )
+    folders = iter(tmp_path / f"out-{n}" for n in range(10**6))
+    for plan in fault_plans(saves):
+        out = next(folders)
+        # Each rerun is itself cut off at the next save point: the run only ever moves forward, and each rerun
+        # resumes from what the previous fault left (a fresh start, a complete checkpoint, or the final one).
         for target, kind in plan:
-            monkeypatch.setattr(artifacts, "atomic_write", faulting_write(target, kind))
-            with pytest.raises(Killed if kind == "kill" else OSError):
-                train_clip_lora.main(argv)
-            monkeypatch.setattr(artifacts, "atomic_write", original)
+            for attempt in range(2):
+                capsys.readouterr()
+                on_save = fault_at(target, kind)
+                argv = small_argv(tiny_model_dir, data, out)
+                with save_points(out, on_save):
+                    try:
+                        if kind == "kill":  # SIGKILL: no boundary, no message
+                            train_clip_lora.main(argv)
+                            status = 0
+                        else:
+                            status = run_verb("train", argv)
+                    except Killed:
+                        status = None
+                if on_save.fired:
+                    break
+                # A resumed run may no longer pass the n-th occurrence of a save point (it repeats fewer
+                # evaluations): it finished instead, as it must. The save point is then met in a fresh folder.
+                assert attempt == 0 and status == 0 and run_dir.is_finished(out), (target, kind)
+                assert_same_results(out, reference)
+                out = next(folders)
+            if kind != "kill":
+                assert_one_fault_line(status, kind, capsys.readouterr().err, out)
             assert_nothing_half_written(out)
-        train_clip_lora.main(argv)
+        assert run_verb("train", small_argv(tiny_model_dir, data, out)) == 0
         assert run_dir.is_finished(out)
         assert_same_results(out, reference)
 

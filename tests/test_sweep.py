@@ -63,13 +63,33 @@ def test_rerun_reuses_finished_seeds_and_summarize_rebuilds(sweep_run, monkeypat
     assert sweep.main(["--summarize", str(out)]) == summary
 
 
-def test_readme_block_is_generated_from_the_summary(sweep_run, tmp_path):
+def _readme_run(summary_path, readme, capsys, *extra) -> tuple[int, list[str]]:
+    capsys.readouterr()
+    code = run_verb("sweep", ["--readme", str(summary_path), "--readme_path", str(readme), *extra])
+    return code, capsys.readouterr().err.splitlines()
+
+
+def test_readme_block_is_generated_from_the_summary_of_a_real_run_only(sweep_run, tmp_path, capsys):
     out, summary = sweep_run
     readme = tmp_path / "README.md"
-    readme.write_text(
-        f"# x\nbefore\n{sweep.README_START}\nold typed numbers 99.99%\n{sweep.README_END}\nafter\n"
+    original = f"# x\nbefore\n{sweep.README_START}\nold typed numbers 99.99%\n{sweep.README_END}\nafter\n"
+    readme.write_text(original)
+    # The fixture's sweep ran a tiny local model on a local folder: its numbers must not pass for the real ones.
+    code, err = _readme_run(out / "summary.json", readme, capsys)
+    assert (
+        code == 2 and len(err) == 1 and err[0].startswith(f"error: {out / 'summary.json'} is not the real ")
     )
-    assert run_verb("sweep", ["--readme", str(out / "summary.json"), "--readme_path", str(readme)]) == 0
+    assert "--allow_local_results" in err[0] and readme.read_text() == original
+    code, _ = _readme_run(out / "summary.json", readme, capsys, "--allow_local_results")
+    block = readme.read_text().split(sweep.README_START)[1].split(sweep.README_END)[0]
+    assert code == 0 and block.lstrip().startswith("**Not the real experiment** (seed 0 ran ")
+    assert block.strip().endswith(sweep.to_markdown(summary).strip())
+    # The same numbers recorded as the real experiment's (Hub model, the fast.ai archive): written as they are.
+    real = {**summary, "per_seed": [{**r, "model": "openai/clip-vit-base-patch16", "data": "fastai_archive"}
+                                    for r in summary["per_seed"]]}  # fmt: skip
+    (tmp_path / "real.json").write_text(json.dumps(real))
+    readme.write_text(original)
+    assert _readme_run(tmp_path / "real.json", readme, capsys)[0] == 0
     text = readme.read_text()
     assert (
         "99.99%" not in text
@@ -77,9 +97,18 @@ def test_readme_block_is_generated_from_the_summary(sweep_run, tmp_path):
         and text.endswith(f"{sweep.README_END}\nafter\n")
     )
     block = text.split(sweep.README_START)[1].split(sweep.README_END)[0]
-    assert block.strip() == sweep.to_markdown(summary).strip()
+    assert block.strip() == sweep.to_markdown(real).strip()
+    # Wrong paths and a README without the block: one line each, nothing written.
+    for argv_paths, start in [
+        ((tmp_path / "nope.json", readme), f"error: --readme {tmp_path / 'nope.json'}: no such file"),
+        ((tmp_path / "real.json", tmp_path / "docs" / "README.md"), "error: --readme_path "),
+        ((readme, readme), f"error: cannot use --readme {readme}"),  # not a summary
+    ]:
+        code, err = _readme_run(*argv_paths, capsys)
+        assert code == 2 and len(err) == 1 and err[0].startswith(start), err
     readme.write_text("no markers\n")
-    assert run_verb("sweep", ["--readme", str(out / "summary.json"), "--readme_path", str(readme)]) == 2
+    code, err = _readme_run(tmp_path / "real.json", readme, capsys)
+    assert code == 2 and len(err) == 1 and "block to fill" in err[0] and readme.read_text() == "no markers\n"
 
 
 @pytest.mark.parametrize("seeds", ["0,0", "-1", "x", "4294967296", ","])

@@ -5,10 +5,13 @@ Fixtures live in conftest.py; everything a test imports comes from here (no test
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import errno
 import hashlib
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -477,3 +480,117 @@ def feed_dev_evaluations(
         "best_metric": trainer.state.best_metric,
         "best_global_step": trainer.state.best_global_step,
     }
+
+
+# ---------------------------------------------------------------- save points and the faults injected there
+
+ATOMIC_TEMP = re.compile(r"\.\d+\.partial$")  # artifacts.atomic_write's temp name: <name>.<pid>.partial
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL at a write: nothing after the raise runs, and nothing catches it."""
+
+
+@contextlib.contextmanager
+def save_points(out: Path, on_save):
+    """Every write of a run into `out`, and every training / prediction step, first calls on_save(writer, name,
+    path), which may raise a fault. Writers: artifacts.atomic_write (our artifacts), Python's open for writing
+    (Trainer's JSON, PEFT's config and card, the processor files), torch.save (optimizer, scheduler, RNG state,
+    arguments) and the safetensors writer PEFT saves adapters with; moments: ClipLoraTrainer.training_step and
+    prediction_step."""
+    import builtins
+
+    import peft.peft_model
+
+    from clip_lora.trainer import ClipLoraTrainer
+
+    real_open, real_save, real_safe = builtins.open, torch.save, peft.peft_model.safe_save_file
+    real_step, real_predict = ClipLoraTrainer.training_step, ClipLoraTrainer.prediction_step
+    root = str(out)
+
+    def name_of(path) -> str:
+        return ATOMIC_TEMP.sub("", Path(os.fsdecode(path)).name)
+
+    def opened(file, mode="r", *args, **kwargs):
+        if (
+            isinstance(file, (str, os.PathLike))
+            and any(c in mode for c in "wax")
+            and str(file).startswith(root)
+        ):
+            writer = (
+                "atomic_write" if ATOMIC_TEMP.search(os.fsdecode(file)) else "open"
+            )  # ours, or a library's
+            on_save(writer, name_of(file), file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def saved(obj, f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)) and str(f).startswith(root):
+            on_save("torch.save", name_of(f), f)
+        return real_save(obj, f, *args, **kwargs)
+
+    def safe_saved(tensors, filename, *args, **kwargs):
+        if str(filename).startswith(root):
+            on_save("safetensors", name_of(filename), filename)
+        return real_safe(tensors, filename, *args, **kwargs)
+
+    def step(self, *args, **kwargs):
+        on_save("training_step", "", None)
+        return real_step(self, *args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        on_save("prediction_step", "", None)
+        return real_predict(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(builtins, "open", opened)
+        mp.setattr(torch, "save", saved)
+        mp.setattr(peft.peft_model, "safe_save_file", safe_saved)
+        mp.setattr(ClipLoraTrainer, "training_step", step)
+        mp.setattr(ClipLoraTrainer, "prediction_step", predict)
+        yield
+
+
+# What the CLI answers for each injected fault (clip_lora/faults.py); "kill" has no answer: the process is gone.
+FAULT_STATUS = {"disk_full": 74, "ctrl_c": 130, "read_only": 73, "sigterm": 143, "permission": 73}
+FAULT_KINDS = ("kill", "disk_full", "ctrl_c", "read_only", "sigterm", "permission")
+
+
+def raise_fault(kind: str, writer: str, path) -> None:
+    """The fault `kind` as `writer` raises it; a full disk first leaves the partial file a real one leaves."""
+    from safetensors import SafetensorError
+
+    from clip_lora.faults import Terminated
+
+    if kind == "kill":
+        raise Killed(writer)
+    if kind == "ctrl_c":
+        raise KeyboardInterrupt
+    if kind == "sigterm":
+        raise Terminated
+    if kind in ("read_only", "permission"):
+        code = errno.EROFS if kind == "read_only" else errno.EACCES
+        raise OSError(code, os.strerror(code), os.fsdecode(path) if path else None)
+    if path is not None:  # disk_full: some bytes made it to disk, then the writer's own error
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.write(fd, b"\0" * 64)
+        os.close(fd)
+    if writer == "torch.save":
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+    if writer == "safetensors":
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    raise OSError(errno.ENOSPC, "No space left on device", os.fsdecode(path) if path else None)
+
+
+def fault_at(target: tuple[str, str, int], kind: str):
+    """on_save for save_points: `kind` at the n-th save point (writer, name); every other one proceeds.
+    `on_save.fired` says whether the run reached that save point."""
+    counts = collections.Counter()
+
+    def on_save(writer, name, path):
+        counts[writer, name] += 1
+        if (writer, name, counts[writer, name]) == target:
+            on_save.fired = True
+            raise_fault(kind, writer, path)
+
+    on_save.fired = False
+    return on_save

@@ -88,6 +88,9 @@ _IM = "clip_lora/images.py"
 _DI = "clip_lora/distributed.py"
 _BA = "clip_lora/batching.py"
 _RD = "clip_lora/run_dir.py"
+_CK = "clip_lora/checkpoints.py"
+_AD = "clip_lora/adapters.py"
+_CN = "clip_lora/class_names.py"
 _SA = "clip_lora/sampling.py"
 _SY = "clip_lora/sync_check.py"
 _SE = "clip_lora/selection.py"
@@ -315,10 +318,10 @@ MUTANTS: list[Mutant] = [
     _m(_MET, METRICS, "where=den > 0", "where=den >= 0", "zero division not guarded"),
     # ---------------------------------------------------------------- collator
     _m(
-        _COL,
+        _CN,
         COLLATOR,
-        "for name in class_names for template in templates]",
-        "for template in templates for name in class_names]",
+        "prompts = [template.format(name) for name in names for template in templates]",
+        "prompts = [template.format(name) for template in templates for name in names]",
         "prompts template-major instead of class-major",
     ),
     _m(
@@ -366,8 +369,8 @@ MUTANTS: list[Mutant] = [
     _m(
         _COL,
         COLLATOR,
-        'torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)',
-        'torch.tensor([int(f["labels"]) for f in features[::-1]], dtype=torch.long)',
+        '[int(f["labels"]) if f["pixel_values"] is not None else IGNORE_INDEX for f in features],',
+        '[int(f["labels"]) if f["pixel_values"] is not None else IGNORE_INDEX for f in features[::-1]],',
         "labels in reverse order of the pixels",
     ),
     # ---------------------------------------------------------------- paired test
@@ -716,7 +719,7 @@ MUTANTS: list[Mutant] = [
         "trainable count includes frozen weights",
     ),
     _m(
-        _MO,
+        _AD,
         MODELING,
         "if not (path / artifacts.ADAPTER_WEIGHTS).is_file():",
         "if False:",
@@ -854,7 +857,7 @@ MUTANTS: list[Mutant] = [
         "aspect-ratio bound removed",
     ),
     _m(
-        _RD,
+        _CK,
         RUN_DIR,
         "if path.stat().st_size != size or _sha256(path) != sha256:",
         "if path.stat().st_size != size:",
@@ -1078,7 +1081,7 @@ MUTANTS: list[Mutant] = [
         "the Markdown report's macro row shows the weighted average (equal on balanced data)",
     ),
     _m(
-        _RD,
+        _CK,
         CHECKPOINTS,
         "(int(m.group(1)), path)",
         "(m.group(1), path)",

@@ -1,0 +1,243 @@
+"""Every verb's flags, parsed and checked before anything heavy is imported.
+
+    answered = precheck("predict", argv)    # True: --help was printed; ArgumentError: a mistake; False: go on
+
+`clip_lora.cli.run` calls `precheck` before it imports the verb's module (torch, transformers, peft, datasets take
+5-20 s to import here): a mistyped flag, a bad value, a missing file or folder, duplicate --labels and --help are
+answered at once. Each verb's `main` parses with the same parser again (cheap), so the two can never disagree.
+`train` and `eval` use the packaged description of their parser (clip_lora/flag_schema.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from clip_lora import flag_schema, sources, validation
+from clip_lora.adapters import base_model_for, read_adapter_config
+from clip_lora.class_names import normalise
+from clip_lora.errors import ArgumentError, ModelError, Parser, PredictError
+from clip_lora.prompts import template_problem
+
+SEED_MODEL = "openai/clip-vit-base-patch16"  # = arguments.SEED_MODEL (that module imports torch)
+NONEMPTY_FLAGS = ("labels", "prompt_template", "model_name_or_path", "adapter_name_or_path", "device")
+
+
+def eval_argv(argv: list[str]) -> list[str]:
+    """`clip-lora eval [recipe] flags` = `clip-lora train [recipe] --do_train false flags` (a flag may override)."""
+    recipe = argv[:1] if argv and not argv[0].startswith("-") else []
+    return [*recipe, "--do_train", "false", *argv[len(recipe) :]]
+
+
+def label_list(labels: str | None, where: str = "--labels") -> list[str] | None:
+    """--labels "cat,dog" -> ["cat", "dog"] through the class-name layer (NFC, two or more, no duplicates)."""
+    if labels is None:
+        return None
+    return normalise([n for n in labels.split(",") if n.strip()], where=f"{where} {labels!r}")
+
+
+def _check_model_and_adapter(model: str | None, adapter: str | None, error=ModelError) -> None:
+    """The local parts of --model_name_or_path / --adapter_name_or_path (a Hub id is judged when it loads)."""
+    if model:
+        sources.resolve(model, "--model_name_or_path", error=error)
+    if adapter:
+        read_adapter_config(adapter, local_only=True)
+        if sources.looks_local(
+            adapter
+        ):  # its recorded base is read without torch: refused now if there is none
+            base_model_for(adapter, model)
+
+
+# ---------------------------------------------------------------- predict
+def predict_parser() -> Parser:
+    parser = Parser(
+        prog="clip-lora predict",
+        description="Classify image files and folders with a run's adapter, or zero-shot with a base CLIP.",
+    )
+    parser.add_argument("inputs", nargs="+", help="Image files and/or folders (searched recursively).")
+    parser.add_argument("--adapter_name_or_path", help="A run's output_dir or a pushed adapter's hub id.")
+    parser.add_argument(
+        "--model_name_or_path",
+        help=f"Base CLIP (default: the adapter's base; without an adapter {SEED_MODEL}).",
+    )
+    parser.add_argument(
+        "--labels", help='Comma-separated class names, e.g. "cat,dog" (replaces the card\'s).'
+    )
+    parser.add_argument("--prompt_template", help="Replaces the card's templates, e.g. 'a photo of a {}.'.")
+    parser.add_argument("--top_k", type=int, default=5)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument(
+        "--output", help="Write predictions to a .csv or .json file instead of printing a table."
+    )
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda", "mps"), help="Default: cuda when available, else cpu."
+    )
+    return parser
+
+
+def predict_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = predict_parser()
+    args = parser.parse_args(argv)
+    for flag in ("top_k", "batch_size"):  # the same rule and message as every training flag
+        problem = validation.field_problem(flag, getattr(args, flag), {"min": 1}, parser.get_default(flag))
+        if problem:
+            raise PredictError(f"--{flag} {problem}")
+    for flag in NONEMPTY_FLAGS:
+        problem = validation.field_problem(flag, getattr(args, flag), {"nonempty": True})
+        if problem:
+            raise PredictError(f"--{flag} {problem}")
+    if args.prompt_template:
+        problem = template_problem(args.prompt_template)
+        if problem:
+            raise PredictError(f"--prompt_template {args.prompt_template!r} {problem}.")
+    if args.output:
+        if Path(args.output).suffix not in (".csv", ".json"):
+            raise PredictError(f"--output {args.output} must end in .csv or .json.")
+        validation.check_output_file("--output", args.output)  # before the model loads and inference runs
+    label_list(args.labels)
+    missing = next((item for item in args.inputs if not Path(item).exists()), None)
+    if missing is not None:
+        raise PredictError(f"{missing} does not exist; pass image files or folders.")
+    _check_model_and_adapter(args.model_name_or_path, args.adapter_name_or_path)
+    return args
+
+
+# ---------------------------------------------------------------- export
+def export_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = Parser(
+        prog="clip-lora export", description="Merge an adapter into a standalone CLIPModel (no peft needed)."
+    )
+    parser.add_argument(
+        "--adapter_name_or_path", required=True, help="A run's output_dir or a pushed adapter's id."
+    )
+    parser.add_argument("--output_dir", required=True, help="A new folder for the merged CLIPModel.")
+    parser.add_argument("--model_name_or_path", help="Base CLIP (default: the one the adapter records).")
+    parser.add_argument(
+        "--with_text_embeddings",
+        action="store_true",
+        help="Also write class_embeddings.safetensors: class embeddings, so inference needs no text tower.",
+    )
+    parser.add_argument("--labels", help="Comma-separated class names (default: the adapter card's).")
+    parser.add_argument("--prompt_template", help="One template with '{}' (default: the adapter card's).")
+    args = parser.parse_args(argv)
+    if args.prompt_template and template_problem(args.prompt_template):
+        raise ModelError(
+            f"--prompt_template {args.prompt_template!r} {template_problem(args.prompt_template)}."
+        )
+    label_list(args.labels)
+    check_export_folder(args.output_dir)
+    _check_model_and_adapter(args.model_name_or_path, args.adapter_name_or_path)
+    return args
+
+
+def check_export_folder(output_dir: str | Path) -> None:
+    out = Path(output_dir)
+    validation.check_output_folder("--output_dir", out)
+    if out.is_dir() and any(out.iterdir()):
+        raise ModelError(f"--output_dir {out} is not empty; choose a new folder for the merged model.")
+
+
+# ---------------------------------------------------------------- app
+def app_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = Parser(prog="clip-lora app", description="A local page with a run's results.")
+    parser.add_argument("run", metavar="OUTPUT_DIR_OR_HUB_ID", help="A run's output_dir or a pushed adapter.")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="Address to serve on (default: this machine only)."
+    )
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument("--data_dir", help="Where the run's val images are (default: from run_config.json).")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available).")
+    args = parser.parse_args(argv)
+    sources.resolve(args.run, "clip-lora app", what="run folder", error=ModelError)
+    return args
+
+
+# ---------------------------------------------------------------- sweep
+def sweep_parser() -> Parser:
+    parser = Parser(
+        prog="clip-lora sweep",
+        description="The same run over several seeds, with mean/std and McNemar tests; other flags go to training.",
+    )
+    parser.add_argument(
+        "--seeds", help="comma-separated seeds, e.g. 0,1,2; the other flags go to train_clip_lora"
+    )
+    parser.add_argument("--summarize", metavar="SWEEP_DIR", help="only rebuild the summary from seed folders")
+    parser.add_argument("--readme", metavar="SUMMARY_JSON", help="only rewrite the README results block")
+    parser.add_argument("--readme_path", default="README.md")
+    parser.add_argument(
+        "--allow_local_results",
+        action="store_true",
+        help="--readme: also write the numbers of a run on a local model or local data (a smoke or demo run); "
+        "the block then says so. Without it such a summary is refused.",
+    )
+    return parser
+
+
+def seed_list(text: str | None) -> list[int]:
+    try:
+        seeds = [int(s) for s in (text or "").split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    problem = next(
+        (p for s in seeds if (p := validation.field_problem("seed", s, validation.SEED_RULE))), None
+    )
+    if not seeds or problem or len(set(seeds)) != len(seeds):
+        raise ArgumentError(
+            f"--seeds {text!r} must be distinct comma-separated integers in [0, {validation.SEED_RULE['max']}], "
+            "e.g. 0,1,2."
+        )
+    return seeds
+
+
+def sweep_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    parser = sweep_parser()
+    args, train_argv = parser.parse_known_args(argv)
+    if args.readme:
+        for flag, value in (("--readme", args.readme), ("--readme_path", args.readme_path)):
+            if not Path(value).is_file():
+                raise ArgumentError(sources.missing_path_line(flag, value, "file"))
+    elif args.summarize:
+        if not Path(args.summarize).is_dir():
+            raise ArgumentError(sources.missing_path_line("--summarize", args.summarize))
+    elif not args.seeds:
+        parser.error("--seeds is required, e.g. --seeds 0,1,2")
+    else:
+        seed_list(args.seeds)
+    return args, train_argv
+
+
+# ---------------------------------------------------------------- the table cli.run uses
+def _plain(parse):
+    def check(argv: list[str]) -> bool:
+        parse(argv)
+        return False
+
+    return check
+
+
+def _sweep(argv: list[str]) -> bool:
+    args, train_argv = sweep_args(argv)
+    return bool(args.seeds) and not (args.readme or args.summarize) and flag_schema.precheck(train_argv)
+
+
+PRECHECKS = {
+    "train": lambda argv: flag_schema.precheck(argv, "clip-lora train"),
+    "eval": lambda argv: flag_schema.precheck(eval_argv(argv), "clip-lora eval"),
+    "predict": _plain(predict_args),
+    "export": _plain(export_args),
+    "app": _plain(app_args),
+    "sweep": _sweep,
+}
+
+
+def precheck(verb: str, argv: list[str]) -> bool:
+    """True when the command is already answered (its --help printed); raises ArgumentError-like one-liners."""
+    check = PRECHECKS.get(verb)
+    if check is None:
+        return False
+    try:
+        return check(list(argv))
+    except SystemExit as done:  # argparse's own --help (the verbs with argparse parsers) prints and exits 0
+        if done.code in (0, None):
+            return True
+        raise

@@ -1,0 +1,167 @@
+"""The class-name layer (clip_lora/class_names.py) in every verb: names normalised (NFC), duplicates after
+normalisation and after tokenization refused naming the pair, prompts checked against the text tower's limit (read
+from the model's config), at least two classes, --class_names_file applied or refused for every layout.
+
+Run: python -m pytest tests/test_class_names.py -q
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from types import SimpleNamespace
+
+import pytest
+from transformers import CLIPTokenizer
+
+from clip_lora.class_names import normalise, prompt_tokens, text_limit
+from clip_lora.cli import run as run_verb
+from clip_lora.data import load_splits
+from clip_lora.errors import ClassNameError
+from clip_lora.testing_utils import make_image_folder
+from testing_utils import WNIDS, smoke_argv
+
+pytestmark = pytest.mark.usefixtures("image_check_cache")
+NFD_CAFE = unicodedata.normalize("NFD", "café")
+
+
+def one_error_line(verb: str, argv: list[str], capsys) -> str:
+    capsys.readouterr()
+    assert run_verb(verb, argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert "Traceback" not in err and len(lines) == 1 and err.rstrip().splitlines()[-1] == lines[0], err[
+        -2000:
+    ]
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "names, origins, message",
+    [
+        (["cat", "cat", "dog"], None, "'cat' is there twice"),
+        (["café", NFD_CAFE], None, "'caf\\xe9' and 'cafe\\u0301' are the same class name 'café'"),
+        (["dog", " dog "], None, "'dog' and ' dog ' are the same class name 'dog'"),
+        (["dog", "dog"], ["n1", "n2"], "'n1' and 'n2' map to the same class name 'dog'"),
+        (["cat", ""], None, "class name '' is empty"),
+        (["cat"], None, "only 1 class ('cat')"),
+        ([], None, "only 0 classes"),
+    ],
+)
+def test_normalise_refuses_what_cannot_be_a_classifier(names, origins, message):
+    with pytest.raises(ClassNameError, match=None) as refused:
+        normalise(names, origins, where="W")
+    assert str(refused.value).startswith("W: ") and message in str(refused.value), str(refused.value)
+    assert normalise([NFD_CAFE, " tea "]) == ["café", "tea"]  # NFC, stripped
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    return CLIPTokenizer.from_pretrained(tiny_model_dir)  # lowercases and normalises, as CLIP's does
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["Cat", "cat"], ["golden retriever", "golden  retriever"], ["DOG", "bird", "dog"], ["Café", NFD_CAFE]],
+)
+def test_names_the_tokenizer_cannot_tell_apart_are_refused_naming_both(tokenizer, names):
+    with pytest.raises(ClassNameError) as refused:
+        prompt_tokens(tokenizer, names, ["a photo of a {}."], 77)
+    message = str(refused.value)
+    assert "give the same prompt tokens" in message and "cannot tell them apart" in message
+    colliding = [n for n in normalise(names) if n.lower().split() == normalise(names)[-1].lower().split()]
+    assert all(repr(n) in message or ascii(n) in message for n in colliding), message
+
+
+def test_prompts_are_checked_against_the_limit_read_from_the_model_config(tokenizer, tiny_model_dir):
+    templates = ["a photo of a {}.", "itap of a {}."]
+    name = "x" * 30  # the tiny tokenizer spells words out: "a photo of a xxx..." is ~45 tokens
+    assert prompt_tokens(tokenizer, ["cat", name], templates, 77)["input_ids"].shape[0] == 4
+    short = SimpleNamespace(config=SimpleNamespace(text_config=SimpleNamespace(max_position_embeddings=24)))
+    assert text_limit(short, tokenizer) == 24  # the tokenizer states no limit of its own (~1e30): the model's
+    with pytest.raises(
+        ClassNameError, match=r"is 4\d tokens but the text tower takes at most 24; shorten the "
+    ):
+        prompt_tokens(tokenizer, ["cat", name], templates, text_limit(short, tokenizer))
+    tokenizer_limit = SimpleNamespace(model_max_length=16)
+    assert text_limit(short, tokenizer_limit) == 16 and text_limit(None, tokenizer) is None
+
+
+def _folders(root, names, per_class=3):
+    return make_image_folder(root, names, train_per_class=per_class, val_per_class=1, size=16)
+
+
+def test_train_and_eval_refuse_class_folders_that_are_not_distinct_classes(tiny_model_dir, tmp_path, capsys):
+    def train(root, *extra):
+        argv = smoke_argv(tiny_model_dir, root, tmp_path / "out", "--dataset_name", str(root), *extra)
+        return one_error_line("train", argv, capsys)
+
+    line = train(_folders(tmp_path / "case", ["Cat", "cat", "dog"]))  # two folders on a case-sensitive disk
+    assert "class names 'Cat' and 'cat' give the same prompt tokens ('a photo of a cat.')" in line
+    line = train(_folders(tmp_path / "nfc", ["café", NFD_CAFE]))  # one typed, one written by macOS
+    assert "'cafe\\u0301' and 'caf\\xe9' are the same class name 'café'" in line  # folders in sorted order
+    assert "only 1 class" in train(_folders(tmp_path / "one", ["cat"]))
+    two = _folders(tmp_path / "two", ["a", "b"])
+    mapping = tmp_path / "names.json"
+    mapping.write_text(json.dumps({"a": "dog", "b": "dog"}))
+    line = train(two, "--class_names_file", str(mapping))
+    assert line.startswith(f"error: --class_names_file {mapping} for the class folders of ")
+    assert "'a' and 'b' map to the same class name 'dog'" in line
+    mapping.write_text(json.dumps({"a": "dog", "b": "a " + "very " * 40 + "long name"}))
+    assert "tokens but the text tower takes at most 77; shorten the class name" in train(
+        two, "--class_names_file", str(mapping)
+    )
+    # eval goes through the same layer
+    argv = smoke_argv(tiny_model_dir, two, tmp_path / "eval", "--dataset_name", str(two))
+    mapping.write_text(json.dumps({"a": "Dog", "b": "dog"}))
+    assert "'Dog' and 'dog' give the same prompt tokens" in one_error_line(
+        "eval", [*argv, "--class_names_file", str(mapping)], capsys
+    )
+
+
+def test_class_names_file_is_applied_or_refused_in_the_imagenette_layout(tiny_model_dir, tmp_path, capsys):
+    data = _folders(tmp_path / "data", WNIDS[:2])
+    mapping = tmp_path / "names.json"
+    mapping.write_text(json.dumps({wnid: f"thing {i}" for i, wnid in enumerate(WNIDS)}))
+    splits = load_splits(
+        "imagenette", data_dir=str(data), dev_split_ratio=0.34, class_names_file=str(mapping)
+    )
+    assert splits["val"].features["label"].names == [f"thing {i}" for i in range(10)]
+    mapping.write_text(
+        json.dumps({**{wnid: f"thing {i}" for i, wnid in enumerate(WNIDS)}, WNIDS[1]: "thing 0"})
+    )
+    line = one_error_line(
+        "train",
+        smoke_argv(tiny_model_dir, data, tmp_path / "out", "--class_names_file", str(mapping)),
+        capsys,
+    )
+    assert f"'{WNIDS[0]}' and '{WNIDS[1]}' map to the same class name 'thing 0'" in line
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ("cat,cat,dog", "'cat' is there twice"),
+        ("cat, dog ,cat", "'cat' is there twice"),
+        (f"café,{NFD_CAFE},tea", "are the same class name 'café'"),
+        ("cat", "only 1 class ('cat')"),
+        (",,", "only 0 classes"),
+    ],
+)
+def test_predict_and_export_refuse_labels_that_are_not_distinct_classes(labels, message, tmp_path, capsys):
+    image = tmp_path / "a.png"
+    make_image_folder(tmp_path / "imgs", ["x"], 1, 1, size=8)
+    image = next((tmp_path / "imgs").rglob("*.JPEG"))
+    line = one_error_line("predict", ["--model_name_or_path", "m/m", "--labels", labels, str(image)], capsys)
+    assert line.startswith(f"error: --labels {labels!r}: ") and message in line
+    argv = ["--adapter_name_or_path", str(tmp_path), "--output_dir", str(tmp_path / "m"), "--labels", labels]
+    assert message in one_error_line("export", argv, capsys)
+
+
+def test_predict_refuses_labels_that_tokenize_alike(tiny_model_dir, tmp_path, capsys):
+    make_image_folder(tmp_path / "imgs", ["x"], 1, 1, size=8)
+    image = next((tmp_path / "imgs").rglob("*.JPEG"))
+    argv = ["--model_name_or_path", str(tiny_model_dir), "--labels", "Cat,cat,dog", str(image)]
+    assert "class names 'Cat' and 'cat' give the same prompt tokens" in one_error_line(
+        "predict", argv, capsys
+    )
