@@ -43,7 +43,9 @@ class ClipClassificationCollator:
     defer_normalization: bool = False
     _pixel_shape: tuple = (3, 0, 0)  # of the last image seen: an all-placeholder batch keeps the same layout
     _pixel_dtype: np.dtype = np.dtype(np.float32)
-    _on_device: dict = field(default_factory=dict, repr=False, compare=False)  # normalize's mean/std per device
+    _on_device: dict = field(
+        default_factory=dict, repr=False, compare=False
+    )  # normalize's mean/std per device
 
     @classmethod
     def from_class_names(
