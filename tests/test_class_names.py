@@ -97,7 +97,7 @@ def test_train_and_eval_refuse_class_folders_that_are_not_distinct_classes(tiny_
         return one_error_line("train", argv, capsys)
 
     line = train(_folders(tmp_path / "case", ["Cat", "cat", "dog"]))  # two folders on a case-sensitive disk
-    assert "class names 'Cat' and 'cat' give the same prompt tokens ('a photo of a cat.')" in line
+    assert "class names 'Cat' and 'cat' give the same prompt tokens ('a photo of a cat')" in line
     line = train(_folders(tmp_path / "nfc", ["café", NFD_CAFE]))  # one typed, one written by macOS
     assert "'cafe\\u0301' and 'caf\\xe9' are the same class name 'café'" in line  # folders in sorted order
     assert "only 1 class" in train(_folders(tmp_path / "one", ["cat"]))

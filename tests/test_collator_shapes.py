@@ -1,6 +1,7 @@
-"""collator on batches of every shape: any size, rows dropped (images unreadable since the check), all rows dropped,
-uint8 / float32 / float64-list pixels, normalised on the host or deferred to the device; each batch against the
-stack and the per-channel formula written out, the deferred path bit for bit against the host path.
+"""collator on batches of every shape: any size, rows unreadable since the check (a blank image labelled
+IGNORE_INDEX, so the batch keeps its shape), every row unreadable, uint8 / float32 / float64-list pixels, normalised
+on the host or deferred to the device; each batch against the stack and the per-channel formula written out, the
+deferred path bit for bit against the host path.
 
 Run: python -m pytest tests/test_collator_shapes.py -q
 """
@@ -13,6 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clip_lora.placeholders import IGNORE_INDEX
 from collator import ClipClassificationCollator
 
 PROMPTS = {"prompt_input_ids": torch.ones(2, 3, dtype=torch.long), "prompt_attention_mask": torch.ones(2, 3)}
@@ -51,37 +53,42 @@ def expected_pixels(row: dict, kind: str) -> np.ndarray:
 
 @settings(max_examples=40, deadline=None, derandomize=True, database=None)
 @given(batches)
-def test_every_batch_shape_stacks_the_readable_rows_as_the_formula_says(case):
+def test_every_batch_shape_stacks_every_row_and_flags_the_unreadable_ones(case):
     kept, kind, size, defer, seed = case
     collate = ClipClassificationCollator(**PROMPTS, image_mean=MEAN, image_std=STD, defer_normalization=defer)
     rows = make_rows(kept, kind, size, seed)
     batch = collate(rows)
-    readable = [row for row in rows if row["pixel_values"] is not None]
+    # One row per dataset row, always (placeholders.py: batches never change shape); an unreadable image's row is
+    # labelled IGNORE_INDEX, every other row keeps its own label.
     assert batch["labels"].dtype == torch.long
-    assert batch["labels"].tolist() == [row["labels"] for row in readable]  # each label with its own image
+    assert batch["labels"].tolist() == [row["labels"] if ok else IGNORE_INDEX for row, ok in zip(rows, kept)]
     assert batch["input_ids"] is PROMPTS["prompt_input_ids"]
     pixels = batch["pixel_values"]
-    if not readable:  # nothing to stack, no image seen yet: an empty batch (the next test: after images)
-        assert tuple(pixels.shape[:2]) == (0, 3) and pixels.dtype == torch.float32
+    if not any(kept):  # no image seen yet: blank rows of the default layout
+        assert tuple(pixels.shape[:2]) == (len(rows), 3) and pixels.dtype == torch.float32
+        assert not pixels.any()
         return
-    assert tuple(pixels.shape) == (len(readable), 3, *size)
+    assert tuple(pixels.shape) == (len(rows), 3, *size)
+    blank = {**rows[0], "pixel_values": torch.zeros(3, *size, dtype=torch.uint8) if kind == "uint8" else 0 * pixels[0]}
+    filled = [row if ok else blank for row, ok in zip(rows, kept)]  # a placeholder is a blank image
     if kind == "uint8" and defer:  # raw bytes leave; the trainer normalises on the device
         assert pixels.dtype == torch.uint8
-        assert torch.equal(pixels, torch.stack([row["pixel_values"] for row in readable]))
+        assert torch.equal(pixels, torch.stack([row["pixel_values"] for row in filled]))
         host = ClipClassificationCollator(**PROMPTS, image_mean=MEAN, image_std=STD)(rows)["pixel_values"]
         assert torch.equal(collate.normalize(pixels), host)  # the same float32 operations, bit for bit
         return
     assert pixels.dtype == torch.float32
-    expected = np.stack([expected_pixels(row, kind) for row in readable])
+    expected = np.stack([expected_pixels(row, kind) for row in filled])
     np.testing.assert_allclose(pixels.numpy(), expected, rtol=1e-5, atol=1e-5)
     assert collate.normalize(pixels) is pixels  # float pixels are already normalised
 
 
-def test_an_all_dropped_batch_keeps_the_layout_of_the_last_images():
+def test_an_all_unreadable_batch_keeps_the_layout_of_the_last_images():
     collate = ClipClassificationCollator(**PROMPTS)
     collate([{"pixel_values": torch.zeros(3, 7, 5), "labels": 1}])
     empty = collate([{"pixel_values": None, "labels": 0}, {"pixel_values": None, "labels": 1}])
-    assert tuple(empty["pixel_values"].shape) == (0, 3, 7, 5) and empty["labels"].shape == (0,)
+    assert tuple(empty["pixel_values"].shape) == (2, 3, 7, 5)
+    assert empty["labels"].tolist() == [IGNORE_INDEX, IGNORE_INDEX]
     assert empty["pixel_values"].dtype == torch.float32 and empty["labels"].dtype == torch.long
 
 

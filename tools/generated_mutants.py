@@ -87,6 +87,12 @@ TARGETS = (
             "is_finished",
             "result_flags",
             "changed_flags",
+        ),
+    ),
+    Target(
+        "clip_lora/checkpoints.py",
+        RUN_DIR,
+        (
             "write_checkpoint_marker",
             "_sha256",
             "checkpoint_damage",
