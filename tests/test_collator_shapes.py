@@ -61,7 +61,9 @@ def test_every_batch_shape_stacks_every_row_and_flags_the_unreadable_ones(case):
     # One row per dataset row, always (placeholders.py: batches never change shape); an unreadable image's row is
     # labelled IGNORE_INDEX, every other row keeps its own label.
     assert batch["labels"].dtype == torch.long
-    assert batch["labels"].tolist() == [row["labels"] if ok else IGNORE_INDEX for row, ok in zip(rows, kept)]
+    assert batch["labels"].tolist() == [
+        row["labels"] if ok else IGNORE_INDEX for row, ok in zip(rows, kept, strict=True)
+    ]
     assert batch["input_ids"] is PROMPTS["prompt_input_ids"]
     pixels = batch["pixel_values"]
     if not any(kept):  # no image seen yet: blank rows of the default layout
@@ -69,8 +71,13 @@ def test_every_batch_shape_stacks_every_row_and_flags_the_unreadable_ones(case):
         assert not pixels.any()
         return
     assert tuple(pixels.shape) == (len(rows), 3, *size)
-    blank = {**rows[0], "pixel_values": torch.zeros(3, *size, dtype=torch.uint8) if kind == "uint8" else 0 * pixels[0]}
-    filled = [row if ok else blank for row, ok in zip(rows, kept)]  # a placeholder is a blank image
+    blank = {
+        **rows[0],
+        "pixel_values": torch.zeros(3, *size, dtype=torch.uint8) if kind == "uint8" else 0 * pixels[0],
+    }
+    filled = [
+        row if ok else blank for row, ok in zip(rows, kept, strict=True)
+    ]  # a placeholder is a blank image
     if kind == "uint8" and defer:  # raw bytes leave; the trainer normalises on the device
         assert pixels.dtype == torch.uint8
         assert torch.equal(pixels, torch.stack([row["pixel_values"] for row in filled]))
