@@ -157,6 +157,27 @@ def test_help_and_mistakes_are_answered_without_importing_torch_transformers_pef
     )
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["smoke", "--lora_rnk", "4"]])
+def test_the_launched_script_answers_before_importing_the_heavy_libraries(tmp_path, argv):
+    # `accelerate launch train_clip_lora.py ...` runs the file as __main__: its flag check comes before its imports.
+    done = subprocess.run([sys.executable, "-X", "importtime", str(ROOT / "train_clip_lora.py"), *argv],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})  # fmt: skip
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert not imported & set(HEAVY), sorted(imported & set(HEAVY))
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    if argv == ["--help"]:
+        assert done.returncode == 0 and "--learning_rate" in done.stdout and not errors
+    else:
+        assert done.returncode == 2 and errors == [
+            "error: unknown argument(s): --lora_rnk 4 (did you mean --lora_r?); see --help for the valid flags."
+        ]
+
+
 def test_the_readme_shows_only_commands_that_exist():
     readme = (ROOT / "README.md").read_text()
     assert "python -m predict" not in readme and "python -m clip_lora predict" in readme
