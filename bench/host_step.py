@@ -3,6 +3,7 @@
     python bench/host_step.py                          # ~3 min on 2 CPUs; prints the figures
     python bench/host_step.py --write-results          # also stores them as "after" in bench/host_results.json
                                                        # and rewrites bench/RESULTS.md
+    python bench/host_step.py --count-only --write-results   # the counts alone (~1 min; timings kept)
     python bench/host_step.py --label before --write-results   # the same figures for the code before a change
                                                                 # (run it from a checkout of that commit)
 
@@ -202,6 +203,7 @@ def count_step(workdir: Path) -> dict:
         "syncs_per_step": sum(step[name] for name in SYNC_OPS),
         "sync_ops": {name: step[name] for name in SYNC_OPS if step[name]},
         "ops_per_eval_batch": sum(evaluation.ops.values()),
+        "top_ops": dict(step.most_common(12)),  # where the step's operations go
     }
 
 
@@ -248,6 +250,12 @@ def main(argv=None) -> None:
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument(
+        "--count-only",
+        action="store_true",
+        help="only the (deterministic) counts, ~1 min; with --write-results they replace the stored label's counts "
+        "and keep its timings",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     import tempfile
@@ -256,7 +264,9 @@ def main(argv=None) -> None:
 
     transformers.utils.logging.set_verbosity_error()
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(sys.stdout):
-        figures = {**count_step(Path(tmp)), **host_times(Path(tmp), args.rounds, args.steps)}
+        figures = count_step(Path(tmp))
+        if not args.count_only:
+            figures.update(host_times(Path(tmp), args.rounds, args.steps))
     import subprocess
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
@@ -265,7 +275,7 @@ def main(argv=None) -> None:
     print(json.dumps(figures, indent=1))
     if args.write_results:
         stored = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-        stored[args.label] = figures
+        stored[args.label] = {**stored.get(args.label, {}), **figures} if args.count_only else figures
         RESULTS.write_text(json.dumps(stored, indent=1) + "\n")
         from bench import report
 

@@ -15,6 +15,11 @@ import json
 import math
 from pathlib import Path
 
+try:  # run as a script (python bench/report.py) or imported as bench.report
+    from bench.host_report import render_host
+except ImportError:
+    from host_report import render_host
+
 HERE = Path(__file__).resolve().parent
 GPU_JSON = HERE / "gpu_results.json"
 HOST_JSON = HERE / "host_results.json"
@@ -162,68 +167,6 @@ def render(results: dict, gpu: dict | None = None) -> str:
     lines += ["", "## GPU", ""]
     lines += render_gpu(gpu if gpu is not None else _load(GPU_JSON))
     return "\n".join(lines) + "\n"
-
-
-# figure -> (goal as text, test, what it counts), for bench/host_step.py's JSON
-HOST_FIGURES = {
-    "ops_per_step": ("<= 6000", lambda v: v <= 6000, "aten operations dispatched in one eager training step"),
-    "casts_per_step": (
-        "",
-        None,
-        "of which dtype casts (`_to_copy`): autocast's, and the fp32 gradients' back",
-    ),
-    "syncs_per_step": (
-        "0",
-        lambda v: v == 0,
-        "reads of a device value on the host in a step that does not log",
-    ),
-    "ops_per_eval_batch": (
-        "",
-        None,
-        "aten operations in one evaluation batch of 32 (prompts already encoded)",
-    ),
-    "project_ms": ("", None, "host ms per step, the project's eager step (median)"),
-    "bare_ms": ("", None, "host ms per step, a bare loop: forward, the same loss, backward, clip, AdamW"),
-    "compiled_ms": ("", None, "host ms per step, the project's step with `--torch_compile` (inductor)"),
-    "eager_vs_bare": ("<= 1.05", lambda v: v <= 1.05, "project_ms / bare_ms, interleaved rounds"),
-    "bare_after_compiled_ms": ("", None, "the bare loop again, right after the compiled run (same load)"),
-    "compiled_vs_bare_eager": ("<= 0.6", lambda v: v <= 0.6, "compiled_ms / bare_after_compiled_ms"),
-}
-
-
-def render_host(host: dict | None) -> list[str]:
-    """The host-work section from bench/host_step.py's JSON ({"before": ..., "after": ...})."""
-    if not host:
-        return [
-            "## Host work per training step",
-            "",
-            "`python bench/host_step.py --write-results` has not run yet.",
-        ]
-    before, after = host.get("before", {}), host.get("after", {})
-    lines = [
-        "## Host work per training step",
-        "",
-        "From `python bench/host_step.py --write-results` (before: the same script on the code before the change, "
-        f"commit {before.get('commit', '?')}, {before.get('date', '?')}; after: commit {after.get('commit', '?')}, "
-        f"{after.get('date', '?')}). The seed's shape: both ViT-B/16 towers (12 layers each), LoRA r=16 on "
-        "q/k/v/out_proj, batch 32, 10 class prompts, bf16 autocast, widths 32 (the operation count does not depend "
-        "on the widths; the time does). On a GPU each operation costs the host ~10-20 us and each read-back waits "
-        "for the device: counted here, since on this CPU a real-width step takes seconds.",
-        "",
-        "| figure | before | after | goal | met | what it counts |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, (goal, test, what) in HOST_FIGURES.items():
-        value = after.get(name)
-        met = "" if test is None or value is None else ("yes" if test(value) else "**no**")
-        shown = [
-            ("" if v is None else f"{v:,}" if isinstance(v, int) else f"{v}")
-            for v in (before.get(name), value)
-        ]
-        lines.append(f"| `{name}` | {shown[0]} | {shown[1]} | {goal} | {met} | {what} |")
-    if before.get("sync_ops"):
-        lines += ["", f"Reads before: {before['sync_ops']}; after: {after.get('sync_ops') or 'none'}."]
-    return lines
 
 
 def _load(path: Path) -> dict | None:
