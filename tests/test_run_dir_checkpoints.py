@@ -97,6 +97,23 @@ def test_the_newest_intact_checkpoint_is_resumed_across_digit_boundaries(checkpo
         assert {p.name for p in out.iterdir()} == kept
 
 
+@SETTINGS
+@given(checkpoints=checkpoint_sets, before=st.one_of(st.sampled_from(BOUNDARY_STEPS), st.integers(1, 12000)))
+def test_the_checkpoint_before_a_bad_one_is_the_newest_intact_older_one(checkpoints, before):
+    # What the fault line offers when the checkpoint being resumed holds an unsafe pickle (faults.py): the newest
+    # intact checkpoint strictly older than it, never it, a newer one, or one of the same step under another name.
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        for step, state in checkpoints.items():
+            make_checkpoint(out, step, state)
+        add_decoys(out)
+        make_checkpoint(out / "padded", before, "complete").rename(out / f"checkpoint-0{before}")  # same step
+        older = sorted(step for step, state in checkpoints.items() if state == "complete" and step < before)
+        expected = None if not older else str(out / f"checkpoint-{older[-1]}")
+        assert last_complete_checkpoint(out, before=out / f"checkpoint-{before}") == expected, checkpoints
+        assert len(list(out.iterdir())) == len(checkpoints) + 5  # nothing removed
+
+
 @pytest.mark.parametrize("kind", list(CORRUPT_MARKERS))
 def test_a_corrupt_completion_marker_means_not_usable_never_a_crash(tmp_path, kind):
     make_checkpoint(tmp_path, 9, "complete")

@@ -259,19 +259,19 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
         "normal = json.loads(json.dumps(run_config, sort_keys=False, default=str))",
     ): _WHY["SORT_KEYS"],
     (
-        "clip_lora/run_dir.py",
+        "clip_lora/checkpoints.py",
         "write_checkpoint_marker",
         'folder / CHECKPOINT_COMPLETE, json.dumps({"step": step, "files": files}, indent=1)',
         'folder / CHECKPOINT_COMPLETE, json.dumps({"step": step, "files": files}, indent=0)',
     ): _WHY["INDENT"],
     (
-        "clip_lora/run_dir.py",
+        "clip_lora/checkpoints.py",
         "write_checkpoint_marker",
         'folder / CHECKPOINT_COMPLETE, json.dumps({"step": step, "files": files}, indent=1)',
         'folder / CHECKPOINT_COMPLETE, json.dumps({"step": step, "files": files}, indent=2)',
     ): _WHY["INDENT"],
     (
-        "clip_lora/run_dir.py",
+        "clip_lora/checkpoints.py",
         "last_complete_checkpoint",
         "shutil.rmtree(path, ignore_errors=True)",
         "shutil.rmtree(path, ignore_errors=False)",
