@@ -22,11 +22,23 @@ HOST_FIGURES = {
         "aten operations in one evaluation batch of 32 (prompts already encoded)",
     ),
     "project_ms": ("", None, "host ms per step, the project's eager step (median)"),
-    "bare_ms": ("", None, "host ms per step, a bare loop: forward, the same loss, backward, clip, AdamW"),
+    "bare_ms": (
+        "",
+        None,
+        "host ms per step, a bare loop: forward, the same loss, backward, clip, fused AdamW",
+    ),
     "compiled_ms": ("", None, "host ms per step, the project's step with `--torch_compile` (inductor)"),
-    "eager_vs_bare": ("<= 1.05", lambda v: v <= 1.05, "project_ms / bare_ms, interleaved rounds"),
-    "bare_after_compiled_ms": ("", None, "the bare loop again, right after the compiled run (same load)"),
-    "compiled_vs_bare_eager": ("<= 0.6", lambda v: v <= 0.6, "compiled_ms / bare_after_compiled_ms"),
+    "eager_vs_bare": (
+        "<= 1.05",
+        lambda v: v <= 1.05,
+        "median of project / bare over adjacent steps (they alternate)",
+    ),
+    "bare_after_compiled_ms": ("", None, "the bare eager step, alternating with the compiled steps"),
+    "compiled_vs_bare_eager": (
+        "<= 0.6",
+        lambda v: v <= 0.6,
+        "median of compiled / bare eager over adjacent steps",
+    ),
 }
 
 
@@ -37,10 +49,12 @@ HOST_GAPS = [
     "are autocast's, of each projection's fp32 input and of the fp32 LoRA masters (cast once per forward), and "
     "their gradients back; `empty_like` + `bernoulli_` + `div_` are LoRA dropout as the CPU runs it (CUDA's fused "
     "kernel is one op, so a GPU step dispatches ~290 fewer). Fewer would mean a bf16 dropout input or bf16 LoRA "
-    "masters: other numbers. **eager_vs_bare**: what is left (~10-15 ms a step here) is Trainer's per-step Python "
-    "(callbacks, scheduler, DataLoader and collation, the FLOP estimate) and the weight-health norm; the ratio "
-    "moves by several percent between runs on this shared 2-CPU machine. **compiled**: inductor on a CPU still "
-    "calls an extern matmul per Linear, plus guards and wrappers, so it saves little host time; the launch "
+    "masters: other numbers. **eager_vs_bare**: not established here either way. The steps alternate one by "
+    "one, yet this shared 2-CPU VM gives the same project step 118-185 ms from one run to the next, and the "
+    "ratio has come out between 1.0 and 1.22 across runs and methods, before and after; what the project adds around the model "
+    "(optimizer, clipping, the loop, data, callbacks) timed on its own is a few ms of a ~120 ms step. "
+    "**compiled**: inductor on a CPU still calls an extern matmul per Linear, plus guards and wrappers, so it "
+    "saves little host time; the launch "
     "overhead it removes on a GPU comes from CUDA graphs (`reduce-overhead`), measured only by bench/gpu_check.sh.",
 ]
 

@@ -18,7 +18,8 @@ seconds at real widths (the matmuls take seconds), so both are counted here inst
 - syncs: those of them that read a device value on the host (`.item()`, `float()`, `bool()` of a tensor, `unique`,
   `nonzero`, ...), in a step that does not log.
 - host ms: the project's step / a bare loop over the same peft model (forward, the same loss, backward, clipping,
-  AdamW, a batch already in memory), interleaved rounds, median per step; and the same with `--torch_compile`.
+  fused AdamW, a batch already in memory), the two alternating step by step, median of the adjacent ratios; and the
+  same with `--torch_compile`.
 """
 
 from __future__ import annotations
@@ -153,16 +154,16 @@ def make_trainer(model, steps: int, workdir: Path, compile_model: bool = False, 
     )
 
 
-def bare_loop(model, batch: dict, steps: int) -> list[float]:
-    """The same peft model, forward + the project's loss + backward + clipping + AdamW, batch already in memory."""
+def bare_step(model, batch: dict):
+    """One step of a bare loop over the same peft model: forward, the project's loss, backward, clipping, AdamW
+    (fused, as Trainer's default `adamw_torch_fused`), the batch already in memory. Returns the step function."""
     from clip_lora.trainer import class_embeddings, clip_class_loss
 
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-4)
+    optimizer = torch.optim.AdamW(trainable, lr=1e-4, fused=True)
     scale = model.logit_scale
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
+
+    def step():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(
                 input_ids=batch["input_ids"],
@@ -180,8 +181,25 @@ def bare_loop(model, batch: dict, steps: int) -> list[float]:
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - start)
-    return times
+
+    return step
+
+
+class BareBetweenSteps(TrainerCallback):
+    """After every training step, one bare step (timed on its own): the two alternate step by step, so whatever
+    load the machine has hits both alike. StepClock's step times have the bare steps taken out (`project_times`)."""
+
+    def __init__(self, step):
+        self.step, self.times = step, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        start = time.perf_counter()
+        self.step()
+        self.times.append(time.perf_counter() - start)
+
+    def project_times(self, clock: StepClock) -> list[float]:
+        spans = [b - a for a, b in zip(clock.starts, clock.starts[1:], strict=False)]
+        return [span - bare for span, bare in zip(spans, self.times, strict=True)]
 
 
 def count_step(workdir: Path) -> dict:
@@ -209,34 +227,38 @@ def count_step(workdir: Path) -> dict:
 
 def host_times(workdir: Path, rounds: int, steps: int) -> dict:
     """Median host ms per step at ViT-B/16 depth with compute made negligible (widths 32, batch 4, 32x32 images:
-    5 tokens; the operations are the seed's): the project's eager step and the bare eager loop in interleaved
-    rounds, then the project's step with --torch_compile (one run: compiling takes minutes on a CPU)."""
+    5 tokens; the operations are the seed's): the project's eager step and a bare eager step, alternating step by
+    step (BareBetweenSteps) over `rounds` runs; then the project's step with --torch_compile, alternating with the
+    same bare eager step (one run: compiling takes minutes on a CPU). Ratios: median over steps of project / bare
+    of the adjacent pair, the most robust to a machine whose speed drifts."""
     batch, size = 4, 32
-    results = {"project": [], "bare": []}
     model = seed_shaped_model(image_size=size)
-    for _ in range(rounds):
-        trainer = make_trainer(model, steps, workdir, batch=batch)
-        clock = StepClock()
-        trainer.add_callback(clock)
-        trainer.train()
-        results["project"] += [b - a for a, b in zip(clock.starts, clock.starts[1:], strict=False)][2:]
-        inputs = trainer.data_collator([Images(batch, size)[i] for i in range(batch)])
-        results["bare"] += bare_loop(model, inputs, steps)[2:]
-    trainer = make_trainer(seed_shaped_model(image_size=size), rounds * steps, workdir, True, batch)
-    clock = StepClock()
-    trainer.add_callback(clock)
-    try:
-        trainer.train()
-        results["compiled"] = [b - a for a, b in zip(clock.starts, clock.starts[1:], strict=False)][3:]
-        # the bare loop again right after, under the same load: the compiled run is not interleaved
-        results["bare_after_compiled"] = bare_loop(model, inputs, rounds * steps)[2:]
-    except Exception as err:  # noqa: BLE001 - the code before --torch_compile worked may not compile
-        print(f"compiled: {type(err).__name__}: {err}"[:300])
-    medians = {name: 1000 * statistics.median(v) for name, v in results.items() if v}
-    figures = {f"{name}_ms": round(ms, 2) for name, ms in medians.items()}
-    figures["eager_vs_bare"] = round(medians["project"] / medians["bare"], 3)
-    if "compiled" in medians:
-        figures["compiled_vs_bare_eager"] = round(medians["compiled"] / medians["bare_after_compiled"], 3)
+    inputs = make_trainer(model, 1, workdir, batch=batch).data_collator(
+        [Images(batch, size)[i] for i in range(batch)]
+    )
+    pairs = {"project": [], "compiled": []}
+    for name, runs, compiled in (("project", rounds, False), ("compiled", 1, True)):
+        for _ in range(runs):
+            trained = seed_shaped_model(image_size=size) if compiled else model
+            trainer = make_trainer(trained, steps * (rounds if compiled else 1), workdir, compiled, batch)
+            clock, bare = StepClock(), BareBetweenSteps(bare_step(model, inputs))
+            trainer.add_callback(clock)
+            trainer.add_callback(bare)
+            try:
+                trainer.train()
+            except Exception as err:  # noqa: BLE001 - the code before --torch_compile worked may not compile
+                print(f"{name}: {type(err).__name__}: {err}"[:300])
+                break
+            skip = 3 if compiled else 2  # warm-up steps (the compiled run's first compiles)
+            pairs[name] += list(zip(bare.project_times(clock), bare.times, strict=True))[skip:]
+    figures = {}
+    for name, bare_name in (("project", "bare"), ("compiled", "bare_after_compiled")):
+        if pairs[name]:
+            figures[f"{name}_ms"] = round(1000 * statistics.median(p for p, _ in pairs[name]), 2)
+            figures[f"{bare_name}_ms"] = round(1000 * statistics.median(b for _, b in pairs[name]), 2)
+    figures["eager_vs_bare"] = round(statistics.median(p / b for p, b in pairs["project"]), 3)
+    if pairs["compiled"]:
+        figures["compiled_vs_bare_eager"] = round(statistics.median(p / b for p, b in pairs["compiled"]), 3)
     return figures
 
 
