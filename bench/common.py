@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
+from transformers import TrainerCallback  # noqa: E402
+
 from clip_lora.testing_utils import IMAGENETTE_WNIDS, vit_b16_clip_config, write_tiny_tokenizer_files  # noqa: E402
 
 FULL_SIZE = (500, 375)  # ImageNet's typical photo (ImageNette "full" is the same images)
@@ -170,3 +172,57 @@ class Timer:
 
 def median(values) -> float:
     return statistics.median(values)
+
+
+class Interleave(TrainerCallback):
+    """After each Trainer step, one bare step, timed on its own: trainer_s[i] is step i's wall time (data loading
+    included), bare_s[i] the bare step right after it. Alternating step by step, any change in the machine's speed
+    hits both alike."""
+
+    def __init__(self, bare_step):
+        self.bare_step, self.trainer_s, self.bare_s, self.last = bare_step, [], [], None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer_s.append(time.perf_counter() - self.last)
+        with Timer() as bare:
+            self.bare_step()
+        self.bare_s.append(bare.seconds)
+        self.last = time.perf_counter()
+
+
+def bare_train_step(model, batch: dict, num_classes: int, optimizer, autocast_dtype=None, max_grad_norm=None):
+    """The bare loop the benches compare the project's step with: the same peft model, forward, the project's loss
+    (contrastive, capped temperature), backward, optional clipping, `optimizer`, on a batch already in memory.
+    Returns the step function."""
+    from contextlib import nullcontext
+
+    import torch
+
+    from clip_lora.loss import capped_logit_scale, class_embeddings, clip_class_loss
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    def step():
+        with torch.autocast("cpu", dtype=autocast_dtype) if autocast_dtype else nullcontext():
+            out = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                pixel_values=batch["pixel_values"],
+            )
+        loss, _ = clip_class_loss(
+            out.image_embeds,
+            class_embeddings(out.text_embeds, num_classes),
+            batch["labels"],
+            capped_logit_scale(model),
+            "contrastive",
+        )
+        loss.backward()
+        if max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(trainable, max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step

@@ -21,6 +21,11 @@ HOST_FIGURES = {
         None,
         "aten operations in one evaluation batch of 32 (prompts already encoded)",
     ),
+    "syncs_per_eval_batch": (
+        "0",
+        lambda v: v == 0,
+        "reads of a device value on the host in one evaluation batch (boolean-mask indexing included)",
+    ),
     "project_ms": ("", None, "host ms per step, the project's eager step (median)"),
     "bare_ms": (
         "",

@@ -40,8 +40,8 @@ from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import ROOT, SEED_LORA, tokenizer_and_processor  # noqa: E402
-from clip_lora.lean_step import HOST_READ_OPS as SYNC_OPS  # noqa: E402
+from bench.common import ROOT, SEED_LORA, Interleave, bare_train_step, tokenizer_and_processor  # noqa: E402
+from clip_lora.lean_step import reads_device  # noqa: E402
 from clip_lora.testing_utils import IMAGENETTE_WNIDS, vit_b16_clip_config  # noqa: E402
 
 RESULTS = ROOT / "bench" / "host_results.json"
@@ -49,12 +49,16 @@ BATCH, CLASSES = 32, 10
 
 
 class OpCounter(TorchDispatchMode):
+    """Every dispatched aten operation by name; `reads`: those that make the host wait (lean_step.reads_device)."""
+
     def __init__(self):
         super().__init__()
-        self.ops = Counter()
+        self.ops, self.reads = Counter(), Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         self.ops[func.overloadpacket.__name__] += 1
+        if reads_device(func, args):
+            self.reads[func.overloadpacket.__name__] += 1
         return func(*args, **(kwargs or {}))
 
 
@@ -92,7 +96,7 @@ class StepClock(TrainerCallback):
     """Per-step host time (from one step's start to the next's) and, inside `counted` steps, the dispatched ops."""
 
     def __init__(self, counted=()):
-        self.starts, self.counted, self.counts, self._mode = [], set(counted), [], None
+        self.starts, self.counted, self.counts, self.reads, self._mode = [], set(counted), [], [], None
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._close()
@@ -109,6 +113,7 @@ class StepClock(TrainerCallback):
         if self._mode is not None:
             self._mode.__exit__(None, None, None)
             self.counts.append(self._mode.ops)
+            self.reads.append(self._mode.reads)
             self._mode = None
 
 
@@ -154,54 +159,6 @@ def make_trainer(model, steps: int, workdir: Path, compile_model: bool = False, 
     )
 
 
-def bare_step(model, batch: dict):
-    """One step of a bare loop over the same peft model: forward, the project's loss, backward, clipping, AdamW
-    (fused, as Trainer's default `adamw_torch_fused`), the batch already in memory. Returns the step function."""
-    from clip_lora.trainer import class_embeddings, clip_class_loss
-
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-4, fused=True)
-    scale = model.logit_scale
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                pixel_values=batch["pixel_values"],
-            )
-        loss, _ = clip_class_loss(
-            out.image_embeds,
-            class_embeddings(out.text_embeds, CLASSES),
-            batch["labels"],
-            scale.exp(),
-            "contrastive",
-        )
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
-
-
-class BareBetweenSteps(TrainerCallback):
-    """After every training step, one bare step (timed on its own): the two alternate step by step, so whatever
-    load the machine has hits both alike. StepClock's step times have the bare steps taken out (`project_times`)."""
-
-    def __init__(self, step):
-        self.step, self.times = step, []
-
-    def on_step_end(self, args, state, control, **kwargs):
-        start = time.perf_counter()
-        self.step()
-        self.times.append(time.perf_counter() - start)
-
-    def project_times(self, clock: StepClock) -> list[float]:
-        spans = [b - a for a, b in zip(clock.starts, clock.starts[1:], strict=False)]
-        return [span - bare for span, bare in zip(spans, self.times, strict=True)]
-
-
 def count_step(workdir: Path) -> dict:
     """Ops and syncs in steps 3 and 4 of a production run (steps 1-2 warm up), and in one evaluation batch."""
     trainer = make_trainer(seed_shaped_model(), steps=5, workdir=workdir)
@@ -218,9 +175,10 @@ def count_step(workdir: Path) -> dict:
     return {
         "ops_per_step": sum(step.values()),
         "casts_per_step": step["_to_copy"],
-        "syncs_per_step": sum(step[name] for name in SYNC_OPS),
-        "sync_ops": {name: step[name] for name in SYNC_OPS if step[name]},
+        "syncs_per_step": sum(clock.reads[0].values()),
+        "sync_ops": dict(clock.reads[0]),
         "ops_per_eval_batch": sum(evaluation.ops.values()),
+        "syncs_per_eval_batch": sum(evaluation.reads.values()),
         "top_ops": dict(step.most_common(12)),  # where the step's operations go
     }
 
@@ -228,7 +186,7 @@ def count_step(workdir: Path) -> dict:
 def host_times(workdir: Path, rounds: int, steps: int) -> dict:
     """Median host ms per step at ViT-B/16 depth with compute made negligible (widths 32, batch 4, 32x32 images:
     5 tokens; the operations are the seed's): the project's eager step and a bare eager step, alternating step by
-    step (BareBetweenSteps) over `rounds` runs; then the project's step with --torch_compile, alternating with the
+    step (bench/common.py's Interleave) over `rounds` runs; then the project's step with --torch_compile, alternating with the
     same bare eager step (one run: compiling takes minutes on a CPU). Ratios: median over steps of project / bare
     of the adjacent pair, the most robust to a machine whose speed drifts."""
     batch, size = 4, 32
@@ -241,8 +199,10 @@ def host_times(workdir: Path, rounds: int, steps: int) -> dict:
         for _ in range(runs):
             trained = seed_shaped_model(image_size=size) if compiled else model
             trainer = make_trainer(trained, steps * (rounds if compiled else 1), workdir, compiled, batch)
-            clock, bare = StepClock(), BareBetweenSteps(bare_step(model, inputs))
-            trainer.add_callback(clock)
+            optimizer = torch.optim.AdamW(  # fused, as Trainer's default adamw_torch_fused
+                [p for p in model.parameters() if p.requires_grad], lr=1e-4, fused=True
+            )
+            bare = Interleave(bare_train_step(model, inputs, CLASSES, optimizer, torch.bfloat16, 1.0))
             trainer.add_callback(bare)
             try:
                 trainer.train()
@@ -250,7 +210,7 @@ def host_times(workdir: Path, rounds: int, steps: int) -> dict:
                 print(f"{name}: {type(err).__name__}: {err}"[:300])
                 break
             skip = 3 if compiled else 2  # warm-up steps (the compiled run's first compiles)
-            pairs[name] += list(zip(bare.project_times(clock), bare.times, strict=True))[skip:]
+            pairs[name] += list(zip(bare.trainer_s, bare.bare_s, strict=True))[skip:]
     figures = {}
     for name, bare_name in (("project", "bare"), ("compiled", "bare_after_compiled")):
         if pairs[name]:

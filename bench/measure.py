@@ -18,35 +18,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
-from transformers import CLIPProcessor, TrainerCallback
+from transformers import CLIPProcessor
 
-from bench.common import TEMPLATE, Timer, splits_for
+from bench.common import TEMPLATE, Interleave, Timer, bare_train_step, splits_for
 from clip_lora.arguments import ClipLoraTrainingArguments
 from clip_lora.preprocessing import prepare_splits
-from clip_lora.trainer import MAX_LOGIT_SCALE, ClipLoraTrainer, class_embeddings, clip_class_loss
+from clip_lora.trainer import MAX_LOGIT_SCALE, ClipLoraTrainer, class_embeddings
 from collator import ClipClassificationCollator
 from metrics import compute_metrics
 
 
 def _clip(model):
     return model.base_model.model if hasattr(model, "base_model") else model
-
-
-class _Interleave(TrainerCallback):
-    """After each Trainer step, one bare step: trainer_s[i] is step i's wall time (data loading included)."""
-
-    def __init__(self, bare_step):
-        self.bare_step, self.trainer_s, self.bare_s, self.last = bare_step, [], [], None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.last = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self.trainer_s.append(time.perf_counter() - self.last)
-        with Timer() as bare:
-            self.bare_step()
-        self.bare_s.append(bare.seconds)
-        self.last = time.perf_counter()
 
 
 def train_step_ratio(
@@ -81,26 +64,9 @@ def train_step_ratio(
     )
     fixed = collate([splits["train"][i] for i in range(batch)])  # the bare loop's batch: already on hand
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    clip = _clip(model)
+    bare_step = bare_train_step(model, fixed, len(names), optimizer)
 
-    def bare_step():
-        out = model(
-            input_ids=fixed["input_ids"],
-            attention_mask=fixed["attention_mask"],
-            pixel_values=fixed["pixel_values"],
-        )
-        loss, _ = clip_class_loss(
-            out.image_embeds,
-            class_embeddings(out.text_embeds, len(names)),
-            fixed["labels"],
-            clip.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE),
-            "contrastive",
-        )
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    timer = _Interleave(bare_step)
+    timer = Interleave(bare_step)
     trainer.add_callback(timer)
     trainer.train()
     trainer_s, bare_s = timer.trainer_s[1:], timer.bare_s[1:]  # step 0 of each is warm-up

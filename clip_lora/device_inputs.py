@@ -55,11 +55,14 @@ class DeviceInputs:
 
 
 def nonempty_pixels(pixel_values: torch.Tensor, vision_config) -> tuple[torch.Tensor, int]:
-    """(pixels to run through the vision tower, number of real images). An empty batch (this process's share of a
-    short last step, or a batch whose every image became unreadable) becomes one blank image, whose embedding the
-    caller slices away: the tower still runs, so every weight gets a (zero) gradient, which DDP waits for."""
+    """(pixels to run through the vision tower, number of real rows). An empty batch (this process's share of a
+    short last step, or a training batch whose every image became unreadable) becomes one blank image, whose
+    embedding the caller slices away: the tower still runs, so every weight gets a (zero) gradient, which DDP waits
+    for. Rows without a size (placeholders of unreadable images, before any readable image gave the collator its
+    layout) become blank images of the model's size, one per row. Decided from shapes only: no device read."""
     rows = pixel_values.shape[0]
-    if rows:
+    if rows and pixel_values.shape[-1] and pixel_values.shape[-2]:
         return pixel_values, rows
     size = vision_config.image_size
-    return torch.zeros(1, vision_config.num_channels, size, size, device=pixel_values.device), 0
+    blank = torch.zeros(max(rows, 1), vision_config.num_channels, size, size, device=pixel_values.device)
+    return blank, rows

@@ -42,6 +42,17 @@ HOST_READ_OPS = frozenset(
 )
 
 
+def reads_device(func, args) -> bool:
+    """True for a dispatched aten call that makes the host wait for the device: one of HOST_READ_OPS, or indexing
+    with a boolean mask (`x[mask]`, `x[mask] = y`), whose kernel counts the mask's True values on the host first."""
+    name = func.overloadpacket.__name__
+    if name in HOST_READ_OPS:
+        return True
+    if name in ("index", "index_put", "index_put_") and len(args) > 1:
+        return any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] or ())
+    return False
+
+
 def store_frozen_weights_in(model: torch.nn.Module, dtype: torch.dtype) -> int:
     """Frozen nn.Linear / nn.Conv2d weights and biases -> `dtype` (the autocast dtype); returns how many modules.
     Trainable tensors (the LoRA matrices) keep their fp32 master copy; layer norms and embeddings, which autocast

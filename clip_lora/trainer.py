@@ -266,16 +266,17 @@ class ClipLoraTrainer(LeanStepMixin, Trainer):
                 )
                 self._eval_class_embeds = class_embeddings(text.pooler_output, self.num_classes)
                 self.text_encoder_calls += 1
-            # Placeholder rows (unreadable images) keep their place with zero logits: every process returns one row
-            # per dataset row, so the gather lines up and its padding is cut where accelerate expects.
-            labels = inputs["labels"]
-            real = labels != IGNORE_INDEX
-            pixels, rows = nonempty_pixels(inputs["pixel_values"][real], self._vision_config)
+            pixels, rows = nonempty_pixels(inputs["pixel_values"], self._vision_config)
             image = clip.get_image_features(pixel_values=pixels).pooler_output[:rows]
-        readable_logits = class_logits(image, self._eval_class_embeds, self.logit_scale(model))
-        logits = readable_logits.new_zeros((len(labels), readable_logits.shape[1]))
-        logits[real] = readable_logits
+        logits = class_logits(image, self._eval_class_embeds, self.logit_scale(model))
+        # Placeholder rows (unreadable images: blank pixels, label IGNORE_INDEX) ran with the others and keep their
+        # place with zero logits, so every process returns one row per dataset row and the gather lines up. Masked
+        # by `where`, not by boolean indexing, which would read the mask back to the host at every batch.
+        labels = inputs["labels"]
+        real = labels != IGNORE_INDEX
+        logits = torch.where(real[:, None], logits, 0.0)
         # Image->text cross-entropy only: defined per image, so the evaluation loss does not depend on the batch
-        # size, the order or the number of processes (the text->image term would).
-        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX) if rows else logits.sum() * 0
+        # size, the order or the number of processes (the text->image term would). The mean over readable rows.
+        readable_rows = real.sum().clamp(min=1)
+        loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum") / readable_rows
         return loss.detach(), (None if prediction_loss_only else logits.detach()), labels

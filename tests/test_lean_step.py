@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 from clip_lora import lean_step
 from clip_lora.device_inputs import DeviceInputs
-from clip_lora.lean_step import HOST_READ_OPS
+from clip_lora.lean_step import reads_device
 from clip_lora.loss import class_embeddings, clip_class_loss
 from collator import ClipClassificationCollator
 from testing_utils import make_tiny_trainer
@@ -31,7 +31,7 @@ class SyncCounter(TorchDispatchMode):
         self.syncs = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.overloadpacket.__name__ in HOST_READ_OPS:
+        if reads_device(func, args):
             self.syncs.append(func.overloadpacket.__name__)
         return func(*args, **(kwargs or {}))
 
@@ -76,6 +76,27 @@ def test_a_step_that_does_not_log_reads_nothing_back_from_the_device(tiny_model_
     trainer.add_callback(counter)
     trainer.train()
     assert counter.per_step == [[], []]
+
+
+@pytest.mark.parametrize("unreadable", [0, 3])
+def test_an_evaluation_batch_reads_nothing_back_from_the_device(tiny_model_dir, tmp_path, unreadable):
+    # Before: 2 a batch (the placeholder rows taken out and put back by boolean indexing, each counting the mask
+    # on the host), whether or not the batch held a placeholder.
+    trainer = make_tiny_trainer(tiny_model_dir, tmp_path, num_images=8)
+    rows = [dict(trainer.train_dataset[i]) for i in range(8)]
+    for row in rows[:unreadable]:  # images that became unreadable after the check: placeholder rows
+        row["pixel_values"] = None
+    batch = trainer.data_collator(rows)
+    trainer.model.eval()
+    trainer.prediction_step(trainer.model, batch, prediction_loss_only=False)  # class prompts encoded
+    with SyncCounter() as counter:
+        loss, logits, labels = trainer.prediction_step(trainer.model, batch, prediction_loss_only=False)
+    assert counter.syncs == []
+    assert not logits[:unreadable].any() and logits[unreadable:].abs().min() > 0  # placeholders: zero logits
+    expected = torch.nn.functional.cross_entropy(
+        logits[unreadable:], labels[unreadable:]
+    )  # readable rows only
+    torch.testing.assert_close(loss, expected)
 
 
 def _step(trainer, loss_kind):
