@@ -175,6 +175,56 @@ def test_the_prepared_text_mask_is_the_one_the_text_tower_builds(tiny_model_dir,
     assert torch.equal(built.pooler_output, given.pooler_output)
 
 
+def _renamed_fourth(real):  # transformers 5.17's name for the fourth parameter (5.25 calls it `cache`)
+    def create_causal_mask(config, inputs_embeds, attention_mask, past_key_values, position_ids=None):
+        return real(config, inputs_embeds, attention_mask, past_key_values, position_ids)
+
+    return create_causal_mask
+
+
+def _keyword_only(real):  # a future signature this project was never checked with: must not be called
+    def create_causal_mask(*, config, inputs_embeds, attention_mask, cache):
+        raise AssertionError("called with a signature it was not checked against")
+
+    return create_causal_mask
+
+
+@pytest.mark.parametrize("helper", ["renamed_fourth", "keyword_only", "gone"])
+def test_the_text_mask_and_the_training_survive_a_change_of_transformers_internal_helper(
+    tiny_model_dir, tmp_path, monkeypatch, helper
+):
+    """create_causal_mask is transformers-internal (docs/library_internals.md). Whatever its signature becomes, the
+    text features and a short training run are those of the installed helper, bit for bit: with the 5.17 name of
+    its fourth parameter the mask is still prepared once (4D); with an unknown signature, or none at all, the text
+    tower builds it itself from the 2D mask."""
+    from transformers import masking_utils
+
+    reference = _train(tiny_model_dir, tmp_path / "reference")
+    real = masking_utils.create_causal_mask
+    if helper == "gone":
+        monkeypatch.delattr(masking_utils, "create_causal_mask")
+    else:
+        monkeypatch.setattr(masking_utils, "create_causal_mask", globals()[f"_{helper}"](real))
+    trainer = make_tiny_trainer(tiny_model_dir, tmp_path / "check")
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids, mask = DeviceInputs(torch.device("cpu"), trainer.model.get_base_model().text_model.config).prompts(
+        batch["input_ids"], batch["attention_mask"]
+    )
+    assert mask.dim() == (4 if helper == "renamed_fourth" else 2)
+    # (the text tower keeps the helper it imported when transformers loaded: only our lookup sees the change)
+    with torch.no_grad():
+        built = trainer.model.get_text_features(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        )
+        given = trainer.model.get_text_features(input_ids=ids, attention_mask=mask)
+    assert torch.equal(built.pooler_output, given.pooler_output)
+    if helper == "keyword_only":
+        losses, adapter = _train(tiny_model_dir, tmp_path / "fallback")
+        assert losses == reference[0]
+        for name, weight in reference[1].items():
+            assert torch.equal(adapter[name], weight), name
+
+
 def test_uint8_pixels_normalised_on_the_device_are_the_collators_values():
     rng = np.random.default_rng(0)
     features = [
