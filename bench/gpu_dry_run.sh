@@ -95,7 +95,13 @@ assert versions["transformers"] == "5.17.0" and versions["accelerate"] == "1.15.
 for name in ("datasets", "evaluate", "dill", "multiprocess", "peft"):  # the carried wheels, not the venv's
     assert origin[name] == str((work / "site-packages").resolve()), (name, origin[name])
 runs = result["runs"]
-assert [(r["precision"], r["persistent_workers"]) for r in runs] == [("fp32", False), ("bf16", False), ("fp32", True)]
+# The runs the check plans for a dry run, read from its own plan() so this list cannot go stale.
+sys.path[:0] = [str(work / "site-packages"), str(work / "repo")]
+from bench.gpu_check import DRY_RUN, plan
+
+planned = plan(DRY_RUN["precisions"].split(","), [int(DRY_RUN["batch_sizes"])], DRY_RUN["workers"])
+done = [(r["precision"], r["batch"], r["persistent_workers"], r.get("compiled", False)) for r in runs]
+assert done == planned, (done, planned)
 assert result["loader_workers"] == 2 and not result["skipped"], result["skipped"]
 for run in runs:
     assert run["dtype_ok"] and run["compute_dtype"] == {"train": run["expected_dtype"], "eval": run["expected_dtype"]}
