@@ -51,6 +51,14 @@ from clip_lora.sync_check import ReplicaSyncCheck
 logger = logging.getLogger(__name__)
 
 
+# compute_loss returns each micro-batch's share of the step's loss. transformers 5.25 lets a Trainer say so
+# (`loss_is_scaled_for_ga`, below); older ones (5.17, the GPU machine's) have no such attribute and divide the
+# result by the number of micro-batches whenever the model does not count `num_items_in_batch` itself (counting
+# would cost a device read per step), so there compute_loss multiplies its share by that number first: the same
+# loss and gradients under both (tests/test_distributed.py and make test-oldest; docs/library_internals.md).
+TRAINER_DIVIDES_BY_MICRO_BATCHES = not hasattr(Trainer, "loss_is_scaled_for_ga")
+
+
 @dataclass
 class AccumulationWindow:
     """The micro-batches of one optimizer step on this process, and (contrastive, k > 1) their cached features."""
@@ -226,6 +234,8 @@ class ClipLoraTrainer(LeanStepMixin, Trainer):
             logits = whole_logits[offset : offset + len(labels)]
         else:
             loss, logits = clip_class_loss(images, class_embeds, labels, scale, self.loss_kind)
+        if parts > 1 and TRAINER_DIVIDES_BY_MICRO_BATCHES:  # undone by training_step's division: the same share
+            loss = loss * parts
         return (loss, {"logits": logits[own_rows]}) if return_outputs else loss
 
     def evaluation_loop(self, *args, **kwargs):

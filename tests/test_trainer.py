@@ -95,3 +95,45 @@ def test_eval_loss_does_not_depend_on_the_batch_size(tiny_model_dir, tmp_path, l
     predictions = trainer.predict(trainer.eval_dataset)
     logits, labels = torch.from_numpy(predictions.predictions), torch.from_numpy(predictions.label_ids)
     assert losses[32] == pytest.approx(F.cross_entropy(logits, labels).item(), abs=1e-5)
+
+
+def _accumulated_run(tiny_model_dir, out, per_device: int, accumulation: int):
+    import transformers
+
+    transformers.set_seed(0)
+    trainer = make_tiny_trainer(
+        tiny_model_dir, out, per_device_train_batch_size=per_device, gradient_accumulation_steps=accumulation
+    )
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    adapter = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_" in n}
+    return losses, adapter
+
+
+def test_accumulation_trains_the_same_whether_or_not_trainer_divides_the_loss_itself(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """compute_loss returns each micro-batch's share of the step's loss. transformers 5.25 is told so
+    (`loss_is_scaled_for_ga`); 5.17 (the floor, the GPU machine's) has no such attribute and divides the result by
+    the number of micro-batches, so compute_loss multiplies first (TRAINER_DIVIDES_BY_MICRO_BATCHES). Both
+    conventions train what one batch of 8 trains: 4 x 2 under the installed one, and, where the installed Trainer
+    can be made to divide (5.25), under the other one too. Before the fix, 5.17 logged twice the loss."""
+    from transformers import Trainer
+
+    from clip_lora import trainer as trainer_module
+
+    whole = _accumulated_run(tiny_model_dir, tmp_path / "8x1", 8, 1)
+    installed = _accumulated_run(tiny_model_dir, tmp_path / "4x2", 4, 2)
+    runs = [installed]
+    if hasattr(
+        Trainer, "loss_is_scaled_for_ga"
+    ):  # simulate the older Trainer: it divides, compute_loss multiplies
+        monkeypatch.setattr(trainer_module.ClipLoraTrainer, "loss_is_scaled_for_ga", False)
+        monkeypatch.setattr(trainer_module, "TRAINER_DIVIDES_BY_MICRO_BATCHES", True)
+        runs.append(_accumulated_run(tiny_model_dir, tmp_path / "4x2-divided", 4, 2))
+    for losses, adapter in runs:
+        assert losses == pytest.approx(whole[0], rel=1e-5)
+        for name, weight in whole[1].items():
+            torch.testing.assert_close(adapter[name], weight, rtol=1e-4, atol=1e-6, msg=name)
+    if len(runs) == 2:
+        assert runs[1][0] == pytest.approx(runs[0][0], rel=1e-6)
