@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch is installed first and pinned so pip takes the local CPU wheel here (on a GPU machine: the CUDA build).
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test test-browser fuzz quality bench gpu-dry-run mutation mutation-curated mutation-generated clean
+.PHONY: setup demo test test-oldest test-browser fuzz quality bench gpu-dry-run mutation mutation-curated mutation-generated clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,28 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q --timeout 600
+
+# The same project at the oldest versions it promises (setup.cfg's floors = constraints-oldest.txt; torch and
+# transformers are the GPU machine's, torch from PyPI): the suite's core, where a rename upstream would break it. The
+# launched pipeline through main() (zero-shot, training, dev selection, val, save; accumulation and a torchrun
+# 2-process run against one process), resume after kill -9, the lean step, predict/export, the flag parser, and
+# the lists of versions and library internals. A few minutes after a first build of .venv-oldest (~5 GB: torch's
+# CUDA build, which runs on the CPU).
+OLDEST ?= .venv-oldest
+OLDEST_TESTS = tests/test_versions.py tests/test_library_internals.py tests/test_train.py tests/test_lean_step.py \
+	tests/test_predict.py tests/test_export.py tests/test_flag_schema.py \
+	tests/test_resume.py::test_kill_9_in_second_epoch_then_rerun_resumes_and_matches \
+	tests/test_distributed.py::test_launched_run_trains_what_one_process_trains
+
+$(OLDEST)/.installed: setup.cfg pyproject.toml constraints-oldest.txt
+	rm -rf $(OLDEST)
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/pip install --progress-bar off --upgrade pip
+	$(OLDEST)/bin/pip install --progress-bar off -c constraints-oldest.txt -e ".[dev]"
+	touch $@
+
+test-oldest: $(OLDEST)/.installed
+	CLIP_LORA_OLDEST=1 $(OLDEST)/bin/python -m pytest -q --timeout 600 -p no:cacheprovider $(OLDEST_TESTS)
 
 # `clip-lora app` in a real headless browser. Not part of `make test`: it needs Debian's chromium + chromium-driver
 # (as root: apt-get install -y chromium chromium-driver; ~120 MB download, ~420 MB on disk) and the app extras.
@@ -68,4 +90,4 @@ mutation-generated: setup
 	$(BIN)/python tools/mutation.py --generated
 
 clean:
-	rm -rf runs $(VENV)
+	rm -rf runs $(VENV) $(OLDEST)

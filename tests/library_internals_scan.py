@@ -8,8 +8,9 @@ each found mechanically (no list of examples):
   create_causal_mask`), or from any module with a private segment (`torch.utils._python_dispatch.X`);
 - an underscored attribute the project never defines itself (`trainer._train_batch_size`, `getattr(m, "_orig_mod")`,
   `obj.__dict__.pop("_is_accelerate_prepared")`), read, written or named as a string argument;
-- a method of a library class that one of our classes overrides (`Trainer._save_checkpoint`, `Trainer.compute_loss`,
-  `HfArgumentParser._parse_dataclass_field`): a rename upstream silently bypasses an override. TrainerCallback's
+- a method or class attribute of a library class that one of our classes overrides (`Trainer._save_checkpoint`,
+  `Trainer.compute_loss`, `HfArgumentParser._parse_dataclass_field`, `Trainer.loss_is_scaled_for_ga`), or whose
+  presence a `hasattr(LibraryClass, "name")` gate tests: a rename upstream silently bypasses an override. TrainerCallback's
   `on_*` hooks and torch's extension classes (Dataset, Sampler, autograd.Function, ...) are the documented way to
   subclass and are not counted.
 """
@@ -112,7 +113,21 @@ def attribute_internals(trees: dict[Path, ast.AST]) -> dict[str, set[str]]:
     defined = _defined_names(trees)
     found: dict[str, set[str]] = {}
     for path, tree in trees.items():
+        imported = {  # names this file imports from a library: Trainer, TrainingArguments, ...
+            alias.asname or alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in LIBRARIES
+            for alias in node.names
+        }
         for node in ast.walk(tree):
+            # a version gate, hasattr(Trainer, "loss_is_scaled_for_ga"): the name is used whether it exists or not
+            if (
+                _call_name(node) == "hasattr"
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id in imported
+                and isinstance(node.args[1], ast.Constant)
+            ):
+                found.setdefault(f"{node.args[0].id}.{node.args[1].value}", set()).add(path.name)
             names = []
             if isinstance(node, ast.Attribute) and _is_private(node.attr):
                 names.append(node.attr)
@@ -158,11 +173,14 @@ def overridden_methods() -> dict[str, set[str]]:
             ours = [c for c in cls.__mro__ if _library_of(c) in IMPORTABLE]
             theirs = [c for c in cls.__mro__ if _library_of(c) in LIBRARIES]
             for own in ours:
-                for name, value in vars(own).items():
-                    if not callable(value) and not isinstance(value, (property, staticmethod, classmethod)):
-                        continue
+                for name, value in vars(own).items():  # methods and class attributes (loss_is_scaled_for_ga)
+                    if name.startswith("__") and not callable(value):
+                        continue  # __module__, __doc__, __dict__, ...
                     base = next((b for b in theirs if name in vars(b)), None)
-                    generated = name == "__init__" and dataclasses.is_dataclass(own)  # the dataclass's own
+                    # the dataclass's own __init__, and its fields: flags with other defaults are public API
+                    generated = dataclasses.is_dataclass(own) and (
+                        name == "__init__" or name in own.__dataclass_fields__
+                    )
                     if base is not None and not generated and _counted_override(base, name):
                         found.setdefault(f"{base.__name__}.{name}", set()).add(
                             own.__module__.split(".")[-1] + ".py"

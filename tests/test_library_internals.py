@@ -6,6 +6,7 @@ Run: python -m pytest tests/test_library_internals.py -q   (in `make test` and `
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import re
 
 import pytest
@@ -67,8 +68,11 @@ def _resolve(dotted: str):
 
 
 def test_each_importable_internal_and_overridden_method_exists_in_the_installed_versions():
-    for name in listed():
+    for name, row in listed().items():
         head = name.split(".")[0]
+        installed = importlib.metadata.version(row["library"]) if row["library"] != "python" else None
+        if f"{installed} (absent)" in row["checked"]:
+            continue  # a version gate in the code handles it (Trainer.loss_is_scaled_for_ga before 5.25)
         if head in OVERRIDDEN_CLASSES:  # an override of a method the library renamed would silently never run
             assert hasattr(_resolve(OVERRIDDEN_CLASSES[head]), name.split(".", 1)[1]), name
         elif not name.startswith("."):
@@ -81,4 +85,5 @@ def test_each_row_was_checked_on_its_librarys_floor():
     lowest = {**floors(), "python": floors()["python"]}
     for name, row in listed().items():
         floor = lowest[row["library"]]
-        assert floor in [v.strip() for v in row["checked"].split(",")], (name, row["checked"], floor)
+        versions = [v.strip().removesuffix(" (absent)") for v in row["checked"].split(",")]
+        assert floor in versions, (name, row["checked"], floor)
