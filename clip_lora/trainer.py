@@ -234,8 +234,8 @@ class ClipLoraTrainer(LeanStepMixin, Trainer):
             logits = whole_logits[offset : offset + len(labels)]
         else:
             loss, logits = clip_class_loss(images, class_embeds, labels, scale, self.loss_kind)
-        if parts > 1 and TRAINER_DIVIDES_BY_MICRO_BATCHES:  # undone by training_step's division: the same share
-            loss = loss * parts
+        if parts > 1 and TRAINER_DIVIDES_BY_MICRO_BATCHES:
+            loss = loss * parts  # undone by training_step's division: the same share
         return (loss, {"logits": logits[own_rows]}) if return_outputs else loss
 
     def evaluation_loop(self, *args, **kwargs):
