@@ -35,8 +35,12 @@ def assert_same_training(result: dict, reference: dict, atol: float = 1e-6) -> N
     assert any(g.abs().sum() > 0 for g in reference["grads"].values())
     for name, grad in reference["grads"].items():
         torch.testing.assert_close(result["grads"][name], grad, atol=atol, rtol=1e-4, msg=name)
+    # The gradients above are the equivalence, compared tightly. The weights come after AdamW steps, which divide
+    # each gradient by its running RMS: an element whose gradient is at float-noise level (~1e-9) moves by up to lr
+    # per step whatever its sign, so summation-order noise shows there (measured: 1.4e-5 after 3 steps at lr 1e-2
+    # with peft 0.22 / torch 2.13, one element of a weight of size 0.02). Bound: lr x steps x 1e-3.
     for name, weight in reference["adapter"].items():
-        torch.testing.assert_close(result["adapter"][name], weight, atol=1e-5, rtol=1e-4, msg=name)
+        torch.testing.assert_close(result["adapter"][name], weight, atol=5e-5, rtol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize("loss", ["contrastive", "ce"])
