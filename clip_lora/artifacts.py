@@ -38,6 +38,11 @@ EXPORT_CLASS_PROMPTS = "class_prompts.json"  # in a merged export: class names a
 EXPORT_CLASS_EMBEDDINGS = (
     "class_embeddings.safetensors"  # in a merged export: (C, D) class embeddings, logit scale
 )
+TEMPERATURE = (
+    "temperature.json"  # T fitted on dev, beside the adapter: read by predict, export, the ONNX export
+)
+CALIBRATION = "calibration.json"  # ECE / NLL / Brier on val and the reliability diagram's bins
+RELIABILITY = "reliability.png"
 WISE_FT_JSON = "wise_ft.json"
 WISE_FT_PNG = "wise_ft.png"
 SKIPPED_IMAGES = "skipped_images.txt"

@@ -33,6 +33,9 @@ PUSH_FILES = (
     artifacts.CONFUSION_MATRIX,
     artifacts.ZERO_SHOT_CONFUSION_MATRIX,
     artifacts.CHANGES,
+    artifacts.TEMPERATURE,
+    artifacts.CALIBRATION,
+    artifacts.RELIABILITY,
 )
 WRITE_ORG_ROLES = ("admin", "write", "contributor")
 TOKENS_URL = "https://huggingface.co/settings/tokens"

@@ -21,6 +21,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from clip_lora import artifacts, offline
+from clip_lora.calibration_card import calibration_section
 from clip_lora.card_text import (
     ADAPTER_PLACEHOLDER,
     BASE_PLACEHOLDER,
@@ -206,7 +207,7 @@ Val: {report["total"]} images. Numbers from `all_results.json` of the run.
 ## Per-class results (val, {evaluated_model(trained, adapter)})
 
 {report_to_markdown(report)}
-## How the {"adapter was selected" if trained else "evaluation was made"}
+{calibration_section(out)}## How the {"adapter was selected" if trained else "evaluation was made"}
 
 {selection_text(config, state if trained else None, results)}
 

@@ -158,6 +158,10 @@ def save_plots(output_dir: str | Path) -> list[Path]:
     # An evaluation of the base model alone has predictions == zero-shot predictions: nothing can have changed.
     if final.is_file() and zero_shot.is_file() and final.read_bytes() != zero_shot.read_bytes():
         written.append(plot_changes(out, out / CHANGES))
+    if (out / artifacts.CALIBRATION).is_file():
+        from clip_lora.reliability_plot import plot_reliability
+
+        written.append(plot_reliability(out, out / artifacts.RELIABILITY))
     for csv_name, png_name, title in (
         (artifacts.PREDICTIONS, CONFUSION_MATRIX, "Val, selected adapter"),
         (artifacts.ZERO_SHOT_PREDICTIONS, ZERO_SHOT_CONFUSION_MATRIX, "Val, zero-shot"),
