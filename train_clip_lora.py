@@ -31,6 +31,7 @@ from clip_lora import (
     artifacts,
     batching,
     calibration,
+    control,
     hub,
     model_card,
     offline,
@@ -142,6 +143,10 @@ def main(argv: list[str] | None = None) -> dict:
     templates = prompts.resolve_templates(data_args.prompt_templates, data_args.prompt_template)
     max_prompt_tokens = text_limit(model, processor.tokenizer)
     prompt_tokens(processor.tokenizer, class_names, templates, max_prompt_tokens)
+    # The control set (other classes, own label space): loaded and its prompts checked now, scored after step 7.
+    control_set = control.prepare(
+        data_args.control_eval_dir, processor.tokenizer, templates, max_prompt_tokens
+    )
     if model_args.adapter_name_or_path:
         model = load_adapter(model, model_args.adapter_name_or_path, is_trainable=training_args.do_train)
     elif training_args.do_train:
@@ -264,6 +269,9 @@ def main(argv: list[str] | None = None) -> dict:
                 (output_dir / artifacts.ZERO_SHOT_PREDICTIONS).read_bytes(),
             )
     results.update({key.replace("zero_shot_", "eval_", 1): value for key, value in final.metrics.items()})
+    if control_set is not None:  # what fine-tuning cost outside the task (control.py)
+        alphas = data_args.wise_alpha_list
+        results.update(control.run(trainer, model, control_set, transform, output_dir, alphas))
 
     # 8. Per-class report, calibration on val (calibration.json), results file.
     if trainer.is_world_process_zero():

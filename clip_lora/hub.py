@@ -36,6 +36,8 @@ PUSH_FILES = (
     artifacts.TEMPERATURE,
     artifacts.CALIBRATION,
     artifacts.RELIABILITY,
+    artifacts.CONTROL_JSON,
+    artifacts.WISE_FT_TRADEOFF_PNG,
 )
 WRITE_ORG_ROLES = ("admin", "write", "contributor")
 TOKENS_URL = "https://huggingface.co/settings/tokens"

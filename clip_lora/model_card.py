@@ -30,6 +30,7 @@ from clip_lora.card_text import (
     selection_text,
     snippet,
 )
+from clip_lora.control_card import control_section
 from clip_lora.prompts import DEFAULT_TEMPLATE
 from clip_lora.provenance import FASTAI_TITLES, data_source
 from metrics import report_to_markdown
@@ -207,7 +208,7 @@ Val: {report["total"]} images. Numbers from `all_results.json` of the run.
 ## Per-class results (val, {evaluated_model(trained, adapter)})
 
 {report_to_markdown(report)}
-{calibration_section(out)}## How the {"adapter was selected" if trained else "evaluation was made"}
+{calibration_section(out)}{control_section(out)}## How the {"adapter was selected" if trained else "evaluation was made"}
 
 {selection_text(config, state if trained else None, results)}
 
