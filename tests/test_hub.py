@@ -25,6 +25,7 @@ EXPECTED_FILES = {
     "temperature.json",  # the T fitted on dev: predict and export read it from the hub repo too
     "calibration.json",
     "reliability.png",
+    "control.json",  # the demo run has a control set (no --wise_alphas: no trade-off plot)
 }
 
 
