@@ -21,6 +21,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from clip_lora import artifacts, offline
+from clip_lora.calibration import read_temperature
 from clip_lora.calibration_card import calibration_section
 from clip_lora.card_text import (
     ADAPTER_PLACEHOLDER,
@@ -183,6 +184,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mode
         else ""
     )
     uses_adapter = trained or bool(adapter)
+    temperature = read_temperature(out) if trained else None  # the T predict applies, in the snippet too
     base_ref = BASE_PLACEHOLDER if is_local(base) else base
     filled = [f"`{BASE_PLACEHOLDER}` (the base CLIP: `{Path(base).name}`)"] if is_local(base) else []
     if uses_adapter and not adapter_ref:
@@ -216,7 +218,7 @@ Val: {report["total"]} images. Numbers from `all_results.json` of the run.
 
 Classifies `image.jpg` with plain {"`peft` + " if uses_adapter else ""}`transformers`.
 {fill_in}
-{snippet(base_ref, (adapter_ref or ADAPTER_PLACEHOLDER) if uses_adapter else None, class_names, templates)}
+{snippet(base_ref, (adapter_ref or ADAPTER_PLACEHOLDER) if uses_adapter else None, class_names, templates, temperature)}
 
 Or with this project: `{cli}`.
 """

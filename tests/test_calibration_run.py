@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 
 import train_clip_lora
 from clip_lora import artifacts, calibration
+from clip_lora.app import Classifier
 from clip_lora.export import export_merged
 from clip_lora.predict import load_classifier, predict_images, stored_temperature
 from testing_utils import smoke_argv
@@ -122,6 +123,8 @@ def test_card_and_plot_show_the_artifacts_numbers(runs):
     scaled = f"| fine-tuned, temperature-scaled (T = {fit['temperature']:.4f}) | {m['fine_tuned_temperature']['ece']:.4f} |"
     assert scaled in card
     assert f"T = {fit['temperature']:.4f}, fitted on the {fit['dev_images']} dev images only" in card
+    # The card's snippet applies the same T as `clip-lora predict`.
+    assert f"logits = logits / {fit['temperature']!r}" in card
     described = json.loads(Image.open(out / artifacts.RELIABILITY).info["Description"])
     assert described == record
 
@@ -138,6 +141,11 @@ def test_predict_and_export_apply_the_stored_temperature(runs, tmp_path, capsys)
     assert torch.equal(plain.argmax(dim=1), scaled.argmax(dim=1))  # argmax is invariant under logits / T
     expected = (plain.double().log() / t).softmax(dim=1)
     assert torch.allclose(scaled.double(), expected, atol=1e-5)
+    # The app's fine-tuned probabilities carry T too (its zero-shot column is the base model's, T = 1).
+    app = Classifier(str(out))
+    assert app.temperature == t
+    fine_tuned, _ = app.top_k(images[0], k=len(names))
+    assert dict(fine_tuned) == pytest.approx(dict(zip(names, scaled[0].tolist(), strict=True)), abs=1e-5)
     exported = export_merged(str(out), tmp_path / "merged")
     assert (exported / artifacts.TEMPERATURE).read_bytes() == (out / artifacts.TEMPERATURE).read_bytes()
     assert stored_temperature(None, str(exported)) == t
