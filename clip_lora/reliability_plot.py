@@ -37,11 +37,9 @@ def plot_reliability(output_dir: str | Path, path: str | Path) -> Path:
         ax.plot(
             [b["confidence"] for b in filled], [b["accuracy"] for b in filled], "o", color="tab:red", ms=3
         )
-        title = LABELS[name].format(t=record.get("temperature") or 1.0)
-        ax.set(
-            xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)", ylabel="accuracy", title=title
-        )
-        ax.text(0.03, 0.9, f"ECE {m['ece']:.4f}", transform=ax.transAxes)
+        title = LABELS[name].format(t=record.get("temperature") or 1.0).replace(", ", "\n", 1)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top probability)", ylabel="accuracy")
+        ax.set_title(f"{title}, ECE {m['ece']:.4f}", fontsize=9)
         ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     with artifacts.atomic_write(path, "wb") as f:
