@@ -21,7 +21,7 @@ runs/demo-assets/.done: $(BIN)/.installed clip_lora/testing_utils.py
 	touch $@
 
 demo: runs/demo-assets/.done
-	$(BIN)/clip-lora train smoke --output_dir runs/demo --overwrite_output_dir true
+	$(BIN)/clip-lora train smoke --output_dir runs/demo --overwrite_output_dir true --control_eval_dir runs/demo-assets/control
 
 test: setup
 	$(BIN)/ruff check .

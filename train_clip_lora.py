@@ -30,6 +30,8 @@ from peft import PeftModel
 from clip_lora import (
     artifacts,
     batching,
+    calibration,
+    control,
     hub,
     model_card,
     offline,
@@ -141,6 +143,10 @@ def main(argv: list[str] | None = None) -> dict:
     templates = prompts.resolve_templates(data_args.prompt_templates, data_args.prompt_template)
     max_prompt_tokens = text_limit(model, processor.tokenizer)
     prompt_tokens(processor.tokenizer, class_names, templates, max_prompt_tokens)
+    # The control set (other classes, own label space): loaded and its prompts checked now, scored after step 7.
+    control_set = control.prepare(
+        data_args.control_eval_dir, processor.tokenizer, templates, max_prompt_tokens
+    )
     if model_args.adapter_name_or_path:
         model = load_adapter(model, model_args.adapter_name_or_path, is_trainable=training_args.do_train)
     elif training_args.do_train:
@@ -238,12 +244,17 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     # 6. Train; after each epoch evaluate on dev; the best dev epoch is restored at the end.
+    temperature = None
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
         trainer.save_model()  # the selected adapter + processor files, in output_dir
         trainer.save_state()
         results.update(train_result.metrics)
-        results.update(trainer.evaluate(splits["dev"], metric_key_prefix="dev"))
+        dev = trainer.predict(splits["dev"], metric_key_prefix="dev")
+        trainer.log(dev.metrics)  # what evaluate() would log; predict also returns the dev logits
+        results.update(dev.metrics)
+        # Temperature scaling on dev only -> temperature.json beside the adapter (calibration.py).
+        temperature = calibration.fit_and_store(dev, output_dir, trainer.is_world_process_zero())
 
     # 7. Final evaluation on val, once, with the selected adapter (or the zero-shot model in an eval-only run).
     if training_args.do_train or model_args.adapter_name_or_path:
@@ -258,9 +269,13 @@ def main(argv: list[str] | None = None) -> dict:
                 (output_dir / artifacts.ZERO_SHOT_PREDICTIONS).read_bytes(),
             )
     results.update({key.replace("zero_shot_", "eval_", 1): value for key, value in final.metrics.items()})
+    if control_set is not None:  # what fine-tuning cost outside the task (control.py)
+        alphas = data_args.wise_alpha_list
+        results.update(control.run(trainer, model, control_set, transform, output_dir, alphas))
 
-    # 8. Per-class report, results file.
+    # 8. Per-class report, calibration on val (calibration.json), results file.
     if trainer.is_world_process_zero():
+        results.update(calibration.store_val(output_dir, zero_shot, final, temperature))
         final_predictions = np.asarray(final.predictions).argmax(axis=1)
         report = classification_report(final.label_ids, final_predictions, class_names)
         save_report(

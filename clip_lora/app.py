@@ -67,11 +67,14 @@ class Classifier:
     """The run's adapter on its base model; the same model with the adapter switched off is the zero-shot one."""
 
     def __init__(self, adapter: str, device: str = "cpu"):
+        from clip_lora.calibration import read_temperature
         from clip_lora.predict import load_classifier
 
         self.model, self.processor, self.class_names, self.templates = load_classifier(
             None, adapter, None, None, device
         )
+        # The fine-tuned probabilities with the T the run fitted on dev (temperature.json); zero-shot keeps T = 1.
+        self.temperature = read_temperature(adapter) or 1.0
 
     def top_k(self, image, k: int = 5) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
         """(fine-tuned, zero-shot) top-k (class name, probability) for one PIL image."""
@@ -79,7 +82,14 @@ class Classifier:
         from clip_lora.predict import predict_images, top_k
 
         image = to_rgb(image)
-        fine_tuned = predict_images(self.model, self.processor, self.class_names, self.templates, [image])
+        fine_tuned = predict_images(
+            self.model,
+            self.processor,
+            self.class_names,
+            self.templates,
+            [image],
+            temperature=self.temperature,
+        )
         with self.model.disable_adapter():
             zero_shot = predict_images(self.model, self.processor, self.class_names, self.templates, [image])
         return top_k(fine_tuned, self.class_names, k)[0], top_k(zero_shot, self.class_names, k)[0]

@@ -137,6 +137,14 @@ class DataArguments:
     robustness_eval_dir: str | None = field(
         default=None, metadata={"help": "A shifted eval folder (<class>/ or val/<class>/) for --wise_alphas."}
     )
+    control_eval_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "A control set of OTHER classes (<class>/ or val/<class>/, its folder names are its class "
+            "names): scored zero-shot and fine-tuned (and per --wise_alphas) to show what fine-tuning cost "
+            "outside the task."
+        },
+    )
 
     def __post_init__(self):
         validation.check_fields(self)  # every field's rule, from its metadata

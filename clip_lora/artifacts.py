@@ -38,6 +38,15 @@ EXPORT_CLASS_PROMPTS = "class_prompts.json"  # in a merged export: class names a
 EXPORT_CLASS_EMBEDDINGS = (
     "class_embeddings.safetensors"  # in a merged export: (C, D) class embeddings, logit scale
 )
+TEMPERATURE = (
+    "temperature.json"  # T fitted on dev, beside the adapter: read by predict, export, the ONNX export
+)
+CALIBRATION = "calibration.json"  # ECE / NLL / Brier on val and the reliability diagram's bins
+RELIABILITY = "reliability.png"
+CONTROL_JSON = "control.json"  # the control set (other classes): accuracy zero-shot -> fine-tuned, per alpha
+CONTROL_PREDICTIONS = "control_predictions.csv"
+CONTROL_ZERO_SHOT_PREDICTIONS = "control_zero_shot_predictions.csv"
+WISE_FT_TRADEOFF_PNG = "wise_ft_control.png"  # task (val) accuracy against control accuracy per alpha
 WISE_FT_JSON = "wise_ft.json"
 WISE_FT_PNG = "wise_ft.png"
 SKIPPED_IMAGES = "skipped_images.txt"

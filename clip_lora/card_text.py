@@ -174,8 +174,15 @@ def selection_text(config: dict, state: dict | None, results: dict) -> str:
     )
 
 
-def snippet(base: str, adapter: str | None, class_names: list[str], templates: list[str]) -> str:
-    """Python that classifies image.jpg: base CLIP (+ the adapter when given), the run's prompts and scoring."""
+def snippet(
+    base: str,
+    adapter: str | None,
+    class_names: list[str],
+    templates: list[str],
+    temperature: float | None = None,
+) -> str:
+    """Python that classifies image.jpg: base CLIP (+ the adapter when given), the run's prompts and scoring; with
+    the temperature the run fitted on dev, its probabilities are softmax(logits / T), as `clip-lora predict`'s."""
     imports = "from peft import PeftModel\n" if adapter else ""
     if adapter:
         load = f"""base, adapter = {json.dumps(base)}, {json.dumps(adapter)}
@@ -183,6 +190,11 @@ model = PeftModel.from_pretrained(CLIPModel.from_pretrained(base), adapter).eval
     else:
         load = f"""base = {json.dumps(base)}
 model = CLIPModel.from_pretrained(base).eval()"""
+    scaled = (
+        f"logits = logits / {temperature!r}  # temperature fitted on the dev split (temperature.json)\n"
+        if temperature is not None and temperature != 1.0
+        else ""
+    )
     return f"""```python
 import torch
 from PIL import Image
@@ -199,6 +211,6 @@ with torch.no_grad():
     classes = out.text_embeds.view(len(class_names), len(templates), -1).mean(dim=1)  # template ensemble per class
     classes = classes / classes.norm(dim=-1, keepdim=True)
     logits = model.logit_scale.exp().clamp(max=100) * out.image_embeds @ classes.T
-probs = logits.softmax(dim=-1)[0]
+{scaled}probs = logits.softmax(dim=-1)[0]
 print(class_names[int(probs.argmax())], round(float(probs.max()), 4))
 ```"""

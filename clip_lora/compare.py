@@ -131,18 +131,38 @@ def paired_test(a: dict, b: dict, val_same: bool | None) -> dict:
     return {"computed": True, **test, "only_in": only}
 
 
+OPTIONAL_ACCURACY = {
+    "control_zero_shot_accuracy": "control, zero-shot",
+    "control_eval_accuracy": "control, fine-tuned",
+}
+CALIBRATION_ROWS = {
+    "zero_shot_ece": "ECE zero-shot (val)",
+    "eval_ece": "ECE fine-tuned (val)",
+    "eval_temperature_ece": "ECE fine-tuned, T",
+    "temperature": "T (fitted on dev)",
+}
+
+
 def compare(folder_a: str | Path, folder_b: str | Path) -> dict:
     a, b = load_run(folder_a), load_run(folder_b)
     data = data_comparison(a["config"], b["config"])
     keys = ("zero_shot_accuracy", "eval_accuracy", "dev_accuracy")
+    # Rows for what only some runs measure (a control set, calibration): shown when either run has them.
+    keys += tuple(k for k in OPTIONAL_ACCURACY if any(k in run["results"] for run in (a, b)))
+    calibration = tuple(k for k in CALIBRATION_ROWS if any(k in run["results"] for run in (a, b)))
     return {
         "runs": [a["path"], b["path"]],
         "flags": differing_flags(a["config"], b["config"]),
         "data": data,
         "versions": version_differences(a["config"], b["config"]),
         "accuracy": {key: [run["results"].get(key) for run in (a, b)] for key in keys},
+        "calibration": {key: [run["results"].get(key) for run in (a, b)] for key in calibration},
         "mcnemar": paired_test(a, b, data["val_same"]),
     }
+
+
+def _pair(pair: list) -> str:
+    return "".join(f"{v:>8.4f}" if v is not None else f"{'-':>8}" for v in pair)
 
 
 def _value(value) -> str:
@@ -197,11 +217,15 @@ def format_report(report: dict) -> str:
         "zero_shot_accuracy": "zero-shot (val)",
         "eval_accuracy": "fine-tuned (val)",
         "dev_accuracy": "dev (selection)",
+        **OPTIONAL_ACCURACY,
     }
     for key, pair in report["accuracy"].items():
-        lines.append(
-            f"  {names[key]:<22}" + "".join(f"{v:>8.4f}" if v is not None else f"{'-':>8}" for v in pair)
-        )
+        lines.append(f"  {names[key]:<22}" + _pair(pair))
+    if report.get("calibration"):
+        lines += [f"{'calibration':<24}{'A':>8}{'B':>8}"]
+        lines += [
+            f"  {CALIBRATION_ROWS[key]:<22}" + _pair(pair) for key, pair in report["calibration"].items()
+        ]
     test = report["mcnemar"]
     if test["computed"]:
         unpaired = [f"{n} only in {run.upper()}" for run, n in test["only_in"].items() if n]

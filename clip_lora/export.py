@@ -9,8 +9,9 @@
 
 The output holds model.safetensors, config.json (its `id2label` / `label2id` are the run's classes, in label order),
 the processor files, and `class_prompts.json` ({"class_names": [...], "prompt_templates": [...]}) which
-`read_class_prompts` (and `clip-lora predict --model_name_or_path`) reads; no adapter files. Its logits equal
-base+adapter (float32, within 1e-4). `--with_text_embeddings` also writes `class_embeddings.safetensors`: the (C, D)
+`read_class_prompts` (and `clip-lora predict --model_name_or_path`) reads, the run's `temperature.json` when the
+adapter has one (the T fitted on dev: probabilities = softmax(logits / T), which predict applies), no adapter files.
+Its logits equal base+adapter (float32, within 1e-4). `--with_text_embeddings` also writes `class_embeddings.safetensors`: the (C, D)
 normalised class embeddings the evaluation scores with (mean over the templates) and the capped logit scale, so
 inference needs only the vision tower (CLIPVisionModelWithProjection). Class names and templates come from the
 adapter's model card; `--labels` / `--prompt_template` override them.
@@ -29,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from clip_lora import artifacts
 from clip_lora.adapters import adapter_base_model, base_model_for
 from clip_lora.artifacts import ADAPTER_FILES
+from clip_lora.calibration import temperature_file
 from clip_lora.class_names import normalise, prompt_tokens, text_limit
 from clip_lora.errors import ModelError
 from clip_lora.loss import capped_logit_scale, class_embeddings
@@ -114,7 +116,15 @@ def export_merged(
     # half-written model at --output_dir, and the rerun of the same command starts afresh.
     staging = out.with_name(f".{out.name}.{os.getpid()}{artifacts.ATOMIC_SUFFIX}")
     try:
-        _write_export(merged, processor, staging, class_names, templates, with_text_embeddings)
+        _write_export(
+            merged,
+            processor,
+            staging,
+            class_names,
+            templates,
+            with_text_embeddings,
+            temperature_file(adapter_name_or_path),
+        )
         if out.is_dir():
             out.rmdir()  # empty (checked above); os.replace cannot rename onto a folder
         os.replace(staging, out)
@@ -124,7 +134,9 @@ def export_merged(
     return out
 
 
-def _write_export(merged, processor, out: Path, class_names, templates, with_text_embeddings: bool) -> None:
+def _write_export(
+    merged, processor, out: Path, class_names, templates, with_text_embeddings: bool, temperature_json=None
+) -> None:
     merged.save_pretrained(out, safe_serialization=True)
     processor.save_pretrained(out)
     (out / CLASS_PROMPTS).write_text(
@@ -139,6 +151,8 @@ def _write_export(merged, processor, out: Path, class_names, templates, with_tex
             str(out / CLASS_EMBEDDINGS),
             metadata=metadata,
         )
+    if temperature_json is not None:  # the T fitted on dev travels with the model (predict and ONNX apply it)
+        shutil.copyfile(temperature_json, out / artifacts.TEMPERATURE)
     leftovers = [name for name in ADAPTER_FILES if (out / name).exists()]
     if leftovers:  # merge_and_unload returns the bare CLIPModel; guard against a future peft changing that
         raise ModelError(f"the merged export unexpectedly holds adapter files: {', '.join(leftovers)}")

@@ -33,6 +33,11 @@ PUSH_FILES = (
     artifacts.CONFUSION_MATRIX,
     artifacts.ZERO_SHOT_CONFUSION_MATRIX,
     artifacts.CHANGES,
+    artifacts.TEMPERATURE,
+    artifacts.CALIBRATION,
+    artifacts.RELIABILITY,
+    artifacts.CONTROL_JSON,
+    artifacts.WISE_FT_TRADEOFF_PNG,
 )
 WRITE_ORG_ROLES = ("admin", "write", "contributor")
 TOKENS_URL = "https://huggingface.co/settings/tokens"

@@ -21,6 +21,8 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from clip_lora import artifacts, offline
+from clip_lora.calibration import read_temperature
+from clip_lora.calibration_card import calibration_section
 from clip_lora.card_text import (
     ADAPTER_PLACEHOLDER,
     BASE_PLACEHOLDER,
@@ -29,6 +31,7 @@ from clip_lora.card_text import (
     selection_text,
     snippet,
 )
+from clip_lora.control_card import control_section
 from clip_lora.prompts import DEFAULT_TEMPLATE
 from clip_lora.provenance import FASTAI_TITLES, data_source
 from metrics import report_to_markdown
@@ -181,6 +184,7 @@ def build_model_card(output_dir: str | Path, repo_id: str | None = None) -> Mode
         else ""
     )
     uses_adapter = trained or bool(adapter)
+    temperature = read_temperature(out) if trained else None  # the T predict applies, in the snippet too
     base_ref = BASE_PLACEHOLDER if is_local(base) else base
     filled = [f"`{BASE_PLACEHOLDER}` (the base CLIP: `{Path(base).name}`)"] if is_local(base) else []
     if uses_adapter and not adapter_ref:
@@ -206,7 +210,7 @@ Val: {report["total"]} images. Numbers from `all_results.json` of the run.
 ## Per-class results (val, {evaluated_model(trained, adapter)})
 
 {report_to_markdown(report)}
-## How the {"adapter was selected" if trained else "evaluation was made"}
+{calibration_section(out)}{control_section(out)}## How the {"adapter was selected" if trained else "evaluation was made"}
 
 {selection_text(config, state if trained else None, results)}
 
@@ -214,7 +218,7 @@ Val: {report["total"]} images. Numbers from `all_results.json` of the run.
 
 Classifies `image.jpg` with plain {"`peft` + " if uses_adapter else ""}`transformers`.
 {fill_in}
-{snippet(base_ref, (adapter_ref or ADAPTER_PLACEHOLDER) if uses_adapter else None, class_names, templates)}
+{snippet(base_ref, (adapter_ref or ADAPTER_PLACEHOLDER) if uses_adapter else None, class_names, templates, temperature)}
 
 Or with this project: `{cli}`.
 """

@@ -158,6 +158,14 @@ def save_plots(output_dir: str | Path) -> list[Path]:
     # An evaluation of the base model alone has predictions == zero-shot predictions: nothing can have changed.
     if final.is_file() and zero_shot.is_file() and final.read_bytes() != zero_shot.read_bytes():
         written.append(plot_changes(out, out / CHANGES))
+    if (out / artifacts.CALIBRATION).is_file():
+        from clip_lora.reliability_plot import plot_reliability
+
+        written.append(plot_reliability(out, out / artifacts.RELIABILITY))
+    if (out / artifacts.WISE_FT_JSON).is_file() and (out / artifacts.CONTROL_JSON).is_file():
+        from clip_lora.control_plot import plot_tradeoff
+
+        written.append(plot_tradeoff(out, out / artifacts.WISE_FT_TRADEOFF_PNG))
     for csv_name, png_name, title in (
         (artifacts.PREDICTIONS, CONFUSION_MATRIX, "Val, selected adapter"),
         (artifacts.ZERO_SHOT_PREDICTIONS, ZERO_SHOT_CONFUSION_MATRIX, "Val, zero-shot"),

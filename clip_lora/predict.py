@@ -23,7 +23,8 @@ from PIL import Image
 
 from clip_lora import artifacts, progress
 from clip_lora.adapters import base_model_for
-from clip_lora.artifacts import escape_path
+from clip_lora.artifacts import TEMPERATURE, escape_path
+from clip_lora.calibration import read_temperature
 from clip_lora.class_names import normalise, prompt_tokens, text_limit
 from clip_lora.errors import PredictError  # noqa: F401 - re-exported: raised here, caught in cli
 from clip_lora.export import read_class_prompts
@@ -108,8 +109,10 @@ def predict_images(
     templates: list[str],
     images: list[Image.Image],
     batch_size: int = 32,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
-    """(N, C) class probabilities for RGB images."""
+    """(N, C) class probabilities softmax(logits / temperature) for RGB images (T from temperature.json, fitted
+    on the run's dev split; dividing by T > 0 never changes the top-1 class, only the probabilities)."""
     device = next(model.parameters()).device
     prompts = ClipClassificationCollator.from_class_names(
         processor.tokenizer, class_names, templates, text_limit(model, processor.tokenizer)
@@ -127,8 +130,25 @@ def predict_images(
         )
         image = model.get_image_features(pixel_values=pixels).pooler_output
         logits = class_logits(image, classes, scale)
-        probs.append(logits.softmax(dim=-1).cpu())
+        probs.append((logits / temperature).softmax(dim=-1).cpu())
     return torch.cat(probs) if probs else torch.zeros(0, len(class_names))
+
+
+def stored_temperature(adapter: str | None, model: str | None, off: bool = False) -> float:
+    """The T a run fitted on dev (temperature.json of the adapter, or of a merged export folder); 1 without one
+    or with --no_temperature."""
+    if off:
+        return 1.0
+    source = adapter or (model if model and Path(model).is_dir() else None)
+    temperature = read_temperature(source)
+    if temperature is None:
+        return 1.0
+    if temperature != 1.0:  # say it: the probabilities differ from a plain softmax of the logits
+        print(
+            f"probabilities with temperature {temperature:.4f} from {TEMPERATURE} (--no_temperature: off)",
+            file=sys.stderr,
+        )
+    return temperature
 
 
 def top_k(probs: torch.Tensor, class_names: list[str], k: int) -> list[list[tuple[str, float]]]:
@@ -184,7 +204,8 @@ def main(argv: list[str] | None = None) -> list[tuple[str, list[tuple[str, float
             print(f"skipped {escape_path(path)}: {err}", file=sys.stderr)
     if not images:
         raise PredictError(f"no readable images among {len(paths)} file(s) in {' '.join(args.inputs)}.")
-    probs = predict_images(model, processor, class_names, templates, images, args.batch_size)
+    temperature = stored_temperature(args.adapter_name_or_path, args.model_name_or_path, args.no_temperature)
+    probs = predict_images(model, processor, class_names, templates, images, args.batch_size, temperature)
     rows = list(zip(names, top_k(probs, class_names, args.top_k), strict=True))
     if args.output:
         write_output(Path(args.output), rows, skipped)

@@ -44,6 +44,7 @@ NOT_RESULT_FLAGS = {
     "streaming",
     "preprocessing",
     "robustness_eval_dir",
+    "control_eval_dir",  # evaluated after training, like the shifted set: a resume may add or change it
     "wise_alpha_list",
     "provenance",  # a record of the run (versions, commit, data fingerprint), not a flag
 }

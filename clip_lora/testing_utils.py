@@ -155,6 +155,28 @@ def make_image_folder(
     return root
 
 
+CONTROL_CLASSES = ["apple", "banana", "cherry", "grape"]  # not ImageNette's: the demo's control set
+
+
+def make_control_folder(
+    root: str | Path, class_names: list[str] | None = None, per_class: int = 10, size: int = 48, seed: int = 1
+) -> Path:
+    """Write `root/<class>/<i>.JPEG` for a control set: hues half-way between the task's, one per class."""
+    root = Path(root)
+    class_names = class_names or CONTROL_CLASSES
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(class_names):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            base = class_color(2 * label + 1, 2 * len(class_names)) * rng.uniform(0.7, 1.0)
+            pixels = base + rng.normal(0.0, 20.0, size=(size, size, 3))
+            Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(
+                folder / f"{i:04d}.JPEG", quality=95
+            )
+    return root
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", default="runs/demo-assets")
@@ -170,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
         val_per_class=args.val_per_class,
         seed=args.seed,
     )
-    print(f"tiny CLIP: {out / 'model'}\nimages:    {out / 'imagenette'}")
+    make_control_folder(out / "control", seed=args.seed + 1)
+    print(f"tiny CLIP: {out / 'model'}\nimages:    {out / 'imagenette'}\ncontrol:   {out / 'control'}")
 
 
 if __name__ == "__main__":

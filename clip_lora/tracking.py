@@ -49,6 +49,17 @@ def prepare(report_to) -> bool:
     return True
 
 
+# wandb section <- all_results.json prefix: val, dev, zero-shot; val with the dev-fitted temperature; the control set.
+SUMMARY_PREFIXES = (
+    ("zero_shot", "zero_shot"),
+    ("val", "eval"),
+    ("dev", "dev"),
+    ("val_temperature", "eval_temperature"),
+    ("control_zero_shot", "control_zero_shot"),
+    ("control", "control_eval"),
+)
+
+
 def log_final(
     report_to, output_dir: str | Path, confusion_png: str = artifacts.CONFUSION_MATRIX
 ) -> dict | None:
@@ -64,8 +75,8 @@ def log_final(
     run = wandb.run or wandb.init(project=os.environ.get("WANDB_PROJECT", "huggingface"), name=out.name)
     scalars = {
         f"{split}/{metric}": results[f"{prefix}_{metric}"]
-        for split, prefix in (("zero_shot", "zero_shot"), ("val", "eval"), ("dev", "dev"))
-        for metric in ("accuracy", "macro_f1", "loss")
+        for split, prefix in SUMMARY_PREFIXES
+        for metric in ("accuracy", "macro_f1", "loss", "ece", "nll", "brier")
         if f"{prefix}_{metric}" in results
     }
     table = wandb.Table(columns=["class", "precision", "recall", "f1", "support"])

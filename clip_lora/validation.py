@@ -234,10 +234,10 @@ def _check_paths(model_args, data_args) -> None:
     for flag, value in (("--data_dir", data_args.data_dir), ("--cache_dir", model_args.cache_dir)):
         if value and Path(value).expanduser().is_file():
             raise ArgumentError(f"{flag} {value} is a file; pass a folder.")
-    if data_args.robustness_eval_dir and not Path(data_args.robustness_eval_dir).expanduser().is_dir():
-        raise ArgumentError(
-            f"--robustness_eval_dir {data_args.robustness_eval_dir} is not a folder; pass a folder of <class>/<images>."
-        )
+    for flag in ("robustness_eval_dir", "control_eval_dir"):
+        value = getattr(data_args, flag)
+        if value and not Path(value).expanduser().is_dir():
+            raise ArgumentError(f"--{flag} {value} is not a folder; pass a folder of <class>/<images>.")
     # A local path that does not exist is one line now, not a Hub error (or a traceback) after the data is loaded.
     model = sources.resolve(model_args.model_name_or_path, "--model_name_or_path", error=ModelError)
     if isinstance(model, Path) and not model.is_dir():

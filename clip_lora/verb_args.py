@@ -72,6 +72,11 @@ def predict_parser() -> Parser:
     parser.add_argument(
         "--device", choices=("cpu", "cuda", "mps"), help="Default: cuda when available, else cpu."
     )
+    parser.add_argument(
+        "--no_temperature",
+        action="store_true",
+        help="Plain softmax: ignore the temperature the run fitted on dev (temperature.json); same top-1.",
+    )
     return parser
 
 

@@ -21,7 +21,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from clip_lora import image_check  # noqa: E402
-from clip_lora.testing_utils import build_tiny_clip, make_image_folder  # noqa: E402
+from clip_lora.testing_utils import build_tiny_clip, make_control_folder, make_image_folder  # noqa: E402
 from testing_utils import SHARED, WNIDS, run_trained, save_points, small_argv, smoke_argv  # noqa: E402
 
 torch.set_num_threads(1)
@@ -46,11 +46,19 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_run(tiny_model_dir, image_root, tmp_path_factory):
+def control_root(tmp_path_factory) -> Path:
+    """The demo's control set: 4 other classes, 10 images each (make_control_folder, as `make demo` writes it)."""
+    return make_control_folder(tmp_path_factory.mktemp("control") / "control", seed=1)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_model_dir, image_root, control_root, tmp_path_factory):
     """The session's ONE smoke training (shared by every test that needs a trained adapter), run through
-    cli() with --push_to_hub to a recording fake Hub and --report_to wandb without credentials: see testing_utils.run_trained."""
+    cli() with --push_to_hub to a recording fake Hub and --report_to wandb without credentials: see testing_utils.run_trained.
+    With the control set, as `make demo` runs it."""
     tmp = tmp_path_factory.mktemp("trained")
-    return run_trained(smoke_argv(tiny_model_dir, image_root, tmp / "out"), tmp)
+    argv = smoke_argv(tiny_model_dir, image_root, tmp / "out", "--control_eval_dir", str(control_root))
+    return run_trained(argv, tmp)
 
 
 @pytest.fixture()

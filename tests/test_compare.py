@@ -66,6 +66,14 @@ def test_two_seeds_show_the_seed_the_same_data_and_mcnemar(runs, capsys):
     for key in ("zero_shot_accuracy", "eval_accuracy"):
         values = [artifacts.read_json(runs[n] / artifacts.ALL_RESULTS)[key] for n in ("seed1", "seed2")]
         assert report["accuracy"][key] == values
+    # Calibration rows, read from each run's all_results.json.
+    for key in ("zero_shot_ece", "eval_ece"):
+        values = [artifacts.read_json(runs[n] / artifacts.ALL_RESULTS)[key] for n in ("seed1", "seed2")]
+        assert report["calibration"][key] == values
+    assert (
+        f"{'ECE fine-tuned (val)':<22}" + "".join(f"{v:>8.4f}" for v in report["calibration"]["eval_ece"])
+        in text
+    )
 
 
 def test_runs_over_other_images_say_the_data_differ(runs, capsys):

@@ -160,6 +160,12 @@ def test_launched_run_trains_what_one_process_trains(launched, one_process, loss
         for key in ("zero_shot_accuracy", "eval_accuracy", "dev_accuracy"):
             assert results[key] == reference_results[key], (layout, key)
         assert results["eval_loss"] == pytest.approx(reference_results["eval_loss"], rel=1e-4)
+        # Calibration: the dev logits are gathered before T is fitted, so N processes fit one process's T.
+        fits = [artifacts.read_json(d / artifacts.TEMPERATURE) for d in (out, reference)]
+        assert fits[0]["temperature"] == pytest.approx(fits[1]["temperature"], rel=1e-4), layout
+        assert fits[0]["dev_images"] == fits[1]["dev_images"]
+        for key in ("zero_shot_ece", "eval_ece", "eval_nll", "eval_brier"):
+            assert results[key] == pytest.approx(reference_results[key], rel=1e-4, abs=1e-6), (layout, key)
 
 
 def test_wise_ft_under_two_processes_equals_one_process(launched, one_process):

@@ -22,6 +22,10 @@ EXPECTED_FILES = {
     "confusion_matrix.png",
     "zero_shot_confusion_matrix.png",
     "changes.png",
+    "temperature.json",  # the T fitted on dev: predict and export read it from the hub repo too
+    "calibration.json",
+    "reliability.png",
+    "control.json",  # the demo run has a control set (no --wise_alphas: no trade-off plot)
 }
 
 

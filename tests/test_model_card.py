@@ -186,3 +186,32 @@ def test_readme_states_the_demo_numbers_of_the_demo_run(trained_run):
     fine_tuned = re.search(r"the fine-tuned one \*\*([0-9.]+)\*\*", readme)[1]
     assert zero_shot == f"{trained_run.results['zero_shot_accuracy']:.4f}"
     assert fine_tuned == f"{trained_run.results['eval_accuracy']:.4f}"
+
+
+def test_demo_card_shows_calibration_and_the_control_set_from_the_artifacts(trained_run):
+    """The demo run's card: both sections, every number as the run's calibration / temperature / control files say."""
+    out = trained_run.output_dir
+    card = (out / artifacts.MODEL_CARD).read_text()
+    calibration = artifacts.read_json(out / artifacts.CALIBRATION)
+    fit = artifacts.read_json(out / artifacts.TEMPERATURE)
+    control = artifacts.read_json(out / artifacts.CONTROL_JSON)
+    assert (
+        card.index("## Calibration (val)")
+        < card.index("## Beyond the task")
+        < card.index("## How the adapter")
+    )
+    for label, name in (
+        ("zero-shot (base model)", "zero_shot"),
+        ("fine-tuned, as trained (T = 1)", "fine_tuned"),
+    ):
+        m = calibration["models"][name]
+        row = f"| {label} | {m['ece']:.4f} | {m['nll']:.4f} | {m['brier']:.4f} | {m['accuracy']:.4f} |"
+        assert row in card
+    assert f"the {fit['dev_images']} dev images only" in card
+    if not fit["fitted"]:  # the demo's dev split is all right: no NLL minimum, T stays 1 and the card says so
+        assert fit["temperature"] == 1.0 and fit["note"] in card
+    assert f"| zero-shot (base model) | {control['zero_shot_accuracy']:.4f} |" in card
+    assert f"| fine-tuned (adapter) | {control['eval_accuracy']:.4f} |" in card
+    assert f"| difference | {control['difference']:+.4f} |" in card
+    assert trained_run.results["control_eval_accuracy"] == control["eval_accuracy"]
+    assert trained_run.results["eval_ece"] == calibration["models"]["fine_tuned"]["ece"]

@@ -428,6 +428,8 @@ SAME_BYTES = (  # what a resumed run must reproduce byte for byte
     "zero_shot_predictions.csv",
     "adapter_model.safetensors",
     "classification_report.json",
+    "temperature.json",  # fitted on the selected adapter's dev logits after training
+    "calibration.json",
 )
 
 
