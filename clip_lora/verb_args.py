@@ -11,15 +11,19 @@ answered at once. Each verb's `main` parses with the same parser again (cheap), 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from pathlib import Path
 
 from clip_lora import flag_schema, sources, validation
 from clip_lora.adapters import base_model_for, read_adapter_config
 from clip_lora.class_names import normalise
-from clip_lora.errors import ArgumentError, ModelError, Parser, PredictError
+from clip_lora.errors import ArgumentError, MissingExtraError, ModelError, Parser, PredictError
 from clip_lora.prompts import template_problem
 
+ONNX_MODEL = "onnx/model.onnx"  # = onnx_export.ONNX_DIR / FP32_FILE (that module imports torch)
+ONNX_CHOICES = ("fp32", "int8", "off")
 SEED_MODEL = "openai/clip-vit-base-patch16"  # = arguments.SEED_MODEL (that module imports torch)
+ONNX_INSTALL = "pip install 'clip-lora[onnx]'"
 NONEMPTY_FLAGS = ("labels", "prompt_template", "model_name_or_path", "adapter_name_or_path", "device")
 
 
@@ -48,6 +52,13 @@ def _check_model_and_adapter(model: str | None, adapter: str | None, error=Model
             base_model_for(adapter, model)
 
 
+def require_onnx(flag: str, packages: tuple[str, ...] = ("onnx", "onnxruntime")) -> None:
+    """One line naming the install when the onnx extra is missing (found without importing anything)."""
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtraError(f"{flag} needs {' and '.join(missing)}: {ONNX_INSTALL}.")
+
+
 # ---------------------------------------------------------------- predict
 def predict_parser() -> Parser:
     parser = Parser(
@@ -71,6 +82,11 @@ def predict_parser() -> Parser:
     )
     parser.add_argument(
         "--device", choices=("cpu", "cuda", "mps"), help="Default: cuda when available, else cpu."
+    )
+    parser.add_argument(
+        "--onnx",
+        choices=ONNX_CHOICES,
+        help="An export with onnx/ (clip-lora export --onnx): which graph serves (default fp32; off = torch).",
     )
     return parser
 
@@ -99,7 +115,44 @@ def predict_args(argv: list[str] | None) -> argparse.Namespace:
     if missing is not None:
         raise PredictError(f"{missing} does not exist; pass image files or folders.")
     _check_model_and_adapter(args.model_name_or_path, args.adapter_name_or_path)
+    if args.onnx in ("fp32", "int8"):
+        onnx_problem(args)
     return args
+
+
+def onnx_problem(args: argparse.Namespace) -> None:
+    """`--onnx fp32|int8` asked for: refused with one line when the inputs cannot be served by the graph."""
+    model = args.model_name_or_path
+    if args.adapter_name_or_path or not model or not (Path(model) / ONNX_MODEL).is_file():
+        raise PredictError(
+            f"--onnx {args.onnx} needs --model_name_or_path EXPORT_DIR holding {ONNX_MODEL} "
+            "(clip-lora export --onnx); no --adapter_name_or_path."
+        )
+    fixed = [flag for flag in ("labels", "prompt_template") if getattr(args, flag)]
+    if fixed:
+        raise PredictError(
+            f"--{fixed[0]} cannot change an onnx graph (its classes and prompts are fixed at export); "
+            "pass --onnx off to score with the merged torch model."
+        )
+    if args.device not in (None, "cpu"):
+        raise PredictError(f"--onnx {args.onnx} runs on the cpu; pass --onnx off for --device {args.device}.")
+    require_onnx(f"--onnx {args.onnx}", ("onnxruntime",))
+
+
+def uses_onnx(args: argparse.Namespace) -> bool:
+    """Whether predict serves with the onnx graph: asked for, or by default when the export has one and nothing
+    asks for torch (an adapter, new labels or prompts, a GPU) and onnxruntime is installed."""
+    if args.onnx in ("fp32", "int8"):
+        return True
+    model = args.model_name_or_path
+    return (
+        args.onnx is None
+        and bool(model)
+        and not (args.adapter_name_or_path or args.labels or args.prompt_template)
+        and args.device in (None, "cpu")
+        and (Path(model) / ONNX_MODEL).is_file()
+        and importlib.util.find_spec("onnxruntime") is not None
+    )
 
 
 # ---------------------------------------------------------------- export
@@ -119,7 +172,14 @@ def export_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--labels", help="Comma-separated class names (default: the adapter card's).")
     parser.add_argument("--prompt_template", help="One template with '{}' (default: the adapter card's).")
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help=f"Also write onnx/: the classifier as one onnx graph, fp32 and int8, checked ({ONNX_INSTALL}).",
+    )
     args = parser.parse_args(argv)
+    if args.onnx:
+        require_onnx("--onnx")
     if args.prompt_template and template_problem(args.prompt_template):
         raise ModelError(
             f"--prompt_template {args.prompt_template!r} {template_problem(args.prompt_template)}."
