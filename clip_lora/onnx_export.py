@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from clip_lora.errors import ModelError
 from clip_lora.loss import capped_logit_scale
-from clip_lora.verb_args import ONNX_MODEL, require_onnx
+from clip_lora.onnx_flags import ONNX_MODEL, require_onnx
 
 ONNX_DIR, FP32_FILE = ONNX_MODEL.split(
     "/"
@@ -94,9 +94,18 @@ def export_graph(graph: ClassifierGraph, path: Path, image_size: int) -> None:
 
 def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
     """onnxruntime's dynamic quantization: int8 weights, activations quantized per call (no calibration set)."""
+    import logging
+
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+    # quantize_dynamic logs a root-logger warning suggesting shape pre-processing (for static quantization's
+    # calibration); dynamic quantization of this graph does not need it, and the user cannot act on it.
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR
+    try:
+        quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
 
 
 def write_onnx(

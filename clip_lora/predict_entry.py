@@ -3,7 +3,8 @@ else the torch model (clip_lora/predict.py). Flags are parsed first, by the one 
 
 from __future__ import annotations
 
-from clip_lora.verb_args import predict_args, uses_onnx
+from clip_lora.onnx_flags import uses_onnx
+from clip_lora.verb_args import predict_args
 
 
 def main(argv: list[str] | None = None):

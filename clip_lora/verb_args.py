@@ -11,19 +11,16 @@ answered at once. Each verb's `main` parses with the same parser again (cheap), 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 from clip_lora import flag_schema, sources, validation
 from clip_lora.adapters import base_model_for, read_adapter_config
 from clip_lora.class_names import normalise
-from clip_lora.errors import ArgumentError, MissingExtraError, ModelError, Parser, PredictError
+from clip_lora.errors import ArgumentError, ModelError, Parser, PredictError
+from clip_lora.onnx_flags import ONNX_CHOICES, ONNX_INSTALL, onnx_problem, require_onnx
 from clip_lora.prompts import template_problem
 
-ONNX_MODEL = "onnx/model.onnx"  # = onnx_export.ONNX_DIR / FP32_FILE (that module imports torch)
-ONNX_CHOICES = ("fp32", "int8", "off")
 SEED_MODEL = "openai/clip-vit-base-patch16"  # = arguments.SEED_MODEL (that module imports torch)
-ONNX_INSTALL = "pip install 'clip-lora[onnx]'"
 NONEMPTY_FLAGS = ("labels", "prompt_template", "model_name_or_path", "adapter_name_or_path", "device")
 
 
@@ -50,13 +47,6 @@ def _check_model_and_adapter(model: str | None, adapter: str | None, error=Model
             adapter
         ):  # its recorded base is read without torch: refused now if there is none
             base_model_for(adapter, model)
-
-
-def require_onnx(flag: str, packages: tuple[str, ...] = ("onnx", "onnxruntime")) -> None:
-    """One line naming the install when the onnx extra is missing (found without importing anything)."""
-    missing = [name for name in packages if importlib.util.find_spec(name) is None]
-    if missing:
-        raise MissingExtraError(f"{flag} needs {' and '.join(missing)}: {ONNX_INSTALL}.")
 
 
 # ---------------------------------------------------------------- predict
@@ -118,41 +108,6 @@ def predict_args(argv: list[str] | None) -> argparse.Namespace:
     if args.onnx in ("fp32", "int8"):
         onnx_problem(args)
     return args
-
-
-def onnx_problem(args: argparse.Namespace) -> None:
-    """`--onnx fp32|int8` asked for: refused with one line when the inputs cannot be served by the graph."""
-    model = args.model_name_or_path
-    if args.adapter_name_or_path or not model or not (Path(model) / ONNX_MODEL).is_file():
-        raise PredictError(
-            f"--onnx {args.onnx} needs --model_name_or_path EXPORT_DIR holding {ONNX_MODEL} "
-            "(clip-lora export --onnx); no --adapter_name_or_path."
-        )
-    fixed = [flag for flag in ("labels", "prompt_template") if getattr(args, flag)]
-    if fixed:
-        raise PredictError(
-            f"--{fixed[0]} cannot change an onnx graph (its classes and prompts are fixed at export); "
-            "pass --onnx off to score with the merged torch model."
-        )
-    if args.device not in (None, "cpu"):
-        raise PredictError(f"--onnx {args.onnx} runs on the cpu; pass --onnx off for --device {args.device}.")
-    require_onnx(f"--onnx {args.onnx}", ("onnxruntime",))
-
-
-def uses_onnx(args: argparse.Namespace) -> bool:
-    """Whether predict serves with the onnx graph: asked for, or by default when the export has one and nothing
-    asks for torch (an adapter, new labels or prompts, a GPU) and onnxruntime is installed."""
-    if args.onnx in ("fp32", "int8"):
-        return True
-    model = args.model_name_or_path
-    return (
-        args.onnx is None
-        and bool(model)
-        and not (args.adapter_name_or_path or args.labels or args.prompt_template)
-        and args.device in (None, "cpu")
-        and (Path(model) / ONNX_MODEL).is_file()
-        and importlib.util.find_spec("onnxruntime") is not None
-    )
 
 
 # ---------------------------------------------------------------- export
