@@ -21,6 +21,7 @@ from clip_lora import artifacts
 from clip_lora.changes import image_root
 from clip_lora.images import BadImageError, open_image
 from clip_lora.onnx_export import FP32_FILE, INPUT_NAME, INT8_FILE, ONNX_DIR
+from clip_lora.onnx_predict import inference_session
 from clip_lora.pixels import ClipPixels
 
 CHECK_FILE = "export_check.json"
@@ -53,9 +54,7 @@ def run_images(adapter_dir: str | Path, limit: int = CHECK_IMAGES) -> tuple[list
 
 
 def _onnx_probs(path: Path, pixels: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = inference_session(path)  # as predict serves it
     return np.concatenate(
         [session.run(None, {INPUT_NAME: pixels[i : i + BATCH]})[0] for i in range(0, len(pixels), BATCH)]
     )
