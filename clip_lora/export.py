@@ -104,9 +104,8 @@ def export_merged(
     check_export_folder(out)
     adapter_base_model(adapter_name_or_path)  # a broken adapter is its own one line, first
     class_names, templates = _labels(adapter_name_or_path, labels, prompt_template)
-    temperature = (
-        read_temperature(adapter_name_or_path) if onnx else 1.0
-    )  # a broken file: refused before loading
+    # A broken temperature.json is refused here, before the model loads.
+    temperature = read_temperature(adapter_name_or_path) if onnx else 1.0
     base, source = base_model_for(adapter_name_or_path, model_name_or_path)  # never a silent default
     model, processor = load_clip(base, source=source)
     limit = text_limit(model, processor.tokenizer)
