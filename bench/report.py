@@ -17,12 +17,15 @@ from pathlib import Path
 
 try:  # run as a script (python bench/report.py) or imported as bench.report
     from bench.host_report import render_host
+    from bench.onnx_report import render_onnx
 except ImportError:
     from host_report import render_host
+    from onnx_report import render_onnx
 
 HERE = Path(__file__).resolve().parent
 GPU_JSON = HERE / "gpu_results.json"
 HOST_JSON = HERE / "host_results.json"
+ONNX_JSON = HERE / "onnx_results.json"
 
 # name -> (goal as text, test on the value or None, what the ratio compares)
 FIGURES = {
@@ -164,6 +167,7 @@ def render(results: dict, gpu: dict | None = None) -> str:
         "",
     ]
     lines += render_host(_load(HOST_JSON))
+    lines += ["", *render_onnx(_load(ONNX_JSON))]
     lines += ["", "## GPU", ""]
     lines += render_gpu(gpu if gpu is not None else _load(GPU_JSON))
     return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from clip_lora import artifacts
+from clip_lora.errors import ModelError
 
 N_BINS = 15
 TEMPERATURE = artifacts.TEMPERATURE  # read by predict, export and the ONNX export: keep the name and the keys
@@ -191,9 +192,23 @@ def temperature_file(model_dir: str | Path | None) -> Path | None:
 
 
 def read_temperature(model_dir: str | Path | None) -> float | None:
-    """The T stored with an adapter or an export (temperature.json), or None where there is none."""
+    """The T stored with an adapter or an export (temperature.json), or None where there is none. A file without a
+    positive finite number under "temperature" is one `error:` line (ModelError), never a wrong probability."""
     path = temperature_file(model_dir)
-    return float(artifacts.read_json(path)["temperature"]) if path else None
+    if path is None:
+        return None
+    try:
+        value = artifacts.read_json(path)["temperature"]
+        temperature = float(value)
+    except (ValueError, KeyError, TypeError) as err:
+        raise ModelError(
+            f"{path} has no number under 'temperature' ({err}); refit the temperature or delete the file."
+        ) from None
+    if isinstance(value, bool) or not math.isfinite(temperature) or temperature <= 0:
+        raise ModelError(
+            f"{path}: temperature {value!r} must be a positive number; refit it or delete the file."
+        )
+    return temperature
 
 
 def _entry(logits, labels, temperature: float = 1.0) -> dict:

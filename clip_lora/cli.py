@@ -39,8 +39,16 @@ VERBS = {
         "zero-shot -> LoRA fine-tuning -> val evaluation -> report, card, push",
     ),
     "eval": ("train_clip_lora", "eval_main", "evaluate a base model or an adapter on val (no training)"),
-    "predict": ("clip_lora.predict", "main", "classify image files and folders with a run's adapter"),
-    "export": ("clip_lora.export", "main", "merge an adapter into a standalone CLIPModel"),
+    "predict": (
+        "clip_lora.predict_entry",
+        "main",
+        "classify image files and folders with a run's adapter or an export (onnx when it has one)",
+    ),
+    "export": (
+        "clip_lora.export",
+        "main",
+        "merge an adapter into a standalone CLIPModel (--onnx: one onnx graph)",
+    ),
     "sweep": ("clip_lora.sweep", "main", "the same run over several seeds, with mean/std and McNemar tests"),
     "compare": (
         "clip_lora.compare",
@@ -87,7 +95,9 @@ def run(verb: str, argv: list[str]) -> int:
             started = True
             from clip_lora import progress
 
-            progress.configure()  # bars only on a terminal; known library warnings silenced
+            # bars only on a terminal; known library warnings silenced. predict configures the libraries itself,
+            # on its torch path only: on an onnx export it imports none of them.
+            progress.configure(libraries=verb != "predict")
             getattr(importlib.import_module(module), function)(argv)
     except ClipLoraError as err:
         status, message = 2, str(err)

@@ -14,7 +14,8 @@ adapter has one (the T fitted on dev: probabilities = softmax(logits / T), which
 Its logits equal base+adapter (float32, within 1e-4). `--with_text_embeddings` also writes `class_embeddings.safetensors`: the (C, D)
 normalised class embeddings the evaluation scores with (mean over the templates) and the capped logit scale, so
 inference needs only the vision tower (CLIPVisionModelWithProjection). Class names and templates come from the
-adapter's model card; `--labels` / `--prompt_template` override them.
+adapter's model card; `--labels` / `--prompt_template` override them. `--onnx` also writes onnx/: the classifier as
+one onnx graph, fp32 and int8, checked against this merged model (clip_lora/onnx_export.py, README.md in the output).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -30,12 +32,13 @@ from safetensors.torch import load_file, save_file
 from clip_lora import artifacts
 from clip_lora.adapters import adapter_base_model, base_model_for
 from clip_lora.artifacts import ADAPTER_FILES
-from clip_lora.calibration import temperature_file
+from clip_lora.calibration import read_temperature, temperature_file
 from clip_lora.class_names import normalise, prompt_tokens, text_limit
 from clip_lora.errors import ModelError
 from clip_lora.loss import capped_logit_scale, class_embeddings
 from clip_lora.model_card import label_info
 from clip_lora.modeling import load_adapter, load_clip
+from clip_lora.onnx_export import FP32_FILE, INT8_FILE, ONNX_DIR, write_onnx
 from clip_lora.prompts import DEFAULT_TEMPLATE
 from clip_lora.verb_args import check_export_folder, export_args, label_list
 from collator import ClipClassificationCollator
@@ -96,12 +99,15 @@ def export_merged(
     with_text_embeddings: bool = False,
     labels: str | None = None,
     prompt_template: str | None = None,
+    onnx: bool = False,
 ) -> Path:
     """Write base+adapter, merged, with its classes and prompts (+ class embeddings) to output_dir; returns it."""
     out = Path(output_dir)
     check_export_folder(out)
     adapter_base_model(adapter_name_or_path)  # a broken adapter is its own one line, first
     class_names, templates = _labels(adapter_name_or_path, labels, prompt_template)
+    # A broken temperature.json is refused here, before the model loads.
+    temperature = (read_temperature(adapter_name_or_path) or 1.0) if onnx else 1.0
     base, source = base_model_for(adapter_name_or_path, model_name_or_path)  # never a silent default
     model, processor = load_clip(base, source=source)
     limit = text_limit(model, processor.tokenizer)
@@ -125,6 +131,8 @@ def export_merged(
             with_text_embeddings,
             temperature_file(adapter_name_or_path),
         )
+        if onnx:
+            _write_onnx(merged, processor, staging, adapter_name_or_path, class_names, templates, temperature)
         if out.is_dir():
             out.rmdir()  # empty (checked above); os.replace cannot rename onto a folder
         os.replace(staging, out)
@@ -158,6 +166,19 @@ def _write_export(
         raise ModelError(f"the merged export unexpectedly holds adapter files: {', '.join(leftovers)}")
 
 
+def _write_onnx(merged, processor, out: Path, adapter, class_names, templates, temperature: float) -> None:
+    """onnx/ beside the merged model (clip_lora/onnx_export.py), its checks and the README that shows how to run it."""
+    from clip_lora.onnx_card import write_card
+    from clip_lora.onnx_check import check_export
+
+    # preprocessor_config.json too: transformers 5 nests the image settings in processor_config.json, while
+    # onnxruntime users and Transformers.js read the flat file beside config.json (the README snippet does).
+    processor.image_processor.save_pretrained(out)
+    embeds = text_class_embeddings(merged, processor.tokenizer, class_names, templates)
+    graph = write_onnx(merged, embeds, out, class_names, templates, temperature)
+    write_card(out, check_export(graph, out, adapter, class_names), class_names, temperature)
+
+
 def main(argv: list[str] | None = None) -> Path:
     args = export_args(argv)
     out = export_merged(
@@ -167,8 +188,18 @@ def main(argv: list[str] | None = None) -> Path:
         args.with_text_embeddings,
         args.labels,
         args.prompt_template,
+        args.onnx,
     )
     print(
         f"merged CLIPModel with {CLASS_PROMPTS} -> {out} (zero-shot-image-classification pipeline, or CLIPModel)"
     )
+    if args.onnx:
+        from clip_lora.onnx_check import read_check, summary_lines, warning_line
+
+        result = read_check(out)
+        print(f"onnx classifier -> {out / ONNX_DIR} ({FP32_FILE}, {INT8_FILE}); see {out / 'README.md'}")
+        print("\n".join(summary_lines(result)))
+        warning = warning_line(result)
+        if warning:
+            print(warning, file=sys.stderr)
     return out

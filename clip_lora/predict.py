@@ -13,48 +13,34 @@ similarity times CLIP's (capped) logit scale, softmax over the classes.
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from clip_lora import artifacts, progress
+from clip_lora import progress
 from clip_lora.adapters import base_model_for
-from clip_lora.artifacts import TEMPERATURE, escape_path
+from clip_lora.artifacts import TEMPERATURE
 from clip_lora.calibration import read_temperature
 from clip_lora.class_names import normalise, prompt_tokens, text_limit
 from clip_lora.errors import PredictError  # noqa: F401 - re-exported: raised here, caught in cli
 from clip_lora.export import read_class_prompts
-from clip_lora.images import IMAGE_EXTENSIONS, BadImageError, open_image
 from clip_lora.loss import capped_logit_scale, class_embeddings, class_logits
 from clip_lora.model_card import label_info
 from clip_lora.modeling import load_adapter, load_clip
+from clip_lora.predict_output import (  # noqa: F401 - re-exported: the helpers predict has always offered
+    find_images,
+    format_table,
+    read_image,
+    read_images,
+    report,
+    top_k,
+    write_output,
+)
 from clip_lora.prompts import DEFAULT_TEMPLATE, template_problem
 from clip_lora.verb_args import SEED_MODEL, label_list, predict_args
 from collator import ClipClassificationCollator
-
-
-def find_images(inputs: list[str]) -> list[Path]:
-    """Files as given, plus every image file under the given folders (sorted), each once."""
-    found: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found += sorted(
-                p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-            )
-        elif item.exists():
-            found.append(item)
-        else:
-            raise PredictError(f"{item} does not exist; pass image files or folders.")
-    return list(dict.fromkeys(found))
-
-
-def read_image(path: Path) -> Image.Image:
-    """The same decode as training and evaluation (EXIF orientation, size bounds); BadImageError when unusable."""
-    return open_image(path)
 
 
 def load_classifier(
@@ -151,42 +137,6 @@ def stored_temperature(adapter: str | None, model: str | None, off: bool = False
     return temperature
 
 
-def top_k(probs: torch.Tensor, class_names: list[str], k: int) -> list[list[tuple[str, float]]]:
-    values, indices = probs.topk(min(k, len(class_names)), dim=-1)
-    return [
-        [(class_names[i], float(v)) for v, i in zip(vs, ix, strict=True)]
-        for vs, ix in zip(values.tolist(), indices.tolist(), strict=True)
-    ]
-
-
-def write_output(
-    path: Path, rows: list[tuple[str, list[tuple[str, float]]]], skipped: list[tuple[str, str]]
-) -> None:
-    if path.suffix == ".json":
-        data = {
-            "predictions": [
-                {"image": image, "top_k": [{"label": lab, "score": s} for lab, s in top]}
-                for image, top in rows
-            ],
-            "skipped": [{"image": image, "error": error} for image, error in skipped],
-        }
-        artifacts.atomic_write_text(path, json.dumps(data, indent=2) + "\n")
-        return
-    k = max((len(top) for _, top in rows), default=0)
-    with artifacts.atomic_write(path, newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["image", *(f"{kind}_{r}" for r in range(1, k + 1) for kind in ("label", "score"))])
-        for image, top in rows:
-            writer.writerow([image, *(x for lab, s in top for x in (lab, f"{s:.6f}"))])
-
-
-def format_table(rows: list[tuple[str, list[tuple[str, float]]]]) -> str:
-    width = max([len("image"), *(len(image) for image, _ in rows)])
-    lines = [f"{'image':<{width}}  top-k (probability)"]
-    lines += [f"{image:<{width}}  " + "  ".join(f"{lab} {s:.4f}" for lab, s in top) for image, top in rows]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> list[tuple[str, list[tuple[str, float]]]]:
     args = predict_args(argv)
     paths = find_images(args.inputs)
@@ -194,22 +144,7 @@ def main(argv: list[str] | None = None) -> list[tuple[str, list[tuple[str, float
     model, processor, class_names, templates = load_classifier(
         args.model_name_or_path, args.adapter_name_or_path, args.labels, args.prompt_template, device
     )
-    images, names, skipped = [], [], []
-    for path in progress.bar(paths, desc="Reading images"):
-        try:
-            images.append(read_image(path))
-            names.append(str(path))
-        except BadImageError as err:
-            skipped.append((str(path), str(err)))
-            print(f"skipped {escape_path(path)}: {err}", file=sys.stderr)
-    if not images:
-        raise PredictError(f"no readable images among {len(paths)} file(s) in {' '.join(args.inputs)}.")
+    images, names, skipped = read_images(paths, args.inputs)
     temperature = stored_temperature(args.adapter_name_or_path, args.model_name_or_path, args.no_temperature)
     probs = predict_images(model, processor, class_names, templates, images, args.batch_size, temperature)
-    rows = list(zip(names, top_k(probs, class_names, args.top_k), strict=True))
-    if args.output:
-        write_output(Path(args.output), rows, skipped)
-        print(f"{len(rows)} predictions -> {args.output}" + (f" ({len(skipped)} skipped)" if skipped else ""))
-    else:
-        print(format_table(rows))
-    return rows
+    return report(args, names, probs.numpy(), class_names, skipped)

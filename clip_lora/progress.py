@@ -35,10 +35,18 @@ def bar(iterable=None, total: int | None = None, desc: str | None = None, unit: 
     return tqdm(iterable, total=total, desc=desc, unit=unit, disable=not interactive(), dynamic_ncols=True)
 
 
-def configure() -> None:
-    """Library progress bars off when not on a terminal; the known library warnings silenced."""
+def configure(libraries: bool = True) -> None:
+    """Library progress bars off when not on a terminal; the known library warnings silenced. `libraries=False`
+    leaves the libraries for `configure_libraries()`, called once the verb knows it needs them (predict on an onnx
+    export imports none of them)."""
     for category, message in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
+    if libraries:
+        configure_libraries()
+
+
+def configure_libraries() -> None:
+    """transformers', datasets' and huggingface_hub's progress bars off when not on a terminal (imports them)."""
     if interactive():
         return
     import datasets

@@ -17,6 +17,7 @@ from clip_lora import flag_schema, sources, validation
 from clip_lora.adapters import base_model_for, read_adapter_config
 from clip_lora.class_names import normalise
 from clip_lora.errors import ArgumentError, ModelError, Parser, PredictError
+from clip_lora.onnx_flags import ONNX_CHOICES, ONNX_INSTALL, onnx_problem, require_onnx
 from clip_lora.prompts import template_problem
 
 SEED_MODEL = "openai/clip-vit-base-patch16"  # = arguments.SEED_MODEL (that module imports torch)
@@ -75,7 +76,13 @@ def predict_parser() -> Parser:
     parser.add_argument(
         "--no_temperature",
         action="store_true",
-        help="Plain softmax: ignore the temperature the run fitted on dev (temperature.json); same top-1.",
+        help="Plain softmax: ignore the temperature the run fitted on dev (temperature.json); same top-1. "
+        "An onnx graph has it built in: this flag scores with the merged torch model instead.",
+    )
+    parser.add_argument(
+        "--onnx",
+        choices=ONNX_CHOICES,
+        help="An export with onnx/ (clip-lora export --onnx): which graph serves (default fp32; off = torch).",
     )
     return parser
 
@@ -104,6 +111,8 @@ def predict_args(argv: list[str] | None) -> argparse.Namespace:
     if missing is not None:
         raise PredictError(f"{missing} does not exist; pass image files or folders.")
     _check_model_and_adapter(args.model_name_or_path, args.adapter_name_or_path)
+    if args.onnx in ("fp32", "int8"):
+        onnx_problem(args)
     return args
 
 
@@ -124,7 +133,14 @@ def export_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--labels", help="Comma-separated class names (default: the adapter card's).")
     parser.add_argument("--prompt_template", help="One template with '{}' (default: the adapter card's).")
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help=f"Also write onnx/: the classifier as one onnx graph, fp32 and int8, checked ({ONNX_INSTALL}).",
+    )
     args = parser.parse_args(argv)
+    if args.onnx:
+        require_onnx("--onnx")
     if args.prompt_template and template_problem(args.prompt_template):
         raise ModelError(
             f"--prompt_template {args.prompt_template!r} {template_problem(args.prompt_template)}."

@@ -82,3 +82,18 @@ def small_run(tiny_model_dir, tmp_path_factory):
         with save_points(base / "reference", lambda writer, name, path: saves.append((writer, name))):
             train_clip_lora.main(small_argv(tiny_model_dir, data, base / "reference"))
     return data, base / "reference", saves
+
+
+@pytest.fixture(scope="session")
+def onnx_export(trained_run, tmp_path_factory) -> Path:
+    """`clip-lora export --onnx` of the session's trained run (no temperature.json: T = 1)."""
+    pytest.importorskip(
+        "onnxruntime", reason="the onnx extra is not installed: pip install 'clip-lora[onnx]'"
+    )
+    pytest.importorskip("onnx", reason="the onnx extra is not installed: pip install 'clip-lora[onnx]'")
+    from clip_lora.cli import run as run_verb
+
+    out = tmp_path_factory.mktemp("onnx-export") / "exported"
+    argv = ["--adapter_name_or_path", str(trained_run.output_dir), "--output_dir", str(out), "--onnx"]
+    assert run_verb("export", argv) == 0
+    return out
