@@ -31,13 +31,13 @@ test: setup
 # The same project at the oldest versions it promises (setup.cfg's floors = constraints-oldest.txt; torch and
 # transformers are the GPU machine's, torch from PyPI): the suite's core, where a rename upstream would break it. The
 # launched pipeline through main() (zero-shot, training, dev selection, val, save; accumulation and a torchrun
-# 2-process run against one process), resume after kill -9, the lean step, predict/export, the flag parser, and
+# 2-process run against one process), resume after kill -9, the lean step, predict/export (onnx too), the flag parser, and
 # the lists of versions and library internals. A few minutes after a first build of .venv-oldest (~5 GB: torch's
 # CUDA build, which runs on the CPU).
 OLDEST ?= .venv-oldest
 OLDEST_TESTS = tests/test_versions.py tests/test_library_internals.py tests/test_train.py tests/test_trainer.py \
 	tests/test_lean_step.py \
-	tests/test_predict.py tests/test_export.py tests/test_flag_schema.py \
+	tests/test_predict.py tests/test_export.py tests/test_onnx_export.py tests/test_onnx_predict.py tests/test_flag_schema.py \
 	tests/test_resume.py::test_kill_9_in_second_epoch_then_rerun_resumes_and_matches \
 	tests/test_distributed.py::test_launched_run_trains_what_one_process_trains
 
