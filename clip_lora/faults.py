@@ -13,6 +13,7 @@ what to do, and has its own exit status:
 | unsafe pickle | pickle.UnpicklingError (torch.load weights_only refusing a checkpoint's RNG/optimizer state) | 2 | the checkpoint is an input the user must remove |
 | a write failed | OSError ENOSPC/EDQUOT/EFBIG, torch.save's RuntimeError, a Rust writer's `(os error 28)` (safetensors, tokenizers) | 74 | sysexits EX_IOERR: an I/O error; rerunning after freeing space works |
 | cannot write there | OSError EROFS/EACCES/EPERM | 73 | sysexits EX_CANTCREAT: the output cannot be created in that place |
+| wrong kind of path | OSError EISDIR/ENOTDIR (a folder where a file goes, a file where a folder goes) | 73 | the same: that place cannot hold the output |
 | interrupted | KeyboardInterrupt (Ctrl-C, SIGINT) | 130 | 128 + SIGINT, what shells report for Ctrl-C |
 | terminated | SIGTERM (a scheduler's stop, torchrun tearing down) | 143 | 128 + SIGTERM, the same convention |
 
@@ -40,6 +41,12 @@ CANNOT_WRITE = {
     errno.EROFS: "the file system is read-only",
     errno.EACCES: "permission denied",
     errno.EPERM: "not permitted",
+}
+# A path of the wrong kind (a folder replaced a report file mid-run, a file stands where a folder goes): the line
+# names the path, and the atomic write left that folder or file as it was.
+WRONG_KIND = {
+    errno.EISDIR: ("a folder is where a file goes", "move or remove that folder"),
+    errno.ENOTDIR: ("a file is where a folder goes on the path", "move or remove that file"),
 }
 LOW_SPACE = 64 * 2**20  # free bytes under which a failed write is reported as a full disk
 ATOMIC_TEMP = re.compile(r"\.\d+" + re.escape(artifacts.ATOMIC_SUFFIX) + "$")  # artifacts.atomic_write's temp
@@ -233,6 +240,12 @@ def describe(err: BaseException) -> tuple[int, str] | None:
             return EX_CANTCREAT, (
                 f"{CANNOT_WRITE[code]}{_where(cause)} ({errno.errorcode[code]}); make {_folder(cause)} writable "
                 f"or choose another folder, then {resume_clause()}."
+            )
+        if code in WRONG_KIND:
+            what, fix = WRONG_KIND[code]
+            return EX_CANTCREAT, (
+                f"{what}{_where(cause)} ({errno.errorcode[code]}); {fix} (or choose another folder), then "
+                f"{resume_clause()}."
             )
         if _failed_save(cause):
             return EX_IOERR, _write_failed(cause)

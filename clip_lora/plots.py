@@ -105,36 +105,66 @@ def plot_training_curves(
     return Path(path)
 
 
+# Beyond this many classes a labelled n x n figure is unreadable and its size grows as n^2 (a 1,000-class run was
+# OOM-killed drawing a 60,000 px figure): the figure shows the MOST_CONFUSED classes with the most errors instead,
+# and the full matrix stays in the PNG's Description JSON.
+MOST_CONFUSED = 50
+# Inches per side at most (2,000 px at dpi 100), whatever the number of classes.
+MAX_FIGURE_INCHES = 20.0
+
+
+def most_confused(counts: np.ndarray, k: int = MOST_CONFUSED) -> list[int]:
+    """Indices of the k classes with the most errors (wrong as the true class plus wrong as the prediction),
+    in class order; ties go to the lower index, so the choice is deterministic."""
+    errors = counts.sum(axis=0) + counts.sum(axis=1) - 2 * np.diag(counts)
+    order = np.lexsort((np.arange(len(errors)), -errors))  # most errors first, then class index
+    return sorted(int(i) for i in order[:k])
+
+
 def plot_confusion_matrix(predictions_csv: str | Path, path: str | Path, title: str) -> np.ndarray:
-    """Confusion matrix (rows: true class, columns: predicted) of a predictions CSV; returns the counts."""
+    """Confusion matrix (rows: true class, columns: predicted) of a predictions CSV; returns the full counts.
+
+    Up to MOST_CONFUSED classes all are drawn; beyond, the MOST_CONFUSED most confused (their sub-matrix)."""
     labels, predictions, class_names = artifacts.read_predictions(predictions_csv)
     counts = confusion_matrix(labels, predictions, len(class_names))
-    n = len(class_names)
-    size = max(5.0, 0.6 * n + 2.5)
+    shown = list(range(len(class_names)))
+    if len(shown) > MOST_CONFUSED:
+        shown = most_confused(counts)
+        title = f"{title}, {MOST_CONFUSED} most confused of {len(class_names)} classes"
+    drawn = counts[np.ix_(shown, shown)]
+    names = [class_names[i] for i in shown]
+    n = len(shown)
+    size = min(MAX_FIGURE_INCHES, max(5.0, 0.6 * n + 2.5))
     fig, ax = plt.subplots(figsize=(size, size), dpi=100)
-    ax.imshow(counts, cmap="Blues")
-    ax.set_xticks(range(n), labels=class_names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(n), labels=class_names, fontsize=8)
+    ax.imshow(drawn, cmap="Blues")
+    ax.set_xticks(range(n), labels=names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels=names, fontsize=8)
     ax.set(
         xlabel="predicted",
         ylabel="true",
         title=f"{title} (accuracy {np.trace(counts) / max(counts.sum(), 1):.4f})",
     )
-    threshold = counts.max() / 2 if counts.size else 0
+    threshold = drawn.max() / 2 if drawn.size else 0
     if n <= 30:  # numbers stop being readable beyond that
         for i in range(n):
             for j in range(n):
                 ax.text(
                     j,
                     i,
-                    str(counts[i, j]),
+                    str(drawn[i, j]),
                     ha="center",
                     va="center",
                     fontsize=7,
-                    color="white" if counts[i, j] > threshold else "black",
+                    color="white" if drawn[i, j] > threshold else "black",
                 )
     fig.tight_layout()
-    description = json.dumps({"class_names": class_names, "counts": counts.tolist()})
+    description = json.dumps(
+        {
+            "class_names": class_names,
+            "counts": counts.tolist(),
+            "drawn_classes": [class_names[i] for i in shown],
+        }
+    )
     with artifacts.atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", metadata={"Description": description})
     plt.close(fig)

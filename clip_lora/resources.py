@@ -55,11 +55,13 @@ def recipe_to_flags(path: Path, known_flags) -> list[str]:
     names (without --): argparse would otherwise take `learning_rat:` for --learning_rate."""
     import yaml
 
-    from clip_lora import validation
+    from clip_lora import recipe_yaml, validation
 
     try:
         text = validation.read_utf8(path, "recipe")
-        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        values = recipe_yaml.load_json(text) if path.suffix == ".json" else recipe_yaml.load_yaml(text)
+    except recipe_yaml.DuplicateKey as err:
+        raise ArgumentError(f"recipe {path}: {err}; keep one of them.") from None
     except (yaml.YAMLError, json.JSONDecodeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ArgumentError(

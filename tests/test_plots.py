@@ -143,3 +143,40 @@ def test_both_wrong_with_other_labels_is_no_change(tmp_path):
     assert changes.discordant_counts(rows) == (1, 1)
     assert plots.save_plots(tmp_path)[0].name == plots.CHANGES
     assert _description(tmp_path / plots.CHANGES)["images"][1]["kind"] == "broken"
+
+
+@pytest.mark.parametrize("n_classes, seed", [(51, 0), (1000, 1)])
+def test_many_classes_draw_a_capped_figure_of_the_most_confused_and_keep_the_full_matrix(
+    tmp_path, n_classes, seed
+):
+    rng = np.random.default_rng(seed)
+    names = [f"class {i}" for i in range(n_classes)]
+    labels = np.arange(n_classes)  # one val image per class, as in the 1,000-class run
+    predicted = np.where(rng.random(n_classes) < 0.3, rng.integers(0, n_classes, n_classes), labels)
+    logits = np.eye(n_classes, dtype=np.float32)[predicted] * 5.0
+    csv_path = tmp_path / artifacts.PREDICTIONS
+    artifacts.write_predictions(csv_path, [f"{i}.jpg" for i in range(n_classes)], labels, logits, names)
+    plots.plot_confusion_matrix(csv_path, tmp_path / "cm.png", "Val")
+    with Image.open(tmp_path / "cm.png") as image:
+        assert max(image.size) <= plots.MAX_FIGURE_INCHES * 100
+        drawn = json.loads(image.text["Description"])
+    csv_names, counts = _counts_from_csv(csv_path)
+    # The full matrix, not the drawn part.
+    assert drawn["class_names"] == csv_names and drawn["counts"] == counts
+    # Independently: errors per class (as truth plus as prediction), most first, ties to the lower index.
+    errors = [sum(counts[c]) + sum(row[c] for row in counts) - 2 * counts[c][c] for c in range(n_classes)]
+    top = sorted(sorted(range(n_classes), key=lambda c: (-errors[c], c))[: plots.MOST_CONFUSED])
+    assert drawn["drawn_classes"] == [csv_names[c] for c in top]
+    assert len(drawn["drawn_classes"]) == plots.MOST_CONFUSED < n_classes
+
+
+def test_fifty_classes_or_fewer_are_all_drawn(tmp_path):
+    n = plots.MOST_CONFUSED
+    names = [f"c{i}" for i in range(n)]
+    labels = np.arange(n)
+    artifacts.write_predictions(
+        tmp_path / artifacts.PREDICTIONS, [f"{i}.jpg" for i in labels], labels, np.eye(n)[::-1] * 5.0, names
+    )
+    plots.plot_confusion_matrix(tmp_path / artifacts.PREDICTIONS, tmp_path / "cm.png", "Val")
+    with Image.open(tmp_path / "cm.png") as image:
+        assert json.loads(image.text["Description"])["drawn_classes"] == names
