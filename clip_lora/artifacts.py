@@ -171,3 +171,16 @@ def read_run_config(output_dir: str | Path) -> dict:
 
 def write_json(path: str | Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def save_figure(fig, path: str | Path, data) -> Path:
+    """A matplotlib figure as a PNG, written atomically, with the data it draws as JSON in its Description text
+    chunk (every plot of a run keeps its numbers); the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    with atomic_write(path, "wb") as f:
+        fig.savefig(
+            f, format="png", metadata={"Description": data if isinstance(data, str) else json.dumps(data)}
+        )
+    plt.close(fig)
+    return Path(path)

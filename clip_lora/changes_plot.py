@@ -6,7 +6,6 @@ PNG's "Description" chunk (JSON), also those beyond the thumbnails drawn (MAX_TH
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -99,7 +98,4 @@ def plot_changes(output_dir: str | Path, path: str | Path) -> Path:
             for r in rows
         ],
     }
-    with artifacts.atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", metadata={"Description": json.dumps(description)})
-    plt.close(fig)
-    return Path(path)
+    return artifacts.save_figure(fig, path, description)

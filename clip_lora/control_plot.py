@@ -6,7 +6,6 @@ are stored as JSON in the PNG text chunk "Description", like the other plots."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -47,7 +46,4 @@ def plot_tradeoff(output_dir: str | Path, path: str | Path) -> Path:
     )
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    with artifacts.atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", metadata={"Description": json.dumps(points)})
-    plt.close(fig)
-    return Path(path)
+    return artifacts.save_figure(fig, path, points)

@@ -99,10 +99,7 @@ def plot_training_curves(
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    with artifacts.atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", metadata={"Description": json.dumps(data)})
-    plt.close(fig)
-    return Path(path)
+    return artifacts.save_figure(fig, path, data)
 
 
 # Beyond this many classes a labelled n x n figure is unreadable and its size grows as n^2 (a 1,000-class run was
@@ -165,9 +162,7 @@ def plot_confusion_matrix(predictions_csv: str | Path, path: str | Path, title: 
             "drawn_classes": [class_names[i] for i in shown],
         }
     )
-    with artifacts.atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", metadata={"Description": description})
-    plt.close(fig)
+    artifacts.save_figure(fig, path, description)
     return counts
 
 

@@ -4,7 +4,6 @@ The bins it draws are stored as JSON in the PNG text chunk "Description", like t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -42,7 +41,4 @@ def plot_reliability(output_dir: str | Path, path: str | Path) -> Path:
         ax.set_title(f"{title}, ECE {m['ece']:.4f}", fontsize=9)
         ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
-    with artifacts.atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", metadata={"Description": json.dumps(record)})
-    plt.close(fig)
-    return Path(path)
+    return artifacts.save_figure(fig, path, record)
