@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from clip_lora import artifacts, faults
+from clip_lora import artifacts, faults, run_dir
+
+
+@pytest.fixture(autouse=True)
+def no_run_in_progress(monkeypatch):
+    """The resume clause names the run in progress; an in-process run of an earlier test may have left one."""
+    monkeypatch.setattr(run_dir, "active_run", lambda: None)
 
 
 def _fault(write, path):
