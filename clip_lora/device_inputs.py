@@ -25,29 +25,24 @@ logger = logging.getLogger(__name__)
 
 def prepared_text_mask(text_config, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor):
     """The text tower's 4D causal + padding mask, built once by the helper the tower itself calls, or the 2D mask
-    unchanged when that helper cannot be called as expected (the tower then builds the same 4D mask at every step:
+    unchanged when that helper cannot be called as checked (the tower then builds the same 4D mask at every step:
     the same numbers, a little more host work).
 
-    `transformers.masking_utils.create_causal_mask` is internal (clip_lora/private_names.py lists it): its fourth
-    parameter was `past_key_values` in 5.17 and is `cache` in 5.25, so it is passed positionally, after checking
-    that the signature still takes these four arguments in this order.
+    `transformers.masking_utils.create_causal_mask` is internal (docs/library_internals.md): its fourth parameter
+    was `past_key_values` in 5.17 and is `cache` in 5.25, so it is passed positionally, once the signature is known
+    to take the first three by these names and a fourth, all by position.
     """
     try:
         from transformers.masking_utils import create_causal_mask
-    except ImportError:
-        logger.info(
-            "transformers.masking_utils.create_causal_mask is gone: the text tower builds its own mask"
-        )
-        return attention_mask
-    try:  # the first three by these names, and a fourth, all passable by position
+
         signature = inspect.signature(create_causal_mask)
         signature.bind(text_config, inputs_embeds, attention_mask, None)
         checked = list(signature.parameters)[:3] == ["config", "inputs_embeds", "attention_mask"]
-    except (TypeError, ValueError):  # another signature, or a wrapper without one
+    except (ImportError, TypeError, ValueError):  # gone, another signature, or a wrapper without one
         checked = False
     if not checked:
         logger.info(
-            "create_causal_mask is not the one this project was checked with: the text tower builds its mask"
+            "transformers' create_causal_mask is not the one checked: the text tower builds its own mask"
         )
         return attention_mask
     return create_causal_mask(text_config, inputs_embeds, attention_mask, None)

@@ -30,19 +30,14 @@ def onnx_problem(args: argparse.Namespace) -> None:
             f"--onnx {args.onnx} needs --model_name_or_path EXPORT_DIR holding {ONNX_MODEL} "
             "(clip-lora export --onnx); no --adapter_name_or_path."
         )
-    fixed = [flag for flag in ("labels", "prompt_template") if getattr(args, flag)]
+    fixed = [flag for flag in ("labels", "prompt_template", "no_temperature") if getattr(args, flag, None)]
     if fixed:
         raise PredictError(
-            f"--{fixed[0]} cannot change an onnx graph (its classes and prompts are fixed at export); "
+            f"--{fixed[0]} cannot change an onnx graph (its classes, prompts and temperature are fixed at export); "
             "pass --onnx off to score with the merged torch model."
         )
     if args.device not in (None, "cpu"):
         raise PredictError(f"--onnx {args.onnx} runs on the cpu; pass --onnx off for --device {args.device}.")
-    if getattr(args, "no_temperature", False):
-        raise PredictError(
-            "--no_temperature cannot change an onnx graph (its temperature is built in at export); "
-            "pass --onnx off to score with the merged torch model."
-        )
     require_onnx(f"--onnx {args.onnx}", ("onnxruntime",))
 
 
