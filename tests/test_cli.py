@@ -79,3 +79,19 @@ def test_python_dash_m_is_the_same_command():
         [sys.executable, "-m", "clip_lora", "--help"], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0 and "verbs:" in out.stdout
+
+
+def test_a_finished_verb_releases_the_process_group_and_a_failed_one_leaves_it(tmp_path, capsys):
+    # Left to interpreter shutdown, gloo's threads could abort a finished torchrun run (SIGABRT, exit 1).
+    import torch.distributed as dist
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        assert cli.run("config", ["no-such-config"]) == 2
+        assert dist.is_initialized()  # after an error a peer may be gone: nothing waits on it
+        assert cli.run("config", []) == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
