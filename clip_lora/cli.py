@@ -17,7 +17,8 @@ This is the one boundary between a command and the user, for every verb:
   and what to do, with the status of their family (clip_lora/faults.py); anything else is a bug and keeps its
   traceback;
 - a failed run leaves no output folder holding only its lock (run_dir.abandon).
-Under torchrun / accelerate only the main process prints.
+Under torchrun / accelerate only the main process prints; a failure on another process reaches it as one line
+naming that process (clip_lora/peer_failures.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import importlib
 import os
 import sys
 
-from clip_lora import faults, run_dir, verb_args
+from clip_lora import faults, peer_failures, run_dir, verb_args
 from clip_lora.errors import ClipLoraError, Parser
 from clip_lora.resources import ACCELERATE_CONFIGS_DIR, RECIPES_DIR, accelerate_config_path, names
 
@@ -58,10 +59,6 @@ VERBS = {
     "app": ("clip_lora.app", "main", "a local page with a run's results (pip install clip-lora[app])"),
     "config": ("clip_lora.cli", "config_main", "print the path of a packaged accelerate config"),
 }
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def release_process_group() -> None:
@@ -112,13 +109,14 @@ def run(verb: str, argv: list[str]) -> int:
             progress.configure(libraries=verb != "predict")
             getattr(importlib.import_module(module), function)(argv)
     except ClipLoraError as err:
-        status, message = 2, str(err)
+        failure, status, message = err, 2, str(err)
     except BaseException as err:
         described = faults.describe(err)
-        if described is None:
+        if described is None and not peer_failures.peer_lost(err):
+            peer_failures.settle(1, None, err, echo=False)  # under a launcher: the main process names this one
             run_dir.abandon()
             raise
-        status, message = described
+        failure, (status, message) = err, described or (1, None)
     else:
         release_process_group()
         return 0
@@ -127,8 +125,11 @@ def run(verb: str, argv: list[str]) -> int:
     # otherwise print after the error line (an error raised mid-training). Nothing to close before the verb ran.
     if started:
         gc.collect()
-    if is_main_process():
-        print(f"error: {message}", file=sys.stderr)
+    # Under a launcher one line for the whole run: the main process prints a failed peer's line when its own
+    # failure is only the echo of it (a lost collective, the launcher's SIGTERM); clip_lora/peer_failures.py.
+    status, line = peer_failures.settle(status, message, failure, echo=isinstance(failure, faults.Terminated))
+    if line is not None:
+        print(f"error: {line}", file=sys.stderr)
     return status
 
 
