@@ -108,26 +108,37 @@ def run(verb: str, argv: list[str]) -> int:
             # on its torch path only: on an onnx export it imports none of them.
             progress.configure(libraries=verb != "predict")
             getattr(importlib.import_module(module), function)(argv)
-    except ClipLoraError as err:
-        failure, status, message = err, 2, str(err)
     except BaseException as err:
+        with faults.saying_why():  # from the first statement: the launcher's SIGTERM must not cut the line
+            return _fail(err, started)
+    release_process_group()
+    return 0
+
+
+def _fail(err: BaseException, started: bool) -> int:
+    """Print the failure's one line (under a launcher: the run's one line, clip_lora/peer_failures.py) and return the
+    exit status; re-raise a bug."""
+    if isinstance(err, SystemExit):  # a verb's own exit (argparse): its status as it chose
+        raise err
+    if isinstance(err, ClipLoraError):
+        status, message = 2, str(err)
+    else:
         described = faults.describe(err)
         if described is None and not peer_failures.peer_lost(err):
-            peer_failures.settle(1, None, err, echo=False)  # under a launcher: the main process names this one
+            peer_failures.settle(
+                1, None, err, echo=False
+            )  # under a launcher: the main process names this one
             run_dir.abandon()
-            raise
-        failure, (status, message) = err, described or (1, None)
-    else:
-        release_process_group()
-        return 0
+            raise err
+        status, message = described or (1, None)
     run_dir.abandon()
     # The frames the error held are released now; collecting them closes open progress bars, which would
     # otherwise print after the error line (an error raised mid-training). Nothing to close before the verb ran.
     if started:
         gc.collect()
-    # Under a launcher one line for the whole run: the main process prints a failed peer's line when its own
-    # failure is only the echo of it (a lost collective, the launcher's SIGTERM); clip_lora/peer_failures.py.
-    status, line = peer_failures.settle(status, message, failure, echo=isinstance(failure, faults.Terminated))
+    # The main process prints a failed peer's line when its own failure is only the echo of it (a lost collective,
+    # the launcher's SIGTERM).
+    status, line = peer_failures.settle(status, message, err, echo=isinstance(err, faults.Terminated))
     if line is not None:
         print(f"error: {line}", file=sys.stderr)
     return status

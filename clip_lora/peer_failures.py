@@ -18,7 +18,7 @@ import time
 from datetime import timedelta
 
 STORE_TIMEOUT = timedelta(seconds=5)
-PEER_WAIT_S = 2.0  # how long the main process looks for a peer's line (it is written before the peer exits)
+PEER_WAIT_S = 0.5  # how long the main process looks for a peer's line (written before that peer exits)
 PEER_LOST_STATUS = 1
 # What gloo and NCCL say when a peer process is gone (the RuntimeError / DistBackendError of the collective).
 PEER_LOST_MARKERS = (

@@ -6,13 +6,15 @@ FAULT (on process FAULT_RANK only; the others run normally):
 - unreadable: the first class's train images fail to read (EIO) in the pre-training check, as on a node whose disk
   went bad (the check refuses them: one line, exit 2);
 - disk_full: writing fails with ENOSPC at training step 2 (the fault boundary's family: exit 74);
-- bug: an unexpected RuntimeError at training step 2 (a traceback on that process).
+- bug: an unexpected RuntimeError at training step 2 (a traceback on that process);
+- killed: SIGKILL at training step 2 (kill -9, the out-of-memory killer: that process says nothing).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -41,6 +43,8 @@ if os.environ["RANK"] == os.environ["FAULT_RANK"]:
 
         def training_step(self, *args, **kwargs):
             if self.state.global_step == 1:  # the second step
+                if FAULT == "killed":  # kill -9, the out-of-memory killer: no line, no unwinding
+                    os.kill(os.getpid(), signal.SIGKILL)
                 if FAULT == "disk_full":
                     raise OSError(
                         errno.ENOSPC, os.strerror(errno.ENOSPC), "/tmp/clip-lora-fault/optimizer.pt"
