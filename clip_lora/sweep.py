@@ -1,8 +1,8 @@
 """Seeds and a paired test: one training per seed, then per-seed accuracy, mean +- std and McNemar vs zero-shot.
 
     clip-lora sweep --seeds 0,1,2 imagenette_vitb16 --output_dir runs/sweep   # any train flags follow
-    python sweep.py --summarize runs/sweep                 # rebuild summary.json/.md from finished seed folders
-    python sweep.py --readme runs/sweep/summary.json       # rewrite README.md's results block from a summary
+    clip-lora sweep --summarize runs/sweep                 # rebuild summary.json/.md from finished seed folders
+    clip-lora sweep --readme runs/sweep/summary.json       # rewrite README.md's results block from a summary
 
 Each seed runs `train_clip_lora.main` into <output_dir>/seed-<k> (a finished seed folder is reused, so an
 interrupted sweep resumes). The McNemar test pairs each fine-tuned model's val predictions (predictions.csv) with the
@@ -120,7 +120,7 @@ def to_markdown(summary: dict) -> str:
     note = (
         f"\n{len(summary['seeds'])} seed(s), {summary['num_val_images']} val images each; b/c count the images "
         "the two models disagree on (exact two-sided McNemar test, stats.py). Generated from "
-        f"`{summary['output_dir']}/{SUMMARY_JSON}` by `python sweep.py --readme`.\n"
+        f"`{summary['output_dir']}/{SUMMARY_JSON}` by `clip-lora sweep --readme {summary['output_dir']}/{SUMMARY_JSON}`.\n"
     )
     return "\n".join(rows) + "\n" + note
 

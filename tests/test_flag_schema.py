@@ -16,7 +16,7 @@ import pytest
 from clip_lora import flag_schema
 from clip_lora.arguments import parse_args
 from clip_lora.errors import ClipLoraError
-from testing_utils import ROOT
+from testing_utils import ROOT, all_doc_pages
 
 HEAVY = ("torch", "transformers", "peft", "datasets", "accelerate", "evaluate")
 
@@ -211,6 +211,7 @@ def test_the_launched_script_answers_before_importing_the_heavy_libraries(tmp_pa
         ]
 
 
-def test_the_readme_shows_only_commands_that_exist():
-    readme = (ROOT / "README.md").read_text()
-    assert "python -m predict" not in readme and "python -m clip_lora predict" in readme
+def test_the_readme_and_docs_show_only_commands_that_exist():
+    pages = "\n".join(all_doc_pages().values())
+    assert "python -m predict" not in pages and "python -m clip_lora predict" in pages
+    assert "python sweep.py" not in pages  # the verb is clip-lora sweep (clip_lora/sweep.py is no script)
