@@ -48,6 +48,7 @@ from clip_lora.class_names import prompt_tokens, text_limit
 from clip_lora.data import load_splits
 from clip_lora.image_check import verify_splits
 from clip_lora.images import make_transform
+from clip_lora.lost_images import LostImages
 from clip_lora.modeling import apply_lora, count_parameters, load_adapter, load_clip
 from clip_lora.placeholders import kept_ids
 from clip_lora.preprocessing import prepare_splits
@@ -132,6 +133,12 @@ def main(argv: list[str] | None = None) -> dict:
     fingerprint = provenance.data_fingerprint(splits) if training_args.process_index == 0 else None
     class_names = splits["train"].features["label"].names
     val_ids = list(splits["val"]["image_id"])
+    # which image is which class, for the images that may become unreadable while training (lost_images.py)
+    watched = {
+        name: (list(splits[name]["image_id"]), list(splits[name]["label"]))
+        for name in ("train", "dev")
+        if training_args.do_train and not (name == "train" and data_args.streaming)
+    }
     logger.info("Data: %s", {name: getattr(split, "num_rows", "streamed") for name, split in splits.items()})
 
     # 3. Model: CLIP, then LoRA (new, or an existing adapter). Eval-only without an adapter stays the base model.
@@ -199,6 +206,11 @@ def main(argv: list[str] | None = None) -> dict:
         num_classes=len(class_names),
         loss_kind=lora_args.loss,
     )
+    if watched:
+        trainer.lost_images = LostImages(
+            watched, class_names, output_dir / artifacts.SKIPPED_IMAGES, data_args.on_lost_images == "stop"
+        )
+        trainer.add_callback(trainer.lost_images)
     if training_args.do_train:  # processes x per-device batch x accumulation = global batch; optimizer steps
         logger.info(batching.batch_line(training_args, None if data_args.streaming else len(splits["train"])))
     if trainer.is_world_process_zero():  # the flags, and what a rerun needs: versions, commit, batch, data

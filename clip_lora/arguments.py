@@ -27,6 +27,7 @@ SEED_MODEL = "openai/clip-vit-base-patch16"
 LORA_TOWERS = ("both", "vision", "text")
 LOSSES = ("contrastive", "ce")
 ON_BAD_IMAGE = ("skip", "error")
+ON_LOST_IMAGES = ("stop", "continue")
 PREPROCESSING = ("auto", "on_the_fly", "cached")  # = preprocessing.PREPROCESSING_MODES
 
 
@@ -80,6 +81,15 @@ class DataArguments:
         metadata={
             "help": "Unreadable images found by the pre-training check: skip (listed in skipped_images.txt) or error.",
             "choices": ON_BAD_IMAGE,
+        },
+    )
+    on_lost_images: str = field(
+        default="stop",
+        metadata={
+            "help": "Images that become unreadable DURING training (after the check): stop (default) when a class "
+            "loses every image or a split more than a tenth, resumable after the repair; continue: warn and train on "
+            "what is left.",
+            "choices": ON_LOST_IMAGES,
         },
     )
     dev_split_ratio: float = field(
