@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from clip_lora import progress
+from clip_lora.class_names import normalise
 from clip_lora.pixels import ClipPixels
 from clip_lora.predict_output import Row, find_images, read_images, report
 
@@ -39,7 +40,10 @@ class OnnxClassifier:
     def __init__(self, model_dir: str | Path, precision: str = "fp32"):
         folder = Path(model_dir) / "onnx"
         self.info = json.loads((folder / CLASSIFIER_FILE).read_text())
-        self.class_names = list(self.info["class_names"])
+        # The same class-name layer as every other path (a graph exported by an older version, or edited by hand)
+        self.class_names = normalise(
+            self.info["class_names"], where=f"the class names of {folder / CLASSIFIER_FILE}"
+        )
         self.to_pixels = ClipPixels.from_pretrained(model_dir)
         path = folder / self.info["files"][precision]
         self.session = inference_session(path)

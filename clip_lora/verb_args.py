@@ -15,8 +15,8 @@ from pathlib import Path
 
 from clip_lora import flag_schema, sources, validation
 from clip_lora.adapters import base_model_for, read_adapter_config
-from clip_lora.class_names import normalise
-from clip_lora.errors import ArgumentError, ModelError, Parser, PredictError
+from clip_lora.class_names import canonical, normalise
+from clip_lora.errors import ArgumentError, ClassNameError, ModelError, Parser, PredictError
 from clip_lora.onnx_flags import ONNX_CHOICES, ONNX_INSTALL, onnx_problem, require_onnx
 from clip_lora.prompts import template_problem
 
@@ -31,10 +31,20 @@ def eval_argv(argv: list[str]) -> list[str]:
 
 
 def label_list(labels: str | None, where: str = "--labels") -> list[str] | None:
-    """--labels "cat,dog" -> ["cat", "dog"] through the class-name layer (NFC, two or more, no duplicates)."""
+    """--labels "cat,dog" -> ["cat", "dog"] through the class-name layer (canonical form, two or more, no
+    duplicates); a blank label (`' ,dog'`, `cat,,dog`, a trailing comma) is named, never dropped: a list that
+    lost a name would shift every class after it."""
     if labels is None:
         return None
-    return normalise([n for n in labels.split(",") if n.strip()], where=f"{where} {labels!r}")
+    parts = labels.split(",")
+    blank = [i for i, part in enumerate(parts, 1) if not canonical(part)]
+    if blank:
+        which = ", ".join(f"#{i} ({ascii(parts[i - 1])})" for i in blank)
+        raise ClassNameError(
+            f"{where} {labels!r}: label{'s' if len(blank) > 1 else ''} {which} of {len(parts)} "
+            f"{'are' if len(blank) > 1 else 'is'} blank; give every class a name, separated by single commas."
+        )
+    return normalise(parts, where=f"{where} {labels!r}")
 
 
 def _check_model_and_adapter(model: str | None, adapter: str | None, error=ModelError) -> None:
