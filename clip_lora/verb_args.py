@@ -17,7 +17,7 @@ from clip_lora import flag_schema, sources, validation
 from clip_lora.adapters import base_model_for, read_adapter_config
 from clip_lora.class_names import canonical, normalise
 from clip_lora.errors import ArgumentError, ClassNameError, ModelError, Parser, PredictError
-from clip_lora.onnx_flags import ONNX_CHOICES, ONNX_INSTALL, onnx_problem, require_onnx
+from clip_lora.onnx_flags import EXPORT_FORMATS, ONNX_CHOICES, ONNX_INSTALL, onnx_problem, require_onnx
 from clip_lora.prompts import template_problem
 
 SEED_MODEL = "openai/clip-vit-base-patch16"  # = arguments.SEED_MODEL (that module imports torch)
@@ -148,7 +148,15 @@ def export_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"Also write onnx/: the classifier as one onnx graph, fp32 and int8, checked ({ONNX_INSTALL}).",
     )
+    parser.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        help="merged: the merged CLIPModel only (the default); onnx: the same as --onnx.",
+    )
     args = parser.parse_args(argv)
+    if args.format == "merged" and args.onnx:
+        raise ArgumentError("--format merged and --onnx disagree; pass one of them (--format onnx = --onnx).")
+    args.onnx = args.onnx or args.format == "onnx"
     if args.onnx:
         require_onnx("--onnx")
     if args.prompt_template and template_problem(args.prompt_template):
