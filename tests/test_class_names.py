@@ -244,3 +244,14 @@ def test_predict_refuses_labels_that_tokenize_alike(tiny_model_dir, tmp_path, ca
     assert "class names 'Cat' and 'cat' give the same prompt tokens" in one_error_line(
         "predict", argv, capsys
     )
+
+
+def test_hub_classlabel_names_go_through_the_same_rule():
+    from clip_lora.data import (
+        class_names_for,
+    )  # what _load_hub and the streamed loader call on ClassLabel names
+
+    with pytest.raises(ClassNameError) as refused:
+        class_names_for(["cat", "cat\u2060", "dog"], None, "hub dataset user/pets")
+    assert "hub dataset user/pets: 'cat' and 'cat\\u2060' are the same class name 'cat'" in str(refused.value)
+    assert class_names_for(["\ufeffcat", "dog\u200b"], None, "hub dataset user/pets") == ["cat", "dog"]
