@@ -31,6 +31,7 @@ from clip_lora import (
     artifacts,
     batching,
     calibration,
+    card_text,
     control,
     hub,
     model_card,
@@ -131,6 +132,15 @@ def main(argv: list[str] | None = None) -> dict:
         splits = verify_splits(splits, data_args.on_bad_image, output_dir, training_args.process_index == 0)
     # Image counts and a hash of (id, size) per split (provenance.py), taken before pixels replace the images.
     fingerprint = provenance.data_fingerprint(splits) if training_args.process_index == 0 else None
+    untrained = (fingerprint or {}).get("classes_without_training_images")
+    if untrained and training_args.do_train:  # evaluated but never learned: said once, by the main process
+        logger.warning(
+            "%s ha%s no training image (after --max_train_samples, --shots_per_class and the image check): "
+            "%s evaluated but never trained on; the card says so.",
+            card_text.lost_classes_line(untrained),
+            "s" if len(untrained) == 1 else "ve",
+            "it is" if len(untrained) == 1 else "they are",
+        )
     class_names = splits["train"].features["label"].names
     val_ids = list(splits["val"]["image_id"])
     # which image is which class, for the images that may become unreadable while training (lost_images.py)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from clip_lora import artifacts, changes
+from clip_lora import artifacts, changes, run_files
 
 
 class Classifier:
@@ -73,8 +73,8 @@ def load_view(run_dir: Path, data_dir: str | None = None) -> RunView:
     report = optional(artifacts.CLASSIFICATION_REPORT_MD)
     return RunView(
         run_dir=run_dir,
-        results=artifacts.read_json(run_dir / artifacts.ALL_RESULTS)
-        if optional(artifacts.ALL_RESULTS)
+        results=run_files.read_json_object(run_dir / artifacts.ALL_RESULTS)
+        if (run_dir / artifacts.ALL_RESULTS).exists()
         else {},
         fixed=fixed,
         broken=broken,

@@ -165,8 +165,10 @@ def read_json(path: str | Path) -> dict:
 
 def read_run_config(output_dir: str | Path) -> dict:
     """A run's run_config.json, or {} where there is none (a pushed repo, an older run)."""
+    from clip_lora.run_files import read_json_object  # run_files names artifacts' files in its docs only
+
     path = Path(output_dir) / RUN_CONFIG
-    return read_json(path) if path.is_file() else {}
+    return read_json_object(path) if path.exists() else {}
 
 
 def write_json(path: str | Path, data: dict) -> None:

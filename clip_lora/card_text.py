@@ -48,6 +48,22 @@ def ordered(keys, order: tuple[str, ...]) -> list[str]:
     return sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k))
 
 
+def lost_classes_line(names: list[str], shown: int = 20) -> str:
+    """`3 classes (a, b, c)`, the first `shown` named: one line even for a thousand classes."""
+    listed = ", ".join(map(repr, names[:shown])) + (
+        f", and {len(names) - shown} more" if len(names) > shown else ""
+    )
+    return f"{len(names)} class{'es' if len(names) != 1 else ''} ({listed})"
+
+
+def untrained_text(names: list[str] | None) -> str:
+    """The data row's note on classes with no training image (none: nothing)."""
+    if not names:
+        return ""
+    verb = "has" if len(names) == 1 else "have"
+    return f"; **{lost_classes_line(names)} {verb} no training image** (evaluated, never trained on)"
+
+
 def provenance_table(config: dict, trained: bool) -> str:
     """What a rerun needs, from run_config.json's `provenance` (empty for a run made before it was recorded)."""
     record = config.get("provenance")
@@ -80,7 +96,8 @@ def provenance_table(config: dict, trained: bool) -> str:
         (
             "data",
             ", ".join(f"{name} {data['splits'][name]['images']}" for name in ordered(data["splits"], SPLITS))
-            + f" images; files sha256 `{data['files_sha256'][:16]}` (image ids and sizes, sorted)",
+            + f" images; files sha256 `{data['files_sha256'][:16]}` (image ids and sizes, sorted)"
+            + untrained_text(data.get("classes_without_training_images")),
         ),
     ]
     return "| | |\n|---|---|\n" + "".join(f"| {what} | {value} |\n" for what, value in rows)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from clip_lora import artifacts, run_dir
+from clip_lora import artifacts, run_dir, run_files
+from clip_lora.artifacts import escape_path as escape
 from clip_lora.card_text import LIBRARY_ORDER, ordered
 from clip_lora.errors import Parser, RunError
 from clip_lora.stats import mcnemar
@@ -29,13 +30,27 @@ NOT_COMPARED = {"data_source", "provenance"}  # reported in the data and version
 EXTRA_FLAGS = ("global_batch_size",)  # derived, but the number that defines a step
 
 
+# What compare reads from each run, checked on read (run_files.py): an older run may lack provenance (its data are
+# "unknown"), but a key that is there has the shape the report uses.
+RUN_CONFIG_KEYS = {
+    "provenance": run_files.OBJECT,
+    "provenance.data": run_files.OBJECT,
+    "provenance.versions": run_files.OBJECT,
+    "provenance.code": run_files.OBJECT,
+    "provenance.code.git_commit": run_files.OPTIONAL_STRING,
+}
+FINGERPRINT_KEYS = {"splits": run_files.OBJECT, "files_sha256": run_files.STRING, "images": run_files.NUMBER}
+
+
 def load_run(folder: str | Path) -> dict:
     """A run's config, results and val predictions; RunError when the folder cannot be compared."""
     path = Path(folder)
     shown = artifacts.escape_path(path)
+    if path.is_file():
+        raise RunError(f"{shown} is a file, not a run folder; pass the --output_dir of a clip-lora run.")
     if not path.is_dir():
         raise RunError(f"run folder {shown} does not exist; pass the --output_dir of a clip-lora run.")
-    missing = [name for name in (artifacts.RUN_CONFIG, artifacts.ALL_RESULTS) if not (path / name).is_file()]
+    missing = [name for name in (artifacts.RUN_CONFIG, artifacts.ALL_RESULTS) if not (path / name).exists()]
     if missing:
         raise RunError(
             f"{shown} is not a finished clip-lora run (no {' or '.join(missing)}); pass the --output_dir of a run."
@@ -45,9 +60,27 @@ def load_run(folder: str | Path) -> dict:
             f"{shown} has no {artifacts.PREDICTIONS} (val predictions), so the runs cannot be paired; "
             "compare the local output folder of a run, not a pushed repo."
         )
+    hint = "compare needs two complete runs of this version of clip-lora"
+    config_file = path / artifacts.RUN_CONFIG
+    config = run_files.read_json_object(
+        config_file, optional=RUN_CONFIG_KEYS, hint=hint, shown=escape(config_file)
+    )
+    if "data" in config.get("provenance", {}):
+        where = f"{escape(config_file)}: provenance.data"
+        run_files.check_keys(config["provenance"]["data"], FINGERPRINT_KEYS, where=where, hint=hint)
+    results_file = path / artifacts.ALL_RESULTS
+    shown_numbers = (
+        "zero_shot_accuracy",
+        "eval_accuracy",
+        "dev_accuracy",
+        *OPTIONAL_ACCURACY,
+        *CALIBRATION_ROWS,
+    )
+    numbers = dict.fromkeys(shown_numbers, run_files.OPTIONAL_NUMBER)  # printed with :.4f
+    results = run_files.read_json_object(
+        results_file, optional=numbers, hint=hint, shown=escape(results_file)
+    )
     try:
-        config = artifacts.read_json(path / artifacts.RUN_CONFIG)
-        results = artifacts.read_json(path / artifacts.ALL_RESULTS)
         ids, labels, predictions, _ = artifacts.read_prediction_table(path / artifacts.PREDICTIONS)
     except (OSError, ValueError, KeyError, IndexError, StopIteration) as err:
         raise RunError(

@@ -20,9 +20,10 @@ matplotlib.use("Agg")  # no display on servers / CI; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from clip_lora import artifacts  # noqa: E402
+from clip_lora import artifacts, run_files  # noqa: E402
 from clip_lora.card_text import selection  # noqa: E402
 from clip_lora.changes_plot import plot_changes  # noqa: E402
+from clip_lora.run_files import OPTIONAL_NUMBER as NUMBER  # noqa: E402
 from metrics import confusion_matrix  # noqa: E402
 
 TRAINING_CURVES = artifacts.TRAINING_CURVES
@@ -170,13 +171,15 @@ def save_plots(output_dir: str | Path) -> list[Path]:
     """Write every plot whose inputs exist in output_dir; returns the written paths."""
     out = Path(output_dir)
     results = (
-        artifacts.read_json(out / artifacts.ALL_RESULTS) if (out / artifacts.ALL_RESULTS).is_file() else {}
+        run_files.read_json_object(out / artifacts.ALL_RESULTS, optional={"zero_shot_accuracy": NUMBER})
+        if (out / artifacts.ALL_RESULTS).exists()
+        else {}
     )
     config = artifacts.read_run_config(out)
     metric = (config.get("metric_for_best_model") or "accuracy").removeprefix("eval_")
     written = []
-    if (out / TRAINER_STATE).is_file():  # absent in evaluation-only runs
-        state = artifacts.read_json(out / TRAINER_STATE)
+    if (out / TRAINER_STATE).exists():  # absent in evaluation-only runs
+        state = run_files.read_trainer_state(out / TRAINER_STATE)
         curves = plot_training_curves(state, results.get("zero_shot_accuracy"), out / TRAINING_CURVES, metric)
         written.append(curves)
     final, zero_shot = out / artifacts.PREDICTIONS, out / artifacts.ZERO_SHOT_PREDICTIONS

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 import train_clip_lora
-from clip_lora import artifacts, run_dir, sources
+from clip_lora import artifacts, run_dir, run_files, sources
 from clip_lora.arguments import parse_args
 from clip_lora.errors import ArgumentError, DataError
 from clip_lora.provenance import data_source
@@ -51,7 +51,7 @@ def run_seeds(seeds: list[int], train_argv: list[str]) -> Path:
 
 
 def seed_summary(folder: Path, seed: int) -> dict:
-    results = artifacts.read_json(folder / artifacts.ALL_RESULTS)
+    results = run_files.read_json_object(folder / artifacts.ALL_RESULTS)
     config = artifacts.read_run_config(folder)
     labels, tuned, _ = artifacts.read_predictions(folder / artifacts.PREDICTIONS)
     zs_labels, zero_shot, _ = artifacts.read_predictions(folder / artifacts.ZERO_SHOT_PREDICTIONS)

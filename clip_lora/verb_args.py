@@ -15,9 +15,9 @@ from pathlib import Path
 
 from clip_lora import flag_schema, sources, validation
 from clip_lora.adapters import base_model_for, read_adapter_config
-from clip_lora.class_names import normalise
-from clip_lora.errors import ArgumentError, ModelError, Parser, PredictError
-from clip_lora.onnx_flags import ONNX_CHOICES, ONNX_INSTALL, onnx_problem, require_onnx
+from clip_lora.class_names import canonical, normalise
+from clip_lora.errors import ArgumentError, ClassNameError, ModelError, Parser, PredictError
+from clip_lora.onnx_flags import EXPORT_FORMATS, ONNX_CHOICES, ONNX_INSTALL, onnx_problem, require_onnx
 from clip_lora.prompts import template_problem
 
 SEED_MODEL = "openai/clip-vit-base-patch16"  # = arguments.SEED_MODEL (that module imports torch)
@@ -31,10 +31,20 @@ def eval_argv(argv: list[str]) -> list[str]:
 
 
 def label_list(labels: str | None, where: str = "--labels") -> list[str] | None:
-    """--labels "cat,dog" -> ["cat", "dog"] through the class-name layer (NFC, two or more, no duplicates)."""
+    """--labels "cat,dog" -> ["cat", "dog"] through the class-name layer (canonical form, two or more, no
+    duplicates); a blank label (`' ,dog'`, `cat,,dog`, a trailing comma) is named, never dropped: a list that
+    lost a name would shift every class after it."""
     if labels is None:
         return None
-    return normalise([n for n in labels.split(",") if n.strip()], where=f"{where} {labels!r}")
+    parts = labels.split(",")
+    blank = [i for i, part in enumerate(parts, 1) if not canonical(part)]
+    if blank:
+        which = ", ".join(f"#{i} ({ascii(parts[i - 1])})" for i in blank)
+        raise ClassNameError(
+            f"{where} {labels!r}: label{'s' if len(blank) > 1 else ''} {which} of {len(parts)} "
+            f"{'are' if len(blank) > 1 else 'is'} blank; give every class a name, separated by single commas."
+        )
+    return normalise(parts, where=f"{where} {labels!r}")
 
 
 def _check_model_and_adapter(model: str | None, adapter: str | None, error=ModelError) -> None:
@@ -138,7 +148,15 @@ def export_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"Also write onnx/: the classifier as one onnx graph, fp32 and int8, checked ({ONNX_INSTALL}).",
     )
+    parser.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        help="merged: the merged CLIPModel only (the default); onnx: the same as --onnx.",
+    )
     args = parser.parse_args(argv)
+    if args.format == "merged" and args.onnx:
+        raise ArgumentError("--format merged and --onnx disagree; pass one of them (--format onnx = --onnx).")
+    args.onnx = args.onnx or args.format == "onnx"
     if args.onnx:
         require_onnx("--onnx")
     if args.prompt_template and template_problem(args.prompt_template):
