@@ -149,6 +149,8 @@ def main(argv: list[str] | None = None) -> dict:
         for name in ("train", "dev")
         if training_args.do_train and not (name == "train" and data_args.streaming)
     }
+    skip_log = output_dir / artifacts.SKIPPED_IMAGES
+    lost_val = LostImages({"val": (val_ids, list(splits["val"]["label"]))}, class_names, skip_log)
     logger.info("Data: %s", {name: getattr(split, "num_rows", "streamed") for name, split in splits.items()})
 
     # 3. Model: CLIP, then LoRA (new, or an existing adapter). Eval-only without an adapter stays the base model.
@@ -185,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 4. Images become pixel_values on the fly, or once into the datasets cache (--preprocessing, normalised by the
     #    collator); every batch carries the tokenized class prompts.
-    transform = make_transform(processor.image_processor, output_dir / artifacts.SKIPPED_IMAGES)
+    transform = make_transform(processor.image_processor, skip_log)
     # A stream is transformed lazily, never cached.
     streamed = splits.pop("train") if data_args.streaming else None
     with training_args.main_process_first(
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
             data_args.preprocessing,
             on_gpu=training_args.device.type == "cuda",
             num_proc=training_args.dataloader_num_workers,
-            skip_log=output_dir / artifacts.SKIPPED_IMAGES,
+            skip_log=skip_log,
         )
     if streamed is not None:
         splits["train"] = streaming.with_transform(streamed, transform)
@@ -217,9 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
         loss_kind=lora_args.loss,
     )
     if watched:
-        trainer.lost_images = LostImages(
-            watched, class_names, output_dir / artifacts.SKIPPED_IMAGES, data_args.on_lost_images == "stop"
-        )
+        trainer.lost_images = LostImages(watched, class_names, skip_log, data_args.on_lost_images == "stop")
         trainer.add_callback(trainer.lost_images)
     if training_args.do_train:  # processes x per-device batch x accumulation = global batch; optimizer steps
         logger.info(batching.batch_line(training_args, None if data_args.streaming else len(splits["train"])))
@@ -299,7 +299,9 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         results.update(calibration.store_val(output_dir, zero_shot, final, temperature))
         final_predictions = np.asarray(final.predictions).argmax(axis=1)
-        report = classification_report(final.label_ids, final_predictions, class_names)
+        report = classification_report(
+            final.label_ids, final_predictions, class_names, unreadable=lost_val.lost()["val"]
+        )
         save_report(
             report,
             output_dir,

@@ -2,6 +2,7 @@
 
     guard = LostImages({"train": (ids, labels), "dev": (ids, labels)}, class_names, skip_log, stop=True)
     trainer.add_callback(guard)          # checked at every epoch's end and before every checkpoint (trainer.py)
+    LostImages({"val": (ids, labels)}, ...).lost()["val"]   # {label: images}: the report's "unreadable" column
 
 The pre-training check refuses or skips what is unreadable before the first step. An image that becomes unreadable
 later (a disk going bad, a sync rewriting files) is a placeholder row in its batch (placeholders.py), logged and
@@ -43,16 +44,15 @@ class LostImages(TrainerCallback):
         self.skip_log = Path(skip_log)
         self.stop = stop
         self._warned: set[str] = set()
-        self._start = 0  # the list's size when this training began: a resumed run counts its own losses only
-
-    def on_train_begin(self, args, state, control, **kwargs):
+        # the list as this run found it: a rerun counts its own losses only (the pre-training check's entries, and
+        # an earlier attempt's, came before)
         try:
             self._start = self.skip_log.stat().st_size
         except OSError:
             self._start = 0
 
     def lost(self) -> dict[str, Counter]:
-        """{split: Counter(label -> images lost during this training)}, each image once however often it was loaded."""
+        """{split: Counter(label -> images lost since this was made)}, each image once however often it was loaded."""
         try:
             with open(self.skip_log, "rb") as log:
                 log.seek(self._start)

@@ -22,12 +22,20 @@ CLASSES = ["tench", "church", "parachute"]
 def guard(tmp_path, lines: list[str], train_labels=(0, 0, 0, 1, 1, 1, 1, 2, 2, 2), stop=True) -> LostImages:
     """Train images t0..t9 with those labels, dev images d0..d2 (one per class); skipped_images.txt holds `lines`."""
     log = tmp_path / "skipped_images.txt"
-    log.write_text("".join(line + "\n" for line in lines))
+    log.write_text(
+        "earlier\t/data/earlier.jpg\tunreadable when loaded (an earlier attempt's, before this run)\n"
+    )
     splits = {
-        "train": ([f"t{i}" for i in range(len(train_labels))], list(train_labels)),
+        "train": (
+            [f"t{i}" for i in range(len(train_labels))] + ["earlier"],
+            [*train_labels, 1],
+        ),  # not counted: not lost in this run
         "dev": (["d0", "d1", "d2"], [0, 1, 2]),
     }
-    return LostImages(splits, CLASSES, log, stop)
+    made = LostImages(splits, CLASSES, log, stop)
+    with open(log, "a") as f:
+        f.write("".join(line + "\n" for line in lines))
+    return made
 
 
 def loaded(image_id: str) -> str:
@@ -58,8 +66,9 @@ def test_the_share_of_a_split_stops_just_above_its_limit(tmp_path, lost, stops):
     labels = [i % 10 for i in range(100)]  # 10 classes of 10: no class is emptied by 11 lost images
     names = [f"class{k}" for k in range(10)]
     log = tmp_path / "skipped_images.txt"
+    made = LostImages({"train": ([f"t{i}" for i in range(100)], labels)}, names, log)
     log.write_text("".join(loaded(f"t{i}") + "\n" for i in range(lost)))
-    problem = LostImages({"train": ([f"t{i}" for i in range(100)], labels)}, names, log).problem()
+    problem = made.problem()
     assert (problem is not None) == stops and lost_images.LOST_SHARE == 0.10
     if stops:
         assert "train: 11 of 100 images (11%, over the 10% limit)" in problem
@@ -112,3 +121,31 @@ def test_a_class_overwritten_after_a_checkpoint_stops_the_run_and_the_repaired_r
     resumed = f"Resuming the interrupted run from {out / f'checkpoint-{steps_per_epoch}'}"
     assert any(record.getMessage().startswith(resumed) for record in caplog.records)
     assert (out / artifacts.ALL_RESULTS).exists()
+
+
+def test_a_val_class_whose_every_image_became_unreadable_is_marked_in_the_report_not_a_row_of_zeros(
+    tiny_model_dir, image_root, tmp_path, monkeypatch, capsys
+):
+    import train_clip_lora
+
+    data = tmp_path / "data"
+    shutil.copytree(image_root, data)
+    church, parachute = (sorted((data / "val").iterdir())[k] for k in (4, 9))  # n03028079, n03888257
+    for path in church.iterdir():
+        path.write_bytes(b"rewritten")
+    next(iter(sorted(parachute.iterdir()))).write_bytes(b"rewritten")  # one of this class's 10
+    monkeypatch.setattr(
+        train_clip_lora, "verify_splits", lambda splits, *a, **k: splits
+    )  # as if after the check
+    out = tmp_path / "eval"
+    assert run_verb("train", smoke_argv(tiny_model_dir, data, out, "--do_train", "false")) == 0
+    report = artifacts.read_json(out / artifacts.CLASSIFICATION_REPORT_JSON)["per_class"]
+    assert report["church"]["support"] == 0 and report["church"]["unreadable"] == 10
+    assert report["parachute"]["support"] == 9 and report["parachute"]["unreadable"] == 1
+    assert all("unreadable" not in row for name, row in report.items() if name not in ("church", "parachute"))
+    note = (
+        "Unreadable during the run, left out of the numbers: church 10 (no readable image: its row is not a "
+        "measurement), parachute 1"
+    )
+    assert note in (out / artifacts.CLASSIFICATION_REPORT_MD).read_text()
+    assert note in capsys.readouterr().out
