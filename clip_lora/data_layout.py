@@ -159,6 +159,20 @@ def imagefolder_classes(root: Path, class_names_file: str | None) -> tuple[list[
     )
 
 
+def control_classes(root: Path) -> tuple[Path, list[str], list[str]]:
+    """(the folder holding the classes, its class folders, their names) of a --control_eval_dir: <class>/<images>
+    or val/<class>/...; two classes or more, named by their folders."""
+    split_dir = next((root / n for n in VAL_SPLIT_NAMES if (root / n).is_dir()), root)
+    folders = class_folders(split_dir)
+    if len(folders) < 2:
+        raise DataError(f"--control_eval_dir {root} has {len(folders)} class folder(s); it needs two or more")
+    return (
+        split_dir,
+        folders,
+        class_names_for(folders, None, f"the class folders of --control_eval_dir {root}"),
+    )
+
+
 # ---------------------------------------------------------------- class names
 def class_names_for(
     ids: list[str], class_names_file: str | None, where: str = "the classes", min_classes: int = MIN_CLASSES

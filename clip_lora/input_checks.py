@@ -13,6 +13,7 @@ path that looks local is never sent to the Hub).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from clip_lora import data_layout, run_dir, sources
 from clip_lora.artifacts import escape_path
@@ -21,8 +22,13 @@ from clip_lora.errors import DataError
 
 def check_data(data_args) -> None:
     """The folder the images come from, and the classes its folders name (two or more, distinct names): what
-    data.load_splits would refuse first, without listing an image. A Hub dataset or a stream is judged when it
-    loads."""
+    data.load_splits would refuse first, without listing an image; the control set's classes too. A Hub dataset or a
+    stream is judged when it loads."""
+    control = getattr(data_args, "control_eval_dir", None)
+    if control and os.path.isdir(
+        os.path.expanduser(control)
+    ):  # validation judged a control that is no folder
+        data_layout.control_classes(Path(control).expanduser())
     if getattr(data_args, "streaming", False):
         return
     name = str(data_args.dataset_name)

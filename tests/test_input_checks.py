@@ -112,6 +112,11 @@ def test_file_system_mistakes_are_one_line_before_torch_loads(clone, tmp_path_fa
             f"error: --class_names_file {names} for the class folders of pets/train: 'cat' and 'kitten' map to "
             "the same class name 'cat'",
         ),
+        "one control class": (
+            clone,
+            ["train", "smoke", "--control_eval_dir", "one_class/val", "--output_dir", "runs/new"],
+            "error: --control_eval_dir one_class/val has 1 class folder(s); it needs two or more",
+        ),
         "model": (
             clone,
             ["train", "smoke", "--model_name_or_path", "runs/demo-assets/modle"],
