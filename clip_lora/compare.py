@@ -79,10 +79,14 @@ def step_comparison(a: dict, b: dict) -> dict:
     differs, and whether the runs drew different dropout masks: LoRA dropout > 0 with another process layout draws
     its masks on other shapes and other ranks' generators (same distribution, other numbers)."""
     batches = [config.get("provenance", {}).get("batch") for config in (a, b)]
+    evaluations = [run for run, config in zip("AB", (a, b), strict=True) if config.get("do_train") is False]
+    if evaluations:  # an evaluation made no step: its batch says nothing about training
+        return {"known": False, "why": f"{' and '.join(evaluations)} only evaluated (--do_train false)"}
     if not all(batches):
+        unknown = [run for run, batch in zip("AB", batches, strict=True) if not batch]
         return {
             "known": False,
-            "unknown": [run for run, batch in zip("AB", batches, strict=True) if not batch],
+            "why": f"not recorded by {' and '.join(unknown)} (a run older than provenance)",
         }
     differ = [(key, batches[0].get(key), batches[1].get(key)) for key in STEP_NAMES]
     differ = [row for row in differ if row[1] != row[2]]

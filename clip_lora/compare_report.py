@@ -45,9 +45,7 @@ def _step(batch: dict) -> str:
 
 def _step_lines(step: dict) -> list[str]:
     if not step["known"]:
-        return [
-            f"how a step was made: not recorded by {' and '.join(step['unknown'])} (a run older than provenance)"
-        ]
+        return [f"how a step was made: {step['why']}"]
     if not step["differ"]:
         return [f"how a step was made: the same ({_step(step['batches'][0])})"]
     lines = [

@@ -94,6 +94,5 @@ def next_steps(output_dir: str | Path, config: dict) -> str:
         f"results: {out} (README.md: the model card; all_results.json, predictions.csv and the plots)",
         "next" + (f" (clip-lora is not on PATH: {activation})" if activation else "") + ":",
     ]
-    width = max(len(command) for command, _ in commands)
-    lines += [f"  {command:<{width}}  # {what}" for command, what in commands]
+    lines += [f"  {command}  # {what}" for command, what in commands]
     return "\n".join(lines)

@@ -101,4 +101,12 @@ def test_a_run_without_a_recorded_batch_keeps_the_step_flags(tmp_path, capsys):
         ["per_device_train_batch_size", "gradient_accumulation_steps", "global_batch_size"]
     )
     assert run_verb("compare", [str(a), str(b)]) == 0
-    assert "how a step was made: not recorded by A" in capsys.readouterr().out
+    assert "how a step was made: not recorded by A (a run older than provenance)" in capsys.readouterr().out
+
+
+def test_an_evaluation_is_not_compared_as_a_training_step(tmp_path):
+    a = make_run(tmp_path / "a", TWO_PROCESSES, lora_dropout=0.1)
+    b = make_run(tmp_path / "b", ONE_PROCESS, lora_dropout=0.1)
+    config = artifacts.read_json(b / artifacts.RUN_CONFIG)
+    (b / artifacts.RUN_CONFIG).write_text(json.dumps({**config, "do_train": False}))
+    assert compare.compare(a, b)["step"] == {"known": False, "why": "B only evaluated (--do_train false)"}
