@@ -1,13 +1,13 @@
 """A run's inputs as the file system shows them, judged before torch, transformers or datasets load.
 
-    check_data(data_args)                         # the images' folder and its classes (both parses)
-    check_output_dir(training_args)               # a finished or locked --output_dir (the quick parse)
+    check_data(data_args)                 # the images' folder and its classes
+    check_output_dir(training_args)       # a finished or locked --output_dir
 
 `validation.check_run` calls these, so `clip-lora train` / `eval` answer a wrong folder in well under a second
-(clip_lora/flag_schema.py runs the check before the heavy imports) and the full parse judges the same way. Each
-check reuses the function the later step raises from (data_layout for the data, run_dir for the output folder), so
-the early line is the later line, only sooner. Paths to models and adapters go through clip_lora/sources.py (a
-path that looks local is never sent to the Hub).
+(clip_lora/flag_schema.py runs the check before the heavy imports); the full parse runs them again, so the answer
+cannot differ. Each check reuses the function the later step raises from (data_layout for the data, run_dir for the
+output folder): the early line is the later line, only sooner. Paths to models and adapters go through
+clip_lora/sources.py (a path that looks local is never sent to the Hub).
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ def check_data(data_args) -> None:
     data.load_splits would refuse first, without listing an image; the control set's classes too. A Hub dataset or a
     stream is judged when it loads."""
     control = getattr(data_args, "control_eval_dir", None)
-    if control and os.path.isdir(
-        os.path.expanduser(control)
-    ):  # validation judged a control that is no folder
+    # (a control that is no folder: validation has named it already)
+    if control and os.path.isdir(os.path.expanduser(control)):
         data_layout.control_classes(Path(control).expanduser())
     if getattr(data_args, "streaming", False):
         return
@@ -63,7 +62,8 @@ def _check_fastai_folder(data_args, name: str) -> None:
 def check_output_dir(training_args) -> None:
     """A folder holding a finished run (or, for an evaluation, any run) and a folder another run holds the lock of,
     refused as run_dir.prepare would refuse them. Only the main process looks at the lock: under torchrun, rank 0
-    may already hold it while another rank is still checking its flags."""
+    may already hold it while another rank is still checking its flags. The probe holds a shared lock for the
+    microseconds between its open and close."""
     out = training_args.output_dir
     if not out or not os.path.isdir(os.path.expanduser(out)):
         return
