@@ -170,6 +170,8 @@ def app_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available).")
     args = parser.parse_args(argv)
     sources.resolve(args.run, "clip-lora app", what="run folder", error=ModelError)
+    if args.data_dir:
+        sources.resolve(args.data_dir, "--data_dir", error=ModelError)
     return args
 
 

@@ -129,6 +129,17 @@ def test_file_system_mistakes_are_one_line_before_torch_loads(clone, tmp_path_fa
             "error: --adapter_name_or_path runs/demo: no such folder (relative to {cwd}); run `make demo` first: "
             "it trains the demo run into runs/demo.",
         ),
+        "app before the demo": (
+            fresh,
+            ["app", "runs/demo"],
+            "error: clip-lora app runs/demo: no such run folder (relative to {cwd}); run `make demo` first",
+        ),
+        "app data typo": (
+            clone,
+            ["app", "runs/finished", "--data_dir", "runs/demo-assets/imagenete"],
+            "error: --data_dir runs/demo-assets/imagenete: no such folder (relative to {cwd}); "
+            "did you mean runs/demo-assets/imagenette?",
+        ),
         "adapter typo": (
             clone,
             ["eval", "smoke", "--adapter_name_or_path", "runs/finishd", "--output_dir", "runs/new"],
