@@ -51,6 +51,7 @@ from clip_lora.image_check import verify_splits
 from clip_lora.images import make_transform
 from clip_lora.lost_images import LostImages
 from clip_lora.modeling import apply_lora, count_parameters, load_adapter, load_clip
+from clip_lora.next_steps import next_steps
 from clip_lora.placeholders import kept_ids
 from clip_lora.preprocessing import prepare_splits
 from clip_lora.trainer import ClipLoraTrainer
@@ -338,6 +339,8 @@ def main(argv: list[str] | None = None) -> dict:
             hub.push_run(output_dir, repo_id, training_args)
         run_dir.mark_finished(output_dir)  # last: everything above is in place
         run_dir.release_lock(output_dir)
+        if training_args.do_train:  # the last lines `make demo` prints: where to look, what to type next
+            print(next_steps(output_dir, run_config))
     return results
 
 

@@ -60,6 +60,10 @@ VERBS = {
     "config": ("clip_lora.cli", "config_main", "print the path of a packaged accelerate config"),
 }
 
+# Verbs that show no library progress bar (config, compare) or set the libraries up themselves (predict): importing
+# transformers and datasets just to silence their bars would cost seconds before a path is printed.
+NO_LIBRARY_SETUP = {"predict", "config", "compare"}
+
 
 def release_process_group() -> None:
     """Destroy the process group a finished verb leaves (torchrun / accelerate launch), while Python is whole.
@@ -106,7 +110,7 @@ def run(verb: str, argv: list[str]) -> int:
 
             # bars only on a terminal; known library warnings silenced. predict configures the libraries itself,
             # on its torch path only: on an onnx export it imports none of them.
-            progress.configure(libraries=verb != "predict")
+            progress.configure(libraries=verb not in NO_LIBRARY_SETUP)
             getattr(importlib.import_module(module), function)(argv)
     except BaseException as err:
         with faults.saying_why():  # from the first statement: the launcher's SIGTERM must not cut the line

@@ -99,10 +99,7 @@ def acquire_lock(output_dir: str | Path) -> None:
             os.close(fd)
             if err.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
-            raise ArgumentError(
-                f"--output_dir {artifacts.escape_path(out)} is in use by another run ({lock_holder(out)}); "
-                "wait for it to end or choose another --output_dir."
-            ) from None
+            raise in_use(out) from None
         # A failed run removes its lock file (abandon): a lock taken on the file it unlinked is no lock; retry.
         try:
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
@@ -241,13 +238,9 @@ def prepare(training_args, run_config: dict) -> str | None:
         if main_process:
             clear_run(out)
         return None
+    check_reusable(out, training_args.do_train, overwrite=False)
     if not training_args.do_train:
-        check_evaluation_target(out)
         return None
-    if is_finished(out):
-        raise ArgumentError(
-            f"{shown} already holds a finished run; pass --overwrite_output_dir to replace it or choose another --output_dir."
-        )
     changed = changed_flags(out, run_config, set(training_args.to_dict()))
     if changed:
         raise ArgumentError(
@@ -256,6 +249,46 @@ def prepare(training_args, run_config: dict) -> str | None:
         )
     _active["resume"] = last_complete_checkpoint(out, remove_partial=main_process)
     return _active["resume"]
+
+
+def check_reusable(output_dir: str | Path, do_train: bool, overwrite: bool) -> None:
+    """What the folder's past allows, read from the files alone (the CLI asks before torch loads, prepare again):
+    a finished run is not trained into again, another run is not evaluated over, without --overwrite_output_dir."""
+    out = Path(output_dir)
+    if overwrite:
+        return
+    if not do_train:
+        check_evaluation_target(out)
+    elif is_finished(out):
+        raise ArgumentError(
+            f"{artifacts.escape_path(out)} already holds a finished run; pass --overwrite_output_dir to replace it "
+            "or choose another --output_dir."
+        )
+
+
+def check_unlocked(output_dir: str | Path) -> None:
+    """Refuse a folder another process holds the lock of, without taking it (the check before torch loads)."""
+    out = Path(output_dir).resolve()
+    if out in _held:  # this process's own run (a second main() in one process takes it afresh)
+        return
+    try:
+        fd = os.open(out / artifacts.RUN_LOCK, os.O_RDONLY)
+    except OSError:  # no lock file (or none readable): acquire_lock judges it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno in (errno.EAGAIN, errno.EACCES):
+            raise in_use(out) from None
+    finally:
+        os.close(fd)  # closing drops the probe's shared lock at once
+
+
+def in_use(out: Path) -> ArgumentError:
+    return ArgumentError(
+        f"--output_dir {artifacts.escape_path(out)} is in use by another run ({lock_holder(out)}); "
+        "wait for it to end or choose another --output_dir."
+    )
 
 
 def check_evaluation_target(out: Path) -> None:

@@ -270,11 +270,13 @@ def _check_adapter(model_args, training_args, quick: bool) -> None:
 def check_run(model_args, data_args, lora_args, training_args, metrics: list[str] | None = None) -> None:
     """The checks that need several flags, a file or a library: all before any data or model is loaded.
     `metrics` given: the quick check the CLI runs before torch is imported (a Hub adapter is not fetched)."""
-    from clip_lora import prompts
+    from clip_lora import input_checks, prompts
 
     _check_training_length(training_args)
     _check_metric(training_args, metrics)
     _check_paths(model_args, data_args)
+    input_checks.check_output_dir(training_args)
+    input_checks.check_data(data_args)
     wise_alphas(data_args.wise_alphas)
     prompts.resolve_templates(data_args.prompt_templates, data_args.prompt_template)
     if data_args.class_names_file:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clip_lora import flag_schema, sources, validation
+from clip_lora import artifacts, flag_schema, sources, validation
 from clip_lora.adapters import base_model_for, read_adapter_config
 from clip_lora.class_names import canonical, normalise
-from clip_lora.errors import ArgumentError, ClassNameError, ModelError, Parser, PredictError
+from clip_lora.errors import ArgumentError, ClassNameError, ModelError, Parser, PredictError, RunError
 from clip_lora.onnx_flags import EXPORT_FORMATS, ONNX_CHOICES, ONNX_INSTALL, onnx_problem, require_onnx
 from clip_lora.prompts import template_problem
 
@@ -188,6 +188,8 @@ def app_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available).")
     args = parser.parse_args(argv)
     sources.resolve(args.run, "clip-lora app", what="run folder", error=ModelError)
+    if args.data_dir:
+        sources.resolve(args.data_dir, "--data_dir", error=ModelError)
     return args
 
 
@@ -245,6 +247,42 @@ def sweep_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return args, train_argv
 
 
+# ---------------------------------------------------------------- compare
+def compare_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = Parser(
+        prog="clip-lora compare", description="Two runs side by side: flags, data, versions, McNemar."
+    )
+    parser.add_argument("run_a", help="a run's output folder")
+    parser.add_argument("run_b", help="another run's output folder")
+    args = parser.parse_args(argv)
+    for folder in (args.run_a, args.run_b):
+        check_run_folder(folder)
+    return args
+
+
+def check_run_folder(folder: str | Path) -> None:
+    """A folder `clip-lora compare` can read: it exists, is a folder and holds a finished run's files."""
+    path = Path(folder)
+    shown = artifacts.escape_path(path)
+    if path.is_file():
+        raise RunError(f"run folder {shown} is a file; pass the --output_dir (a folder) of a clip-lora run.")
+    if not path.is_dir():
+        raise RunError(
+            f"run folder {shown} does not exist (pass the --output_dir of a clip-lora run); "
+            + sources.missing_path_hint(str(folder))
+        )
+    missing = [name for name in (artifacts.RUN_CONFIG, artifacts.ALL_RESULTS) if not (path / name).is_file()]
+    if missing:
+        raise RunError(
+            f"{shown} is not a finished clip-lora run (no {' or '.join(missing)}); pass the --output_dir of a run."
+        )
+    if not (path / artifacts.PREDICTIONS).is_file():
+        raise RunError(
+            f"{shown} has no {artifacts.PREDICTIONS} (val predictions), so the runs cannot be paired; "
+            "compare the local output folder of a run, not a pushed repo."
+        )
+
+
 # ---------------------------------------------------------------- the table cli.run uses
 def _plain(parse):
     def check(argv: list[str]) -> bool:
@@ -266,6 +304,7 @@ PRECHECKS = {
     "export": _plain(export_args),
     "app": _plain(app_args),
     "sweep": _sweep,
+    "compare": _plain(compare_args),
 }
 
 
