@@ -38,7 +38,7 @@ EXTRA_FLAGS = ("global_batch_size",)  # derived, but the number that defines a s
 # "unknown"), but a key that is there has the shape the report uses.
 RUN_CONFIG_KEYS = {
     "provenance": run_files.OBJECT,
-    "provenance.data": run_files.OBJECT,
+    "provenance.data": run_files.OPTIONAL_OBJECT,  # null: not recorded (data "unknown")
     "provenance.versions": run_files.OBJECT,
     "provenance.code": run_files.OBJECT,
     "provenance.code.git_commit": run_files.OPTIONAL_STRING,
@@ -56,7 +56,7 @@ def load_run(folder: str | Path) -> dict:
     config = run_files.read_json_object(
         config_file, optional=RUN_CONFIG_KEYS, hint=hint, shown=escape(config_file)
     )
-    if "data" in config.get("provenance", {}):
+    if config.get("provenance", {}).get("data") is not None:
         where = f"{escape(config_file)}: provenance.data"
         run_files.check_keys(config["provenance"]["data"], FINGERPRINT_KEYS, where=where, hint=hint)
     results_file = path / artifacts.ALL_RESULTS

@@ -24,6 +24,7 @@ STRING = str
 NUMBER = (int, float)  # never a bool, though Python counts True as an int
 OPTIONAL_NUMBER = (int, float, type(None))
 OPTIONAL_STRING = (str, type(None))
+OPTIONAL_OBJECT = (dict, type(None))
 
 
 class ListOf:

@@ -271,7 +271,8 @@ def check_run_folder(folder: str | Path) -> None:
             f"run folder {shown} does not exist (pass the --output_dir of a clip-lora run); "
             + sources.missing_path_hint(str(folder))
         )
-    missing = [name for name in (artifacts.RUN_CONFIG, artifacts.ALL_RESULTS) if not (path / name).is_file()]
+    # a folder in a file's place is named by the reader (run_files): "is a folder, not a JSON file"
+    missing = [name for name in (artifacts.RUN_CONFIG, artifacts.ALL_RESULTS) if not (path / name).exists()]
     if missing:
         raise RunError(
             f"{shown} is not a finished clip-lora run (no {' or '.join(missing)}); pass the --output_dir of a run."

@@ -152,7 +152,7 @@ def test_a_file_or_a_folder_in_the_wrong_place_is_named_as_such(tmp_path, capsys
     good, file = write_run(tmp_path / "good"), tmp_path / "run.json"
     file.write_text("{}")
     line = user_error([str(good), str(file)], capsys, verb="compare")
-    assert line == f"error: {file} is a file, not a run folder; pass the --output_dir of a clip-lora run."
+    assert line == f"error: run folder {file} is a file; pass the --output_dir (a folder) of a clip-lora run."
     odd = write_run(tmp_path / "odd")
     (odd / artifacts.RUN_CONFIG).unlink()
     (odd / artifacts.RUN_CONFIG).mkdir()

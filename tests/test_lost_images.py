@@ -148,4 +148,5 @@ def test_a_val_class_whose_every_image_became_unreadable_is_marked_in_the_report
         "measurement), parachute 1"
     )
     assert note in (out / artifacts.CLASSIFICATION_REPORT_MD).read_text()
+    assert note in (out / "README.md").read_text()  # the card's per-class section
     assert note in capsys.readouterr().out
