@@ -102,6 +102,13 @@ def escape_path(path: str | Path | bytes) -> str:
     )
 
 
+def listing(names, shown: int = 10) -> str:
+    """`a, b, c, and 990 more`: the first `shown` of a list, so a line naming them stays one readable line."""
+    names = list(names)
+    more = f", and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(map(escape_path, names[:shown])) + more
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     import numpy as np
 

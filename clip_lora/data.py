@@ -19,7 +19,7 @@ import datasets
 import numpy as np
 
 from clip_lora import sources
-from clip_lora.artifacts import escape_path
+from clip_lora.artifacts import escape_path, listing
 from clip_lora.class_names import MIN_CLASSES
 from clip_lora.data_layout import (  # noqa: F401 - the tables and folder readers, re-exported for their users
     DEFAULT_IMAGENETTE_DIR,
@@ -105,8 +105,8 @@ def _load_folder(root: Path, folder_names: list[str], class_names: list[str]) ->
         unknown = [f for f in class_folders(split_dir) if f not in folder_to_label]
         if unknown:
             raise DataError(
-                f"unknown class folder(s) in {escape_path(split_dir)}: {', '.join(map(escape_path, unknown))}; "
-                f"known: {', '.join(folder_names)}"
+                f"{len(unknown)} unknown class folder(s) in {escape_path(split_dir)}: {listing(unknown)}; "
+                f"known: {listing(folder_names)}"
             )
     features = class_features(class_names)
     return datasets.DatasetDict(

@@ -1,6 +1,6 @@
 """Headless plots of a finished run, read from its artifacts in output_dir.
 
-    python -m clip_lora.plots runs/demo   # training_curves.png, changes.png, confusion_matrix.png, zero_shot_confusion_matrix.png
+    python -m clip_lora.plots runs/demo   # training_curves.png, changes.png, confusion_matrix.png/.csv, zero_shot_...
     plots.save_plots(output_dir)       # the same, as the last step of train_clip_lora.main
 
 Each PNG also carries the data it draws as JSON in the PNG text chunk "Description" (counts, curves, the changed
@@ -10,6 +10,8 @@ images), so a reader (or a test) can check the picture against the run's files w
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -164,7 +166,18 @@ def plot_confusion_matrix(predictions_csv: str | Path, path: str | Path, title: 
         }
     )
     artifacts.save_figure(fig, path, description)
+    write_confusion_csv(counts, class_names, Path(path).with_suffix(".csv"))
     return counts
+
+
+def write_confusion_csv(counts: np.ndarray, class_names: list[str], path: Path) -> None:
+    """The full matrix beside its figure (which draws at most MOST_CONFUSED classes): a header row of predicted
+    class names, then one row per true class, its name first. Names are quoted by the csv module."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["true \\ predicted", *class_names])
+    writer.writerows([name, *row] for name, row in zip(class_names, counts.tolist(), strict=True))
+    artifacts.atomic_write_text(path, buffer.getvalue())
 
 
 def save_plots(output_dir: str | Path) -> list[Path]:
