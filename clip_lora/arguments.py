@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from clip_lora import flag_schema, progress, validation
+from clip_lora import progress, validation
 from clip_lora.batching import launched_processes, resolve_batch
 from clip_lora.errors import ArgumentError, ClipLoraError, OneLineParserMixin, unknown_arguments_line
 from clip_lora.prompts import DEFAULT_TEMPLATE
@@ -373,5 +373,4 @@ def parse_args(argv: list[str] | None = None):
     if unknown:
         raise ArgumentError(unknown_arguments_line(unknown, parser))
     validation.check_run(model_args, data_args, lora_args, training_args)
-    flag_schema.remember()  # no description for this install yet: the next mistake is answered before torch loads
     return model_args, data_args, lora_args, training_args

@@ -19,7 +19,7 @@ import math
 import re
 from pathlib import Path
 
-from clip_lora import sources
+from clip_lora import resume, sources
 from clip_lora.errors import ArgumentError, DataError
 from clip_lora.sources import check_output_file, check_output_folder  # noqa: F401 - re-exported
 from clip_lora.sources import text_problem as _text_problem
@@ -275,6 +275,7 @@ def check_run(model_args, data_args, lora_args, training_args, metrics: list[str
     _check_training_length(training_args)
     _check_metric(training_args, metrics)
     _check_paths(model_args, data_args)
+    resume.check_flag(training_args)
     wise_alphas(data_args.wise_alphas)
     prompts.resolve_templates(data_args.prompt_templates, data_args.prompt_template)
     if data_args.class_names_file:
