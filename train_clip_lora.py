@@ -46,7 +46,7 @@ from clip_lora import (
 )
 from clip_lora.arguments import parse_args
 from clip_lora.class_names import prompt_tokens, text_limit
-from clip_lora.data import load_splits
+from clip_lora.data import HubColumns, load_splits
 from clip_lora.image_check import verify_splits
 from clip_lora.images import make_transform
 from clip_lora.modeling import apply_lora, count_parameters, load_adapter, load_clip
@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
             max_eval_samples=data_args.max_eval_samples,
             class_names_file=data_args.class_names_file,
             shots_per_class=data_args.shots_per_class,
+            hub_columns=HubColumns.of(data_args),
         )
         splits = verify_splits(splits, data_args.on_bad_image, output_dir, training_args.process_index == 0)
     # Image counts and a hash of (id, size) per split (provenance.py), taken before pixels replace the images.

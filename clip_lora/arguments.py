@@ -59,6 +59,26 @@ class DataArguments:
             "nonempty": True,
         },
     )
+    # run_image_classification.py's names and meaning; used with a hub dataset (its columns are guessed by type
+    # when not given: the Image column and the ClassLabel column).
+    dataset_config_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A hub dataset's configuration (load_dataset's second argument).",
+            "nonempty": True,
+        },
+    )
+    image_column_name: str | None = field(
+        default=None,
+        metadata={"help": "A hub dataset's image column (default: its Image column).", "nonempty": True},
+    )
+    label_column_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A hub dataset's label column, a ClassLabel (default: its ClassLabel column).",
+            "nonempty": True,
+        },
+    )
     data_dir: str | None = field(
         default=None,
         metadata={
