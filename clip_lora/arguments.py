@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from clip_lora import progress, validation
+from clip_lora import progress, train_help, validation
 from clip_lora.batching import launched_processes, resolve_batch
 from clip_lora.errors import ArgumentError, ClipLoraError, OneLineParserMixin, unknown_arguments_line
 from clip_lora.prompts import DEFAULT_TEMPLATE
@@ -82,7 +82,9 @@ class DataArguments:
     data_dir: str | None = field(
         default=None,
         metadata={
-            "help": "ImageNette folder (imagenette2 layout). Empty: the fast.ai archive is downloaded here once."
+            "help": "Where imagenette / imagewoof is (train/ and val/, or the extracted archive's folder in it); "
+            "the archive is downloaded there when absent. Not given: ~/.cache/clip_lora/<dataset_name>. For a hub "
+            "dataset: its datasets cache folder."
         },
     )
     imagenette_size: str = field(
@@ -93,7 +95,10 @@ class DataArguments:
         },
     )
     download: bool = field(
-        default=True, metadata={"help": "Download ImageNette when --data_dir holds no data."}
+        default=True,
+        metadata={
+            "help": "true: download the fast.ai archive when --data_dir holds no data (false: that is an error)."
+        },
     )
     on_bad_image: str = field(
         default="skip",
@@ -217,6 +222,14 @@ class ClipLoraTrainingArguments(TrainingArguments):
         default=False, metadata={"help": "Start over in an output_dir that already holds a finished run."}
     )
     do_train: bool = field(default=True, metadata={"help": "Fine-tune (false: evaluate only)."})
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "A checkpoint-<step> folder to resume training from (its save complete, its files intact, its "
+            "run's flags the same), or true: the newest in --output_dir. Not given: an interrupted run in "
+            "--output_dir resumes from its newest intact checkpoint."
+        },
+    )
     do_eval: bool = field(
         default=True, metadata={"help": "Evaluate on dev each epoch and on val at the end."}
     )
@@ -304,8 +317,8 @@ class ClipLoraTrainingArguments(TrainingArguments):
     logging_nan_inf_filter: bool = field(
         default=False,
         metadata={
-            "help": "Off: Trainer would read the loss back from the device at every step to hide a NaN/inf from "
-            "the logs; a non-finite loss stops the run instead (clip_lora/health.py)."
+            "help": "true: Trainer reads the loss back from the device at every step to hide a NaN/inf from the "
+            "logs. Left false, a non-finite loss stops the run instead (clip_lora/health.py)."
         },
     )
     dataloader_persistent_workers: bool | None = field(
@@ -356,10 +369,14 @@ ARGUMENT_CLASSES = (ModelArguments, DataArguments, LoraArguments, ClipLoraTraini
 
 
 class OneLineHfParser(OneLineParserMixin, HfArgumentParser):
-    """A bad flag value (wrong type, bad choice) is one `error:` line, not argparse's usage + message.
+    """A bad flag value (wrong type, bad choice) is one `error:` line, not argparse's usage + message; --help is
+    grouped (clip_lora/train_help.py).
 
     HfArgumentParser hands field metadata to argparse as keywords; the validity rules in it are ours
     (clip_lora.validation), so argparse sees the rest only."""
+
+    def format_help(self) -> str:
+        return train_help.help_text(self, "train")
 
     @staticmethod
     def _parse_dataclass_field(parser, field):
@@ -375,7 +392,10 @@ def field_names(classes=ARGUMENT_CLASSES) -> set[str]:
 def build_parser() -> OneLineHfParser:
     # Exact flag names only: with argparse's prefix matching, `--learning_rat` (or a recipe's `learning_rat:`)
     # would silently set --learning_rate.
-    return OneLineHfParser(ARGUMENT_CLASSES, prog="clip-lora train", allow_abbrev=False)
+    parser = OneLineHfParser(ARGUMENT_CLASSES, prog="clip-lora train", allow_abbrev=False)
+    parser.add_argument("--help-all", action=train_help.HelpAllAction, help="Also Trainer's other flags.")
+    train_help.reword(parser)
+    return parser
 
 
 def parse_args(argv: list[str] | None = None):
