@@ -42,9 +42,10 @@ from clip_lora import (
     run_dir,
     streaming,
     tracking,
+    train_help,
     wise_ft,
 )
-from clip_lora.arguments import parse_args
+from clip_lora.arguments import build_parser, parse_args
 from clip_lora.class_names import prompt_tokens, text_limit
 from clip_lora.data import HubColumns, load_splits
 from clip_lora.image_check import verify_splits
@@ -330,4 +331,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 def eval_main(argv: list[str] | None = None) -> dict:
     """clip-lora eval: the same pipeline, evaluating only (--do_train false) unless a flag says otherwise."""
-    return main(eval_argv(list(sys.argv[1:] if argv is None else argv)))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(
+        argv
+    ):  # eval's view of the flags (the quick check prints it first where it can)
+        print(train_help.help_text(build_parser(), "eval"), end="")
+        return {}
+    return main(eval_argv(argv))
