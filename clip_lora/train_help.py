@@ -112,7 +112,8 @@ WIDTH = (
 
 
 def usage(prog: str) -> str:
-    return f"{prog} [RECIPE | --config FILE.yaml] [--flag value ...]"
+    recipes = " | ".join(names(RECIPES_DIR))
+    return f"{prog} [RECIPE | --config FILE.yaml] [--flag value ...]\n       RECIPE: {recipes} | FILE.yaml"
 
 
 def description(view: str) -> str:
@@ -125,7 +126,7 @@ def description(view: str) -> str:
     )
     recipe = (
         f"RECIPE: a packaged recipe ({recipes}) or a .yaml/.json file of flag: value (trl's --config FILE is the "
-        "same); flags given after it override its values."
+        "same); flags given after it override its values. `clip-lora config` lists the recipes."
     )
     return "\n\n".join(textwrap.fill(text, WIDTH) for text in (what, recipe))
 

@@ -58,6 +58,7 @@ def test_train_help_lists_the_projects_flags_first_in_groups_and_trainers_behind
     text = _help(capsys, "train", "--help")
     lines = text.splitlines()
     assert lines[0] == "usage: clip-lora train [RECIPE | --config FILE.yaml] [--flag value ...]"
+    assert lines[1].split() == ["RECIPE:", *" | ".join(names(RECIPES_DIR)).split(), "|", "FILE.yaml"]
     assert f"a packaged recipe ({', '.join(names(RECIPES_DIR))})" in " ".join(lines)
     assert [line for line in lines if line in TITLES] == TITLES  # in this order, each once
     shown = entries(text)
