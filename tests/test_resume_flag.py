@@ -61,6 +61,15 @@ def test_the_named_checkpoint_is_resumed_and_the_run_ends_as_the_uninterrupted_o
     assert run_verb("train", argv) == 0
     assert_same_results(elsewhere, reference)
 
+    # `--resume_from_checkpoint true` (Trainer's "latest"): the newest intact checkpoint of --output_dir.
+    latest = tmp_path / "latest"
+    _cut_off_after_training(small_argv(tiny_model_dir, data, latest), monkeypatch)
+    assert (
+        run_verb("train", small_argv(tiny_model_dir, data, latest, "--resume_from_checkpoint", "true")) == 0
+    )
+    assert f"Resuming from {latest / 'checkpoint-2'} (--resume_from_checkpoint)" in caplog.text
+    assert_same_results(latest, reference)
+
 
 @pytest.fixture()
 def copied_run(small_run, tmp_path) -> Path:
