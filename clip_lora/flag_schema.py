@@ -40,7 +40,14 @@ def _sources() -> list[Path]:
     )  # the top-level module next to train_clip_lora (not imported)
     files = [
         here / name
-        for name in ("arguments.py", "validation.py", "prompts.py", "flag_schema.py", "train_help.py")
+        for name in (
+            "arguments.py",
+            "training_arguments.py",
+            "validation.py",
+            "prompts.py",
+            "flag_schema.py",
+            "train_help.py",
+        )
     ]
     return files + ([Path(metrics.origin)] if metrics and metrics.origin else [])
 

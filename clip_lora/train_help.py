@@ -145,15 +145,15 @@ class GroupedFormatter(argparse.RawDescriptionHelpFormatter):
     """One spelling per flag; `[true|false]` for a boolean; `(default: X)` only where X is a default to show."""
 
     def _format_action_invocation(self, action):
+        text = super()._format_action_invocation(action)  # "--data_dir DATA_DIR, --data-dir DATA_DIR"
         if not action.option_strings:
-            return super()._format_action_invocation(action)
-        spellings = [s for s in action.option_strings if not _dashed_alias(s, action.option_strings)]
-        flag = spellings[0]
-        if action.nargs == 0:
-            return ", ".join(spellings)
+            return text
+        kept = [
+            part for part in text.split(", ") if not _dashed_alias(part.split()[0], action.option_strings)
+        ]
         if action.const is True and action.nargs == "?":  # HfArgumentParser's booleans: --flag [true|false]
-            return f"{flag} [true|false]"
-        return f"{flag} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
+            return f"{kept[0].split()[0]} [true|false]"
+        return ", ".join(kept)
 
     def _get_help_string(self, action):
         text = action.help or ""
@@ -187,7 +187,7 @@ TRAINER_HELP = {
     "dataloader_pin_memory": "true: pinned loader memory, for faster copies to a GPU (default: true on a GPU, "
     "false without one).",
 }
-MACHINE_DEFAULTS = {"dataloader_pin_memory"}  # resolved at parse time (arguments.ClipLoraTrainingArguments)
+MACHINE_DEFAULTS = {"dataloader_pin_memory"}  # resolved at parse time (training_arguments.py)
 
 
 def reword(parser: argparse.ArgumentParser) -> None:
