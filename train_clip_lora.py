@@ -33,6 +33,7 @@ from clip_lora import (
     calibration,
     card_text,
     control,
+    flag_schema,
     hub,
     model_card,
     offline,
@@ -42,11 +43,12 @@ from clip_lora import (
     run_dir,
     streaming,
     tracking,
+    train_help,
     wise_ft,
 )
-from clip_lora.arguments import parse_args
+from clip_lora.arguments import build_parser, parse_args
 from clip_lora.class_names import prompt_tokens, text_limit
-from clip_lora.data import load_splits
+from clip_lora.data import HubColumns, load_splits
 from clip_lora.image_check import verify_splits
 from clip_lora.images import make_transform
 from clip_lora.lost_images import LostImages
@@ -90,6 +92,9 @@ def training_devices(training_args) -> list:
 def main(argv: list[str] | None = None) -> dict:
     # 1. Arguments and logging.
     model_args, data_args, lora_args, training_args = parse_args(argv)
+    # No description of the parser for this install yet: written now, so the next mistake is answered before torch
+    # loads. Called here, not in arguments.py: flag_schema describes arguments' parser, never the other way round.
+    flag_schema.remember()
     # INFO from the main process only: N processes would print every line N times.
     level = logging.INFO if training_args.should_log else logging.WARNING
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
@@ -105,7 +110,9 @@ def main(argv: list[str] | None = None) -> dict:
         data_args.dataset_name, data_args.data_dir, data_args.imagenette_size
     )
     last_checkpoint = resolve_output_dir(training_args, run_config)
-    if last_checkpoint:
+    if last_checkpoint and training_args.resume_from_checkpoint is not None:
+        logger.info("Resuming from %s (--resume_from_checkpoint)", last_checkpoint)
+    elif last_checkpoint:
         logger.info("Resuming the interrupted run from %s", last_checkpoint)
     # Before any data or model: a push that cannot work fails now; wandb without credentials goes offline.
     repo_id = hub.check_write_access(training_args) if training_args.push_to_hub else None
@@ -129,6 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
             max_eval_samples=data_args.max_eval_samples,
             class_names_file=data_args.class_names_file,
             shots_per_class=data_args.shots_per_class,
+            hub_columns=HubColumns.of(data_args),
         )
         splits = verify_splits(splits, data_args.on_bad_image, output_dir, training_args.process_index == 0)
     # Image counts and a hash of (id, size) per split (provenance.py), taken before pixels replace the images.
@@ -267,12 +275,13 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     # 6. Train; after each epoch evaluate on dev; the best dev epoch is restored at the end.
-    temperature = None
+    temperature, train_metrics = None, {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
         trainer.save_model()  # the selected adapter + processor files, in output_dir
         trainer.save_state()
-        results.update(train_result.metrics)
+        train_metrics = train_result.metrics
+        results.update(train_metrics)
         dev = trainer.predict(splits["dev"], metric_key_prefix="dev")
         trainer.log(dev.metrics)  # what evaluate() would log; predict also returns the dev logits
         results.update(dev.metrics)
@@ -291,7 +300,10 @@ def main(argv: list[str] | None = None) -> dict:
                 output_dir / artifacts.PREDICTIONS,
                 (output_dir / artifacts.ZERO_SHOT_PREDICTIONS).read_bytes(),
             )
-    results.update({key.replace("zero_shot_", "eval_", 1): value for key, value in final.metrics.items()})
+    # eval_results.json: the val metrics (and, after training, the epoch), as trainer.evaluate() returns them.
+    eval_metrics = {key.replace("zero_shot_", "eval_", 1): value for key, value in final.metrics.items()}
+    eval_metrics.update({"epoch": train_metrics["epoch"]} if "epoch" in train_metrics else {})
+    results.update(eval_metrics)
     if control_set is not None:  # what fine-tuning cost outside the task (control.py)
         alphas = data_args.wise_alpha_list
         results.update(control.run(trainer, model, control_set, transform, output_dir, alphas))
@@ -310,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
             model=model_card.evaluated_model(training_args.do_train, model_args.adapter_name_or_path),
         )
         print(format_report(report))
-        artifacts.write_json(output_dir / artifacts.ALL_RESULTS, results)
+        artifacts.write_results(output_dir, results, train_metrics, eval_metrics)
         logger.info(
             "zero-shot accuracy %.4f -> fine-tuned %.4f (val, %d images)",
             results["zero_shot_accuracy"],
@@ -346,4 +358,10 @@ def main(argv: list[str] | None = None) -> dict:
 
 def eval_main(argv: list[str] | None = None) -> dict:
     """clip-lora eval: the same pipeline, evaluating only (--do_train false) unless a flag says otherwise."""
-    return main(eval_argv(list(sys.argv[1:] if argv is None else argv)))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(
+        argv
+    ):  # eval's view of the flags (the quick check prints it first where it can)
+        print(train_help.help_text(build_parser(), "eval"), end="")
+        return {}
+    return main(eval_argv(argv))

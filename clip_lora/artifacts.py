@@ -25,6 +25,9 @@ if (
 PREDICTIONS = "predictions.csv"
 ZERO_SHOT_PREDICTIONS = "zero_shot_predictions.csv"
 ALL_RESULTS = "all_results.json"
+# Beside all_results.json, as Trainer.save_metrics("train") / ("eval") write them in HF's example scripts.
+TRAIN_RESULTS = "train_results.json"
+EVAL_RESULTS = "eval_results.json"
 RUN_CONFIG = "run_config.json"
 MODEL_CARD = "README.md"
 CLASSIFICATION_REPORT_JSON = "classification_report.json"
@@ -180,6 +183,17 @@ def read_run_config(output_dir: str | Path) -> dict:
 
 def write_json(path: str | Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_results(output_dir: str | Path, results: dict, train: dict, evaluation: dict) -> None:
+    """The results files of a run, as HF's example scripts leave them: train_results.json (Trainer's training
+    metrics; absent when nothing was trained), eval_results.json (the final val evaluation) and all_results.json
+    (everything: zero-shot, dev, calibration, ...). all_results.json last: a folder holding it looks like a run."""
+    out = Path(output_dir)
+    if train:
+        write_json(out / TRAIN_RESULTS, train)
+    write_json(out / EVAL_RESULTS, evaluation)
+    write_json(out / ALL_RESULTS, results)
 
 
 def save_figure(fig, path: str | Path, data) -> Path:

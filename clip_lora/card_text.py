@@ -33,9 +33,17 @@ HYPER_PARAMETERS = (
 )
 
 
+def setting_text(value) -> str:
+    """A setting as a reader types it: a whole number stored as a float (lora_alpha 32.0, num_train_epochs 5.0,
+    TrainingArguments' float fields) as the integer, every other value as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def hyper_parameter_table(config: dict) -> str:
     return "| parameter | value |\n|---|---|\n" + "".join(
-        f"| `{key}` | `{config[key]}` |\n" for key in HYPER_PARAMETERS if key in config
+        f"| `{key}` | `{setting_text(config[key])}` |\n" for key in HYPER_PARAMETERS if key in config
     )
 
 
@@ -80,7 +88,7 @@ def provenance_table(config: dict, trained: bool) -> str:
                 f"{batch['per_device_train_batch_size']} per device x {steps} accumulation step"
                 f"{'s' if steps > 1 else ''} = global batch {batch['global_batch_size']}",
             ),
-            ("gradient clipping", f"max_grad_norm {batch['max_grad_norm']}"),
+            ("gradient clipping", f"max_grad_norm {setting_text(batch['max_grad_norm'])}"),
         ]
     precision = {"no": "fp32 (no mixed precision)"}.get(batch["precision"], f"{batch['precision']} autocast")
     commit = code["git_commit"]

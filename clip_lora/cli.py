@@ -8,6 +8,7 @@
     clip-lora compare runs/sweep/seed-0 runs/sweep/seed-1   # what differs between two runs, and McNemar
     clip-lora app runs/demo                             # a page to look at the results (pip install clip-lora[app])
     accelerate launch --config_file $(clip-lora config 1gpu) train_clip_lora.py imagenette_vitb16
+    clip-lora env                                       # versions, devices, accelerate config: for a bug report
 
 This is the one boundary between a command and the user, for every verb:
 - flags are parsed and checked before the verb's module (torch, transformers, peft, datasets) is imported
@@ -58,6 +59,11 @@ VERBS = {
     ),
     "app": ("clip_lora.app", "main", "a local page with a run's results (pip install clip-lora[app])"),
     "config": ("clip_lora.cli", "config_main", "print the path of a packaged accelerate config"),
+    "env": (
+        "clip_lora.env_report",
+        "main",
+        "versions, devices and the accelerate config in use, to paste into a bug report",
+    ),
 }
 
 # Verbs that show no library progress bar (config, compare) or set the libraries up themselves (predict): importing

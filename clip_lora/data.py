@@ -10,6 +10,7 @@ and image_id (str). Hidden files and folders (a name starting with '.') are igno
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -186,15 +187,51 @@ def _resolve_imagenette_root(
 
 
 # ---------------------------------------------------------------- Hub datasets
-def image_label_columns(features: datasets.Features, name: str) -> tuple[str, str]:
-    """The (Image, ClassLabel) column names of a hub dataset, in memory or streamed."""
-    image_col = next((c for c, f in features.items() if isinstance(f, datasets.Image)), None)
-    label_col = next((c for c, f in features.items() if isinstance(f, datasets.ClassLabel)), None)
+@dataclasses.dataclass(frozen=True)
+class HubColumns:
+    """--dataset_config_name, --image_column_name, --label_column_name (None: load_dataset's default config, the
+    columns guessed by type)."""
+
+    config_name: str | None = None
+    image: str | None = None
+    label: str | None = None
+
+    @classmethod
+    def of(cls, data_args) -> HubColumns:
+        return cls(data_args.dataset_config_name, data_args.image_column_name, data_args.label_column_name)
+
+
+def image_label_columns(
+    features: datasets.Features, name: str, image_column: str | None = None, label_column: str | None = None
+) -> tuple[str, str]:
+    """The (image, label) column names of a hub dataset, in memory or streamed: the ones named by
+    --image_column_name / --label_column_name, else its Image column and its ClassLabel column."""
+    for flag, given, kind in (
+        ("--image_column_name", image_column, datasets.Image),
+        ("--label_column_name", label_column, datasets.ClassLabel),
+    ):
+        if given is None:
+            continue
+        if given not in features:
+            raise DataError(
+                f"{flag} {given!r} is not a column of {name}; its columns: {', '.join(features)}."
+            )
+        if not isinstance(features[given], kind):
+            raise DataError(
+                f"{flag} {given!r} of {name} is not a {kind.__name__} column ({features[given]}); its "
+                f"{kind.__name__} columns: {', '.join(_of_kind(features, kind)) or 'none'}."
+            )
+    image_col = image_column or next(iter(_of_kind(features, datasets.Image)), None)
+    label_col = label_column or next(iter(_of_kind(features, datasets.ClassLabel)), None)
     if image_col is None or label_col is None:
         raise DataError(
             f"hub dataset {name} needs an Image column and a ClassLabel column; its features: {features}"
         )
     return image_col, label_col
+
+
+def _of_kind(features: datasets.Features, kind) -> list[str]:
+    return [column for column, feature in features.items() if isinstance(feature, kind)]
 
 
 def standard_columns(ds, image_col: str, label_col: str):
@@ -203,12 +240,17 @@ def standard_columns(ds, image_col: str, label_col: str):
     return ds.rename_columns({c: n for c, n in ((image_col, "image"), (label_col, "label")) if c != n})
 
 
-def _load_hub(name: str, data_dir: str | None, class_names_file: str | None = None) -> datasets.DatasetDict:
+def _load_hub(
+    name: str, data_dir: str | None, class_names_file: str | None = None, columns: HubColumns | None = None
+) -> datasets.DatasetDict:
     from clip_lora import offline  # an unreachable Hub: the datasets cache, without minutes of retries
 
+    columns = columns or HubColumns()
     offline.before_hub_load(name)
     try:
-        raw = datasets.load_dataset(name, cache_dir=data_dir) if data_dir else datasets.load_dataset(name)
+        where = {"cache_dir": data_dir} if data_dir else {}
+        config = {"name": columns.config_name} if columns.config_name else {}
+        raw = datasets.load_dataset(name, **config, **where)
     except OSError as err:  # DatasetNotFoundError, ConnectionError (offline), a missing local file
         raise DataError(
             f"--dataset_name {name!r} is not imagenette, an existing folder or a hub dataset reachable here "
@@ -219,7 +261,7 @@ def _load_hub(name: str, data_dir: str | None, class_names_file: str | None = No
     val_name = next((n for n in VAL_SPLIT_NAMES if n in raw), None)
     if val_name is None:
         raise DataError(f"hub dataset {name} has no validation/val/test split (splits: {', '.join(raw)})")
-    image_col, label_col = image_label_columns(raw["train"].features, name)
+    image_col, label_col = image_label_columns(raw["train"].features, name, columns.image, columns.label)
     names = class_names_for(raw["train"].features[label_col].names, class_names_file, f"hub dataset {name}")
     out = {}
     for key, split in (("train", "train"), ("val", val_name)):
@@ -282,6 +324,7 @@ def load_splits(
     download: bool = True,
     class_names_file: str | None = None,
     shots_per_class: int | None = None,
+    hub_columns: HubColumns | None = None,
 ) -> datasets.DatasetDict:
     """Usage: load_splits("imagenette", data_dir="data") -> DatasetDict(train, dev, val).
 
@@ -308,7 +351,7 @@ def load_splits(
         if isinstance(where, Path):
             splits = _load_imagefolder(where, class_names_file)
         else:
-            splits = _load_hub(dataset_name, data_dir, class_names_file)
+            splits = _load_hub(dataset_name, data_dir, class_names_file, hub_columns)
     train = splits["train"]
     labels = np.asarray(train["label"])
     present = [train.features["label"].names[i] for i in np.unique(labels)]

@@ -25,7 +25,7 @@ import shutil
 import socket
 from pathlib import Path
 
-from clip_lora import artifacts
+from clip_lora import artifacts, resume
 from clip_lora.checkpoints import (  # noqa: F401 - re-exported: a run's checkpoints, defined there
     CHECKPOINT_COMPLETE,
     CHECKPOINT_PREFIX,
@@ -234,20 +234,31 @@ def prepare(training_args, run_config: dict) -> str | None:
         acquire_lock(out)
         for leftover in out.glob(f"*{artifacts.ATOMIC_SUFFIX}"):  # a write cut off by a kill: never a result
             leftover.unlink(missing_ok=True)
+    keys = set(training_args.to_dict())
+
+    def flags_changed_since(folder: Path) -> list[str]:
+        return changed_flags(folder, run_config, keys)
+
     if training_args.overwrite_output_dir:
+        # --resume_from_checkpoint in another run's folder: checked before this one is cleared (resume.py)
+        chosen = resume.chosen_checkpoint(out, training_args, flags_changed_since, main_process)
         if main_process:
             clear_run(out)
-        return None
+        _active["resume"] = chosen
+        return chosen
     check_reusable(out, training_args.do_train, overwrite=False)
     if not training_args.do_train:
         return None
-    changed = changed_flags(out, run_config, set(training_args.to_dict()))
+    changed = flags_changed_since(out)
     if changed:
         raise ArgumentError(
             f"{shown} holds an interrupted run made with other flags ({'; '.join(changed)}); rerun with its flags "
             "to resume it, or pass --overwrite_output_dir to start over."
         )
-    _active["resume"] = last_complete_checkpoint(out, remove_partial=main_process)
+    if training_args.resume_from_checkpoint is not None:  # the checkpoint the user named (resume.py)
+        _active["resume"] = resume.chosen_checkpoint(out, training_args, flags_changed_since, main_process)
+    else:
+        _active["resume"] = last_complete_checkpoint(out, remove_partial=main_process)
     return _active["resume"]
 
 

@@ -49,7 +49,9 @@ def test_confusion_matrix_counts_equal_the_predictions_csv(trained_run, png, csv
     names, counts = _counts_from_csv(trained_run.output_dir / csv_name)
     assert drawn["class_names"] == names and drawn["counts"] == counts
     assert sum(map(sum, counts)) == 100
-    with open((trained_run.output_dir / png).with_suffix(".csv"), newline="") as f:  # the full matrix, as a table
+    with open(
+        (trained_run.output_dir / png).with_suffix(".csv"), newline=""
+    ) as f:  # the full matrix, as a table
         rows = list(csv.reader(f))
     assert rows[0][1:] == names and [row[0] for row in rows[1:]] == names
     assert [[int(cell) for cell in row[1:]] for row in rows[1:]] == counts
