@@ -31,6 +31,7 @@ GROUPS = {
         "max_eval_samples",
         "shots_per_class",
         "on_bad_image",
+        "on_lost_images",
         "preprocessing",
         "streaming",
     ),

@@ -43,7 +43,7 @@ def test_distinct_keys_still_parse(tmp_path):
 
 
 # ---------------------------------------------------------------- --config FILE (trl's convention)
-def test_config_flag_is_the_positional_recipe(tmp_path):
+def test_config_flag_is_the_positional_recipe(tmp_path, image_root):
     recipe = tmp_path / "mine.yaml"
     recipe.write_text("learning_rate: 0.001\nlora_r: 8\nseed: 3\n")
     out = ["--output_dir", str(tmp_path / "out")]
@@ -58,8 +58,8 @@ def test_config_flag_is_the_positional_recipe(tmp_path):
         "--model_name_or_path",
         str(tmp_path),
         "--data_dir",
-        str(tmp_path),
-    ]  # the recipe's are make demo's
+        str(image_root),
+    ]  # the recipe's are make demo's (the data folder is checked as parsed: a real one)
     assert (
         parse_args(["--config", "smoke", *paths, *out])[3].learning_rate == 0.005
     )  # a packaged recipe by name
