@@ -11,7 +11,7 @@ import csv
 
 from PIL import Image
 
-from clip_lora import artifacts, plots
+from clip_lora import app_run, artifacts, plots
 from clip_lora.testing_utils import make_image_folder
 from testing_utils import run_verb, smoke_argv, user_error
 
@@ -49,3 +49,6 @@ def test_a_thousand_class_run_finishes_with_bounded_figures_a_full_matrix_and_a_
     card = (out / "README.md").read_text()
     assert all(f"| {name} |" in card for name in (names[0], names[-1]))  # the per-class table, whole
     assert len(card) < 500_000
+    view = app_run.load_view(out, str(data))  # what `clip-lora app` shows: the same files, read once
+    assert view.results["eval_accuracy"] == artifacts.read_json(out / artifacts.ALL_RESULTS)["eval_accuracy"]
+    assert view.report_md.count("\n| class") == CLASSES + 1  # the header, then a row per class
