@@ -180,3 +180,13 @@ def test_the_runs_line_says_the_steps_the_sampler_takes(
         device=SimpleNamespace(type="cpu"),
     )
     assert batch_line(args, num_examples).endswith(f"; {epochs * steps_an_epoch[drop_last]} optimizer steps")
+
+
+@pytest.mark.parametrize("processes", [1, 2, 4])
+def test_the_three_flags_multiply_out_with_the_process_count(processes):
+    # 2 per device x 3 accumulation: 6 images a step on one process, 12 on two, 24 on four.
+    assert resolve_batch(6 * processes, 2, 3, processes) == (2, 3, 6 * processes)
+    for wrong in {6, 12, 24} - {6 * processes}:
+        where = f"{processes} process{'es' if processes > 1 else ''}"
+        with pytest.raises(ArgumentError, match=f"--global_batch_size {wrong} != {where} x --per_device"):
+            resolve_batch(wrong, 2, 3, processes)
