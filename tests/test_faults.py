@@ -40,6 +40,17 @@ def _chained(inner: BaseException) -> BaseException:
         return outer
 
 
+def _implicitly_chained(inner: BaseException) -> BaseException:
+    """`inner` with another error raised while handling it (no `from`): the fault is only the __context__."""
+    try:
+        try:
+            raise inner
+        except BaseException:
+            raise RuntimeError("cleanup after the failed write failed too")  # noqa: B904 - the implicit chain
+    except RuntimeError as outer:
+        return outer
+
+
 @pytest.mark.parametrize(
     "err, status, start",
     [
@@ -55,6 +66,11 @@ def _chained(inner: BaseException) -> BaseException:
         ),
         (OSError(errno.EFBIG, "File too large"), 74, "no space left on the device (EFBIG)"),
         (_chained(OSError(errno.ENOSPC, "No space left on device")), 74, "no space left on the device"),
+        (
+            _implicitly_chained(OSError(errno.ENOSPC, "No space left on device")),
+            74,
+            "no space left on the device (ENOSPC)",
+        ),
         (
             SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
             74,
@@ -234,3 +250,45 @@ def test_a_failed_run_leaves_no_folder_holding_only_its_lock(tiny_model_dir, tmp
         assert not (out / artifacts.RUN_LOCK).exists(), (verb, out)
         assert out.exists() == (out == existing)
     assert list(existing.iterdir()) == []
+
+
+def _checkpoint(out: Path, step: int, complete: bool) -> None:
+    folder = out / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    (folder / "adapter_model.safetensors").write_bytes(bytes([step]) * 8)
+    if complete:
+        run_dir.write_checkpoint_marker(folder, step)
+
+
+def test_the_resume_hint_names_the_newest_complete_checkpoint_by_number(tmp_path, monkeypatch):
+    """checkpoint-9 and -10 complete, -11 half-written (no marker): the rerun resumes from checkpoint-10, not the
+    half-written newest nor checkpoint-9 (the last as text)."""
+    out = tmp_path / "out"
+    for step, complete in ((9, True), (10, True), (11, False)):
+        _checkpoint(out, step, complete)
+    monkeypatch.setattr(run_dir, "active_run", lambda: {"output_dir": out, "do_train": True, "resume": None})
+    status, line = faults.describe(KeyboardInterrupt())
+    assert status == 130
+    assert line.endswith(f"it resumes from {out / 'checkpoint-10'}, the last complete checkpoint.")
+
+
+@pytest.mark.parametrize(
+    ("free", "start"),
+    [
+        (faults.LOW_SPACE - 1, "no space left on the device at {} ("),
+        (faults.LOW_SPACE, "writing at {} failed ("),
+    ],
+    ids=["a byte under 64 MiB", "64 MiB"],
+)
+def test_a_failed_save_is_a_full_disk_below_64_mib_free(free, start, tmp_path, monkeypatch):
+    """torch.save's C++ writer gives no errno: what is free on the disk tells a full disk from another failure."""
+    assert faults.LOW_SPACE == 64 * 2**20
+    run_dir.forget_active()
+    monkeypatch.setattr(
+        faults.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(2**40, 2**40 - free, free)
+    )
+    err = RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
+    err.filename = str(tmp_path / "optimizer.pt")
+    status, line = faults.describe(err)
+    assert status == 74 and line.startswith(start.format(tmp_path / "optimizer.pt")), line
+    assert ("; 63 MiB free)" in line) == (free < faults.LOW_SPACE), line
