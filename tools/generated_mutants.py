@@ -104,4 +104,46 @@ TARGETS = (
         ("tests/test_trainer_checkpoints.py", *SELECTION),
         ("ClipLoraTrainer._save_checkpoint", "ClipLoraTrainer._determine_best_metric"),
     ),
+    # The modules that landed since (issue 29), each with its fast unit tests.
+    Target(
+        "clip_lora/sync_check.py",
+        ("tests/test_sync_check.py",),
+        ("fingerprint", "spread", "ReplicaSyncCheck.verify_checkpoint", "ReplicaSyncCheck.verify"),
+    ),
+    Target(
+        "clip_lora/compare.py",
+        ("tests/test_compare.py::test_the_paired_counts_and_their_lines_from_hand_built_runs",),
+        ("paired_test", "format_report"),
+    ),
+    Target(
+        "clip_lora/provenance.py",
+        (
+            "tests/test_provenance.py::test_the_recorded_batch_counts_every_process",
+            "tests/test_provenance.py::test_fingerprint_counts_every_split_and_sees_the_same_images_whatever_the_seed",
+            "tests/test_provenance.py::test_fingerprint_changes_when_one_val_file_does",
+        ),
+        ("_file_size", "_files", "_sha256", "data_fingerprint", "run_provenance"),
+    ),
+    Target(
+        "clip_lora/faults.py",
+        (
+            "tests/test_faults.py::test_each_family_is_one_line_with_its_status",
+            "tests/test_faults.py::test_a_torch_save_error_without_errno_is_a_failed_write_and_bugs_stay_tracebacks",
+            "tests/test_faults.py::test_the_resume_hint_names_the_newest_complete_checkpoint_by_number",
+            "tests/test_faults.py::test_a_failed_save_is_a_full_disk_below_64_mib_free",
+        ),
+        ("_chain", "_errno_of", "_failed_save", "resume_clause", "_free_bytes", "_write_failed", "describe"),
+    ),
+    Target(
+        "clip_lora/health.py",
+        ("tests/test_health.py::test_the_first_non_finite_record_is_named_with_its_step",),
+        ("TrainingHealth._record", "TrainingHealth.check", "TrainingHealth.on_optimizer_step"),
+    ),
+    Target("clip_lora/sources.py", ("tests/test_sources.py",), ("_hub_spelling", "looks_local", "resolve")),
+    Target(
+        "clip_lora/class_names.py",
+        ("tests/test_class_names.py",),
+        ("normalise", "text_limit"),
+    ),
+    Target("clip_lora/placeholders.py", ("tests/test_placeholders.py",), ("readable", "kept_ids")),
 )
