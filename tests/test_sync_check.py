@@ -52,6 +52,13 @@ def _cases(rank: int, port: int, results) -> None:
             check.verify_checkpoint(12)
         except TrainingError as err:
             outcome["checkpoint"] = str(err)
+        # Only the weights differ at checkpoint-30: gradients and weights are not exchanged on the way.
+        check._last_step_gradients = [same]
+        try:
+            check.verify_checkpoint(30)
+        except TrainingError as err:
+            outcome["checkpoint weights"] = str(err)
+        outcome["nothing"] = spread(torch.zeros(0))  # no trainable tensor: nothing differs
         results[rank] = outcome
     finally:
         dist.destroy_process_group()
@@ -92,6 +99,11 @@ def test_with_gradients_and_weights_both_apart_the_gradients_are_blamed(two_proc
     assert "not averaged across processes" in outcome["both"]
     assert "2 processes hold different gradients at step 12 (before checkpoint-12;" in outcome["checkpoint"]
     assert "not averaged across processes" in outcome["checkpoint"]
+    assert (
+        "2 processes hold different LoRA weights at step 30 (before checkpoint-30;"
+        in outcome["checkpoint weights"]
+    )
+    assert outcome["nothing"] == 0.0
 
 
 def test_fingerprint_is_one_norm_per_tensor_and_zero_for_a_missing_gradient():

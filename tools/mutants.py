@@ -593,8 +593,8 @@ MUTANTS: list[Mutant] = [
     _m(
         _TR,
         SELECTION,
-        'results.update(trainer.evaluate(splits["dev"], metric_key_prefix="dev"))',
-        'results.update(trainer.evaluate(splits["val"], metric_key_prefix="dev"))',
+        'dev = trainer.predict(splits["dev"], metric_key_prefix="dev")',
+        'dev = trainer.predict(splits["val"], metric_key_prefix="dev")',
         "reported dev metrics are val's",
     ),
     _m(
@@ -837,9 +837,9 @@ MUTANTS: list[Mutant] = [
     ),
     _m(
         _BA,
-        BATCHING,
-        "math.ceil(num_examples / (processes * per_device * accumulation))",
-        "math.ceil(num_examples // (processes * per_device * accumulation))",
+        (*BATCHING, "tests/test_batching.py"),
+        "per_epoch = max(1, steps_per_epoch(num_examples, processes * per_device * accumulation, drop_last))",
+        "per_epoch = max(1, num_examples // (processes * per_device * accumulation))",
         "optimizer-step count drops the last partial batch (off by one)",
     ),
     _m(
@@ -888,8 +888,8 @@ MUTANTS: list[Mutant] = [
     _m(
         _SA,
         SAMPLING,
-        "rounding = math.floor if self.drop_last else math.ceil",
-        "rounding = math.floor",
+        "return steps_per_epoch(self.num_examples, self.global_batch, self.drop_last)",
+        "return steps_per_epoch(self.num_examples, self.global_batch, True)",
         "the short last step of an epoch is always dropped",
     ),
     _m(
