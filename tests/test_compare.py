@@ -166,17 +166,60 @@ def test_the_paired_counts_and_their_lines_from_hand_built_runs():
     )
     report = {
         "runs": ["ra", "rb"],
-        "flags": [("seed", 1, 2)],
+        "flags": [("seed", 1, 2), ("learning_rate", 0.001, 0.0002)],
         "data": {"same": None, "fingerprints": [None, None]},
-        "versions": {"differ": [("torch", "2.1", "2.2")], "commits": [None, None]},
+        "versions": {
+            "differ": [("torch", "2.1", "2.2")],
+            "commits": ["0123456789abcdef", "fedcba9876543210"],
+        },
         "accuracy": accuracy,
-        "calibration": {},
+        "calibration": {"eval_ece": [0.0712, 0.0345]},
         "mcnemar": test,
     }
     text = compare.format_report(report)
+    assert "flags that differ (A -> B):\n  seed           1 -> 2\n  learning_rate  0.001 -> 0.0002\n" in text
+    assert "\ncommit: 0123456789ab -> fedcba987654\n" in text
+    assert f"\n{'calibration':<24}{'A':>8}{'B':>8}\n  ECE fine-tuned (val)    0.0712  0.0345" in text
     assert (
         "McNemar, fine-tuned A vs B on 8 val images (paired by image id; 2 only in A, 5 only in B): "
         f"A right and B wrong 1, A wrong and B right 3, exact two-sided p = {mcnemar_exact_p(1, 3):.4g}"
     ) in text
     assert "\n  zero-shot (val)         0.1111  0.2222\n  fine-tuned (val)        0.3333  0.4444\n" in text
     assert "\n  dev (selection)         0.5555  0.6666" in text
+
+
+def test_the_same_versions_and_commit_and_an_uncomputed_test_are_said_so():
+    a = {"right": {"x": True, "y": False}}
+    b = {"right": {"z": True}}
+    assert compare.paired_test(a, b, val_same=None) == {
+        "computed": False,
+        "reason": "the runs share no val image id",
+    }
+    differ = compare.paired_test(a, a, val_same=False)
+    assert differ == {"computed": False, "reason": "the val images differ (val fingerprints differ)"}
+    versions = {
+        "python": "3.11",
+        "peft": "0.1",
+        "torch": "2.1",
+        "zlib": "1",
+    }  # stored sorted; read in that order
+    report = {
+        "runs": ["ra", "rb"],
+        "flags": [],
+        "data": {"same": None, "fingerprints": [None, None]},
+        "versions": {
+            "differ": [],
+            "versions": [versions, dict(versions)],
+            "commits": ["0123456789abcdef"] * 2,
+        },
+        "accuracy": {},
+        "calibration": {},
+        "mcnemar": differ,
+    }
+    lines = compare.format_report(report).splitlines()
+    assert (
+        "flags: the same" in lines
+        and "versions: the same (torch 2.1, peft 0.1, python 3.11, zlib 1)" in lines
+    )
+    assert "commit: 0123456789ab" in lines and not any(line.startswith("calibration") for line in lines)
+    assert lines[-2:] == ["", "McNemar: not computed: the val images differ (val fingerprints differ)"]

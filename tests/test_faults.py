@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import io
 import pickle
 import shutil
 import signal
@@ -284,11 +285,32 @@ def test_a_failed_save_is_a_full_disk_below_64_mib_free(free, start, tmp_path, m
     """torch.save's C++ writer gives no errno: what is free on the disk tells a full disk from another failure."""
     assert faults.LOW_SPACE == 64 * 2**20
     run_dir.forget_active()
-    monkeypatch.setattr(
-        faults.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(2**40, 2**40 - free, free)
-    )
+    real_usage = shutil.disk_usage
+
+    def usage(path):  # the disk of the nearest existing folder: the file's own folder may not exist yet
+        real_usage(path)
+        return shutil._ntuple_diskusage(2**40, 2**40 - free, free)
+
+    monkeypatch.setattr(faults.shutil, "disk_usage", usage)
     err = RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
-    err.filename = str(tmp_path / "optimizer.pt")
+    err.filename = str(tmp_path / "checkpoint-3" / "optimizer.pt")
     status, line = faults.describe(err)
-    assert status == 74 and line.startswith(start.format(tmp_path / "optimizer.pt")), line
+    assert status == 74 and line.startswith(start.format(tmp_path / "checkpoint-3" / "optimizer.pt")), line
     assert ("; 63 MiB free)" in line) == (free < faults.LOW_SPACE), line
+
+
+def test_a_safetensors_io_error_without_an_errno_is_a_failed_write_and_other_errors_stay_bugs():
+    run_dir.forget_active()
+    described = faults.describe(
+        SafetensorError("Error while serializing: I/O error: failed to fill whole buffer")
+    )
+    assert described is not None and described[0] == 74 and "SafetensorError" in described[1]
+    assert faults.describe(SafetensorError("Error while deserializing header: HeaderTooLarge")) is None
+
+
+def test_a_runtime_error_from_torch_load_is_no_failed_write():
+    """Only torch.save's own frames make a RuntimeError a write failure: torch.load's reading one is a bug."""
+    run_dir.forget_active()
+    with pytest.raises(RuntimeError) as raised:
+        torch.load(io.BytesIO(b"PK\x03\x04 not a zip archive"), weights_only=True)
+    assert faults.describe(raised.value) is None

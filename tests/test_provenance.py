@@ -149,3 +149,9 @@ def test_the_recorded_batch_counts_every_process():
         "max_grad_norm": 0.5,
         "precision": "bf16",
     }
+
+
+def test_a_streamed_split_is_recorded_as_streamed_without_counts():
+    record = provenance.data_fingerprint({"train": iter([])})  # no length, no files: a stream
+    assert record["splits"] == {"train": {"images": None, "sha256": None, "streamed": True}}
+    assert record["images"] == 0

@@ -112,13 +112,17 @@ TARGETS = (
     ),
     Target(
         "clip_lora/compare.py",
-        ("tests/test_compare.py::test_the_paired_counts_and_their_lines_from_hand_built_runs",),
+        (
+            "tests/test_compare.py::test_the_paired_counts_and_their_lines_from_hand_built_runs",
+            "tests/test_compare.py::test_the_same_versions_and_commit_and_an_uncomputed_test_are_said_so",
+        ),
         ("paired_test", "format_report"),
     ),
     Target(
         "clip_lora/provenance.py",
         (
             "tests/test_provenance.py::test_the_recorded_batch_counts_every_process",
+            "tests/test_provenance.py::test_a_streamed_split_is_recorded_as_streamed_without_counts",
             "tests/test_provenance.py::test_fingerprint_counts_every_split_and_sees_the_same_images_whatever_the_seed",
             "tests/test_provenance.py::test_fingerprint_changes_when_one_val_file_does",
         ),
@@ -131,6 +135,8 @@ TARGETS = (
             "tests/test_faults.py::test_a_torch_save_error_without_errno_is_a_failed_write_and_bugs_stay_tracebacks",
             "tests/test_faults.py::test_the_resume_hint_names_the_newest_complete_checkpoint_by_number",
             "tests/test_faults.py::test_a_failed_save_is_a_full_disk_below_64_mib_free",
+            "tests/test_faults.py::test_a_safetensors_io_error_without_an_errno_is_a_failed_write_and_other_errors_stay_bugs",
+            "tests/test_faults.py::test_a_runtime_error_from_torch_load_is_no_failed_write",
         ),
         ("_chain", "_errno_of", "_failed_save", "resume_clause", "_free_bytes", "_write_failed", "describe"),
     ),
