@@ -5,6 +5,9 @@ behaviour; merged into generated_equivalent.EQUIVALENT (that file holds the olde
 from __future__ import annotations
 
 _SC, _CMP, _PROV = "clip_lora/sync_check.py", "clip_lora/compare.py", "clip_lora/provenance.py"
+_SRC = "clip_lora/sources.py"
+_LEN = "0 < len(parts) <= 2"
+_LOCAL = 'if value in (".", "..") or value.startswith(("./", "../", "/", "~")) or os.sep != "/" and os.sep in value:'
 _WHY = {
     "COMMUTATIVE": "torch.maximum is symmetric in its two arguments: the same tensor",
     "ONE_PROCESS": (
@@ -28,6 +31,17 @@ _WHY = {
         "fingerprint are the same"
     ),
     "SAME_BATCH": "both columns come from the same Arrow batch, so they always have the same length",
+    "SPLIT_NONEMPTY": "str.split always returns at least one part, so `0 < len(parts)` and `0 <= len(parts)` agree",
+    "TWO_SLASHES": (
+        "looks_local calls _hub_spelling only for values with at most one slash (two or more are local before it), "
+        "and a value with exactly two slashes is refused by _hub_spelling's part count or by this check alike"
+    ),
+    "PREFIX_REDUNDANT": (
+        "every value this clause catches is also no Hub spelling on the next line: '.', '..', a part that is empty "
+        "('/m'), '.' or '..' ('./m', '../m') or starts with '~' fails HUB_NAME, so it is local either way"
+    ),
+    "POSIX": "os.sep is '/' on the POSIX systems this project runs on, so the Windows clause is False either way",
+    "FIRST_PART": "the first part of a split is the same whatever the maximum number of splits (at least one)",
 }
 
 
@@ -113,6 +127,25 @@ EQUIVALENT_SINCE = dict(
             'for image, image_id in zip(batch["image"], batch["image_id"], strict=True)',
             'for image, image_id in zip(batch["image"], batch["image_id"], strict=False)',
             "SAME_BATCH",
+        ),
+        _pair(_SRC, "_hub_spelling", _LEN, _LEN.replace("0 <", "0 <="), "SPLIT_NONEMPTY"),
+        _pair(_SRC, "_hub_spelling", _LEN, _LEN.replace("<= 2", "<= 3"), "TWO_SLASHES"),
+        _pair(_SRC, "looks_local", _LOCAL, _LOCAL.replace('"..") or', '"..") and', 1), "PREFIX_REDUNDANT"),
+        _pair(_SRC, "looks_local", _LOCAL, _LOCAL.replace('"~")) or os.sep', '"~")) and os.sep'), "POSIX"),
+        _pair(_SRC, "looks_local", _LOCAL, _LOCAL.replace("os.sep in value", "os.sep not in value"), "POSIX"),
+        _pair(
+            _SRC,
+            "looks_local",
+            'if value.count("/") > 1 or not _hub_spelling(value):',
+            'if value.count("/") > 2 or not _hub_spelling(value):',
+            "TWO_SLASHES",
+        ),
+        _pair(
+            _SRC,
+            "looks_local",
+            'first = value.split("/", 1)[0]',
+            'first = value.split("/", 2)[0]',
+            "FIRST_PART",
         ),
     ]
 )
