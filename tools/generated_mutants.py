@@ -61,7 +61,7 @@ TARGETS = (
     Target(
         "clip_lora/batching.py",
         (*BATCH_RULES, "tests/test_sampling.py"),
-        ("_exact", "resolve_batch", "optimizer_steps", "describe", "batch_line"),
+        ("_exact", "resolve_batch", "steps_per_epoch", "optimizer_steps", "describe", "batch_line"),
     ),
     Target("clip_lora/selection.py", SELECTION),
     Target("clip_lora/card_text.py", SELECTION, ("selection", "_epochs", "_tie_outcome", "selection_text")),
