@@ -177,12 +177,14 @@ def compute_metrics(eval_pred) -> dict[str, float]:
     }
 
 
-def classification_report(references, predictions, class_names) -> dict:
+def classification_report(references, predictions, class_names, unreadable: dict | None = None) -> dict:
     """Usage: `classification_report(refs, preds, ["cat", "dog"])` -> {"per_class", "accuracy", "macro avg",
     "weighted avg", "total"}.
 
     Every class name gets a row; the macro average skips classes with no support and no prediction
-    (matching MacroF1), the weighted average weights by support.
+    (matching MacroF1), the weighted average weights by support. `unreadable` ({class index: images}): images of
+    the split that became unreadable during the run; their classes' rows say how many (a row of zeros from a class
+    whose every image was unreadable must not read like a class absent by design).
     """
     class_names = [str(name) for name in class_names]
     preds, refs = _as_int_arrays(predictions, references)
@@ -195,6 +197,7 @@ def classification_report(references, predictions, class_names) -> dict:
             "recall": float(stats["recall"][i]),
             "f1": float(stats["f1"][i]),
             "support": int(stats["support"][i]),
+            **({"unreadable": int(unreadable[i])} if unreadable and unreadable.get(i) else {}),
         }
         for i, name in enumerate(class_names)
     }
@@ -235,7 +238,20 @@ def format_report(report: dict, digits: int = 4) -> str:
         acc_fmt.format("accuracy", "", "", report["accuracy"], report["total"], width=width, digits=digits)
     )
     lines += [row(name, report[name]) for name in ("macro avg", "weighted avg")]
-    return "\n".join(lines) + "\n"
+    note = unreadable_note(report)
+    return "\n".join(lines + ([f"\n{note}"] if note else [])) + "\n"
+
+
+def unreadable_note(report: dict) -> str | None:
+    """One line naming the classes whose images became unreadable during the run (not in the support), or None."""
+    rows = [(name, values) for name, values in report["per_class"].items() if values.get("unreadable")]
+    if not rows:
+        return None
+    return "Unreadable during the run, left out of the numbers: " + ", ".join(
+        f"{name} {values['unreadable']}"
+        + (" (no readable image: its row is not a measurement)" if not values["support"] else "")
+        for name, values in rows
+    )
 
 
 def report_to_markdown(report: dict, digits: int = 4) -> str:
@@ -249,7 +265,8 @@ def report_to_markdown(report: dict, digits: int = 4) -> str:
     rows += [[name.replace("|", "\\|"), *cells(values)] for name, values in report["per_class"].items()]
     rows.append(["accuracy", "", "", f"{report['accuracy']:.{digits}f}", str(report["total"])])
     rows.append(["macro avg", *cells(report["macro avg"])])
-    return "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n"
+    note = unreadable_note(report)
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n" + (f"\n{note}\n" if note else "")
 
 
 def save_report(report: dict, output_dir, split: str | None = None, model: str | None = None) -> None:

@@ -31,7 +31,9 @@ from clip_lora import (
     artifacts,
     batching,
     calibration,
+    card_text,
     control,
+    flag_schema,
     hub,
     model_card,
     offline,
@@ -41,14 +43,17 @@ from clip_lora import (
     run_dir,
     streaming,
     tracking,
+    train_help,
     wise_ft,
 )
-from clip_lora.arguments import parse_args
+from clip_lora.arguments import build_parser, parse_args
 from clip_lora.class_names import prompt_tokens, text_limit
-from clip_lora.data import load_splits
+from clip_lora.data import HubColumns, load_splits
 from clip_lora.image_check import verify_splits
 from clip_lora.images import make_transform
+from clip_lora.lost_images import LostImages
 from clip_lora.modeling import apply_lora, count_parameters, load_adapter, load_clip
+from clip_lora.next_steps import next_steps
 from clip_lora.placeholders import kept_ids
 from clip_lora.preprocessing import prepare_splits
 from clip_lora.trainer import ClipLoraTrainer
@@ -87,6 +92,9 @@ def training_devices(training_args) -> list:
 def main(argv: list[str] | None = None) -> dict:
     # 1. Arguments and logging.
     model_args, data_args, lora_args, training_args = parse_args(argv)
+    # No description of the parser for this install yet: written now, so the next mistake is answered before torch
+    # loads. Called here, not in arguments.py: flag_schema describes arguments' parser, never the other way round.
+    flag_schema.remember()
     # INFO from the main process only: N processes would print every line N times.
     level = logging.INFO if training_args.should_log else logging.WARNING
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=level)
@@ -102,7 +110,9 @@ def main(argv: list[str] | None = None) -> dict:
         data_args.dataset_name, data_args.data_dir, data_args.imagenette_size
     )
     last_checkpoint = resolve_output_dir(training_args, run_config)
-    if last_checkpoint:
+    if last_checkpoint and training_args.resume_from_checkpoint is not None:
+        logger.info("Resuming from %s (--resume_from_checkpoint)", last_checkpoint)
+    elif last_checkpoint:
         logger.info("Resuming the interrupted run from %s", last_checkpoint)
     # Before any data or model: a push that cannot work fails now; wandb without credentials goes offline.
     repo_id = hub.check_write_access(training_args) if training_args.push_to_hub else None
@@ -126,12 +136,30 @@ def main(argv: list[str] | None = None) -> dict:
             max_eval_samples=data_args.max_eval_samples,
             class_names_file=data_args.class_names_file,
             shots_per_class=data_args.shots_per_class,
+            hub_columns=HubColumns.of(data_args),
         )
         splits = verify_splits(splits, data_args.on_bad_image, output_dir, training_args.process_index == 0)
     # Image counts and a hash of (id, size) per split (provenance.py), taken before pixels replace the images.
     fingerprint = provenance.data_fingerprint(splits) if training_args.process_index == 0 else None
+    untrained = (fingerprint or {}).get("classes_without_training_images")
+    if untrained and training_args.do_train:  # evaluated but never learned: said once, by the main process
+        logger.warning(
+            "%s ha%s no training image (after --max_train_samples, --shots_per_class and the image check): "
+            "%s evaluated but never trained on; the card says so.",
+            card_text.lost_classes_line(untrained),
+            "s" if len(untrained) == 1 else "ve",
+            "it is" if len(untrained) == 1 else "they are",
+        )
     class_names = splits["train"].features["label"].names
     val_ids = list(splits["val"]["image_id"])
+    # which image is which class, for the images that may become unreadable while training (lost_images.py)
+    watched = {
+        name: (list(splits[name]["image_id"]), list(splits[name]["label"]))
+        for name in ("train", "dev")
+        if training_args.do_train and not (name == "train" and data_args.streaming)
+    }
+    skip_log = output_dir / artifacts.SKIPPED_IMAGES
+    lost_val = LostImages({"val": (val_ids, list(splits["val"]["label"]))}, class_names, skip_log)
     logger.info("Data: %s", {name: getattr(split, "num_rows", "streamed") for name, split in splits.items()})
 
     # 3. Model: CLIP, then LoRA (new, or an existing adapter). Eval-only without an adapter stays the base model.
@@ -168,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # 4. Images become pixel_values on the fly, or once into the datasets cache (--preprocessing, normalised by the
     #    collator); every batch carries the tokenized class prompts.
-    transform = make_transform(processor.image_processor, output_dir / artifacts.SKIPPED_IMAGES)
+    transform = make_transform(processor.image_processor, skip_log)
     # A stream is transformed lazily, never cached.
     streamed = splits.pop("train") if data_args.streaming else None
     with training_args.main_process_first(
@@ -180,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
             data_args.preprocessing,
             on_gpu=training_args.device.type == "cuda",
             num_proc=training_args.dataloader_num_workers,
-            skip_log=output_dir / artifacts.SKIPPED_IMAGES,
+            skip_log=skip_log,
         )
     if streamed is not None:
         splits["train"] = streaming.with_transform(streamed, transform)
@@ -199,6 +227,9 @@ def main(argv: list[str] | None = None) -> dict:
         num_classes=len(class_names),
         loss_kind=lora_args.loss,
     )
+    if watched:
+        trainer.lost_images = LostImages(watched, class_names, skip_log, data_args.on_lost_images == "stop")
+        trainer.add_callback(trainer.lost_images)
     if training_args.do_train:  # processes x per-device batch x accumulation = global batch; optimizer steps
         logger.info(batching.batch_line(training_args, None if data_args.streaming else len(splits["train"])))
     if trainer.is_world_process_zero():  # the flags, and what a rerun needs: versions, commit, batch, data
@@ -244,12 +275,13 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     # 6. Train; after each epoch evaluate on dev; the best dev epoch is restored at the end.
-    temperature = None
+    temperature, train_metrics = None, {}
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
         trainer.save_model()  # the selected adapter + processor files, in output_dir
         trainer.save_state()
-        results.update(train_result.metrics)
+        train_metrics = train_result.metrics
+        results.update(train_metrics)
         dev = trainer.predict(splits["dev"], metric_key_prefix="dev")
         trainer.log(dev.metrics)  # what evaluate() would log; predict also returns the dev logits
         results.update(dev.metrics)
@@ -268,7 +300,10 @@ def main(argv: list[str] | None = None) -> dict:
                 output_dir / artifacts.PREDICTIONS,
                 (output_dir / artifacts.ZERO_SHOT_PREDICTIONS).read_bytes(),
             )
-    results.update({key.replace("zero_shot_", "eval_", 1): value for key, value in final.metrics.items()})
+    # eval_results.json: the val metrics (and, after training, the epoch), as trainer.evaluate() returns them.
+    eval_metrics = {key.replace("zero_shot_", "eval_", 1): value for key, value in final.metrics.items()}
+    eval_metrics.update({"epoch": train_metrics["epoch"]} if "epoch" in train_metrics else {})
+    results.update(eval_metrics)
     if control_set is not None:  # what fine-tuning cost outside the task (control.py)
         alphas = data_args.wise_alpha_list
         results.update(control.run(trainer, model, control_set, transform, output_dir, alphas))
@@ -277,7 +312,9 @@ def main(argv: list[str] | None = None) -> dict:
     if trainer.is_world_process_zero():
         results.update(calibration.store_val(output_dir, zero_shot, final, temperature))
         final_predictions = np.asarray(final.predictions).argmax(axis=1)
-        report = classification_report(final.label_ids, final_predictions, class_names)
+        report = classification_report(
+            final.label_ids, final_predictions, class_names, unreadable=lost_val.lost()["val"]
+        )
         save_report(
             report,
             output_dir,
@@ -285,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict:
             model=model_card.evaluated_model(training_args.do_train, model_args.adapter_name_or_path),
         )
         print(format_report(report))
-        artifacts.write_json(output_dir / artifacts.ALL_RESULTS, results)
+        artifacts.write_results(output_dir, results, train_metrics, eval_metrics)
         logger.info(
             "zero-shot accuracy %.4f -> fine-tuned %.4f (val, %d images)",
             results["zero_shot_accuracy"],
@@ -314,9 +351,17 @@ def main(argv: list[str] | None = None) -> dict:
             hub.push_run(output_dir, repo_id, training_args)
         run_dir.mark_finished(output_dir)  # last: everything above is in place
         run_dir.release_lock(output_dir)
+        if training_args.do_train:  # the last lines `make demo` prints: where to look, what to type next
+            print(next_steps(output_dir, run_config))
     return results
 
 
 def eval_main(argv: list[str] | None = None) -> dict:
     """clip-lora eval: the same pipeline, evaluating only (--do_train false) unless a flag says otherwise."""
-    return main(eval_argv(list(sys.argv[1:] if argv is None else argv)))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(
+        argv
+    ):  # eval's view of the flags (the quick check prints it first where it can)
+        print(train_help.help_text(build_parser(), "eval"), end="")
+        return {}
+    return main(eval_argv(argv))

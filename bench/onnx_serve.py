@@ -3,6 +3,7 @@
     python bench/onnx_serve.py --images 16                  # ViT-B/16 shape, random weights; ~6 min on 2 busy CPUs
     python bench/onnx_serve.py --images 16 --write-results  # also bench/onnx_results.json and bench/RESULTS.md
     python bench/onnx_serve.py --tiny --images 4            # a dry run of the script (tiny widths), ~1 min
+    python bench/onnx_serve.py --images 4 --rounds 3        # the smallest sensible ViT-B/16 run
 
 One export (`clip-lora export --onnx`'s writers, on a ViT-B/16-shaped CLIPModel with random weights, 10 ImageNette
 classes, the real tokenizer when ../shared has it) and the same ~500x375 JPEGs for every path. Each round runs, one
@@ -14,6 +15,14 @@ after the other, on all the images (files on disk in, probabilities out, batch 1
 - predict_fp32 / predict_int8: `clip-lora predict --model_name_or_path EXPORT --onnx fp32|int8 --output x.csv`,
   in-process (find files, decode, numpy pixels, onnxruntime, CSV);
 - bare_int8: session.run over the same images' pixels already in memory (the predict path's floor).
+One image at a time, as a newcomer serves (the same images, files in):
+- pipeline_per_image: the pipeline called once per image with the run's labels (`classify(path, candidate_labels=
+  labels)` in a loop: the prompts are encoded again on every call);
+- predict_per_image: `clip-lora predict --model_name_or_path EXPORT IMAGE` (onnx fp32, the default) once per image,
+  in-process: every call loads the session and classifier.json, decodes its JPEG, runs, writes its CSV;
+- bare_fp32_per_image: session.run, batch 1, over the same images' pixels in memory (session loaded once);
+- and, apart, what predict_per_image is made of: `session_load` (OnnxClassifier: classifier.json, pixel config,
+  the fp32 session) and `decode` (open + resize + normalise one JPEG), each per image.
 img/s from each path's median round; every ratio is the median over rounds of the two paths' times in the same round
 (predict's overhead: predict_int8 / bare_int8). This 2-CPU machine is shared with other jobs: one path's time varies
 up to 3x between rounds, hence several rounds and ratios within a round.
@@ -42,6 +51,7 @@ from bench.common import TEMPLATE, make_jpegs, tokenizer_and_processor, vit_b16_
 RESULTS = HERE / "onnx_results.json"
 BATCH = 16
 PATHS = ("pipeline", "torch_vision", "predict_fp32", "predict_int8", "bare_int8")
+PER_IMAGE = ("pipeline_per_image", "predict_per_image", "bare_fp32_per_image", "session_load", "decode")
 
 
 def build_export(workdir: Path, tiny: bool) -> tuple[Path, list[str]]:
@@ -83,7 +93,9 @@ def runners(out: Path, image_paths: list[Path], class_names: list[str]):
     processor = CLIPImageProcessor.from_pretrained(out)
     embeds, scale = read_class_embeddings(out)
     session = onnx_predict.inference_session(out / "onnx" / "model_quantized.onnx")  # predict's own settings
-    pixels = ClipPixels.from_pretrained(out)([open_image(p) for p in image_paths])
+    session_fp32 = onnx_predict.inference_session(out / "onnx" / "model.onnx")
+    to_pixels = ClipPixels.from_pretrained(out)
+    pixels = to_pixels([open_image(p) for p in image_paths])
     files = [str(p) for p in image_paths]
 
     def run_pipeline():
@@ -106,12 +118,40 @@ def runners(out: Path, image_paths: list[Path], class_names: list[str]):
         for i in range(0, len(pixels), BATCH):
             session.run(None, {"pixel_values": np.ascontiguousarray(pixels[i : i + BATCH])})
 
+    def run_pipeline_per_image():
+        for file in files:
+            classify(file, candidate_labels=class_names, hypothesis_template=TEMPLATE)
+
+    def run_predict_per_image():
+        for i, file in enumerate(files):
+            args = predict_args(
+                ["--model_name_or_path", str(out), file, "--output", str(out.parent / f"{i}.csv")]
+            )
+            onnx_predict.main(args)
+
+    def run_bare_per_image():
+        for i in range(len(pixels)):
+            session_fp32.run(None, {"pixel_values": np.ascontiguousarray(pixels[i : i + 1])})
+
+    def run_session_loads():  # as many loads as predict_per_image makes, so the two share a unit
+        for _ in files:
+            onnx_predict.OnnxClassifier(out, "fp32")
+
+    def run_decodes():
+        for file in files:
+            to_pixels([open_image(file)])
+
     return {
         "pipeline": run_pipeline,
         "torch_vision": run_torch,
         "predict_fp32": run_predict("fp32"),
         "predict_int8": run_predict("int8"),
         "bare_int8": run_bare,
+        "pipeline_per_image": run_pipeline_per_image,
+        "predict_per_image": run_predict_per_image,
+        "bare_fp32_per_image": run_bare_per_image,
+        "session_load": run_session_loads,
+        "decode": run_decodes,
     }
 
 
@@ -134,12 +174,33 @@ def figures(times: dict[str, list[float]], images: int) -> dict:
         return statistics.median(s / f for s, f in zip(times[slow], times[fast], strict=True))
 
     return {
-        "img_per_s": {name: round(images / statistics.median(ts), 3) for name, ts in times.items()},
+        "img_per_s": {
+            name: round(images / statistics.median(ts), 3)
+            for name, ts in times.items()
+            if name not in ("session_load", "decode")  # parts of a path, in per_image_ms
+        },
         "int8_vs_torch": ratio("torch_vision", "predict_int8"),
         "fp32_vs_torch": ratio("torch_vision", "predict_fp32"),
         "predict_vs_pipeline": ratio("pipeline", "predict_fp32"),
         "int8_predict_vs_pipeline": ratio("pipeline", "predict_int8"),
         "predict_overhead": ratio("predict_int8", "bare_int8"),
+        # One image per call: the newcomer's loop against predict's, and what predict's call is made of.
+        "predict_vs_pipeline_per_image": ratio("pipeline_per_image", "predict_per_image"),
+        "pipeline_per_image_vs_batched": ratio("pipeline_per_image", "pipeline"),
+        "predict_per_image_overhead": ratio("predict_per_image", "bare_fp32_per_image"),
+        "predict_per_image_vs_its_parts": statistics.median(
+            p / (b + s + d)
+            for p, b, s, d in zip(
+                times["predict_per_image"],
+                times["bare_fp32_per_image"],
+                times["session_load"],
+                times["decode"],
+                strict=True,
+            )
+        ),
+        "per_image_ms": {
+            name: round(1000 * statistics.median(times[name]) / images, 1) for name in PER_IMAGE
+        },
     }
 
 

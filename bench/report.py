@@ -16,9 +16,11 @@ import math
 from pathlib import Path
 
 try:  # run as a script (python bench/report.py) or imported as bench.report
+    from bench.cli_report import render_front_door, render_report_scale
     from bench.host_report import render_host
     from bench.onnx_report import render_onnx
 except ImportError:
+    from cli_report import render_front_door, render_report_scale
     from host_report import render_host
     from onnx_report import render_onnx
 
@@ -26,6 +28,8 @@ HERE = Path(__file__).resolve().parent
 GPU_JSON = HERE / "gpu_results.json"
 HOST_JSON = HERE / "host_results.json"
 ONNX_JSON = HERE / "onnx_results.json"
+FRONT_DOOR_JSON = HERE / "front_door.json"
+REPORT_SCALE_JSON = HERE / "report_scale.json"
 
 # name -> (goal as text, test on the value or None, what the ratio compares)
 FIGURES = {
@@ -168,6 +172,8 @@ def render(results: dict, gpu: dict | None = None) -> str:
     ]
     lines += render_host(_load(HOST_JSON))
     lines += ["", *render_onnx(_load(ONNX_JSON))]
+    lines += ["", *render_front_door(_load(FRONT_DOOR_JSON))]
+    lines += ["", *render_report_scale(_load(REPORT_SCALE_JSON))]
     lines += ["", "## GPU", ""]
     lines += render_gpu(gpu if gpu is not None else _load(GPU_JSON))
     return "\n".join(lines) + "\n"

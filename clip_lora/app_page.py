@@ -2,17 +2,25 @@
 
 Offline by construction: served from the gradio package itself (no SSR node server, no share link), system fonts
 instead of the default theme's Google Fonts, analytics off (clip_lora.app sets GRADIO_ANALYTICS_ENABLED first).
+
+Laid out for a 1280 px window: the changed images are our own HTML grid (thumbnails inline, each with its true,
+zero-shot and fine-tuned label on three wrapped lines: Gradio's gallery cuts a caption at one line), the tables wrap
+their cells instead of scrolling sideways, and the two confusion matrices share the width under their own headings
+(an image's label chip would sit on the plot's title). tests/test_app_browser.py measures these in Chromium.
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from clip_lora.app import Classifier, RunView  # noqa: E402
+from clip_lora.app_run import Classifier, RunView  # noqa: E402
 from clip_lora.changes import ChangedImage  # noqa: E402
 from clip_lora.errors import ArgumentError  # noqa: E402
 
@@ -21,6 +29,17 @@ THEME = gr.themes.Default(
     font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
 )
 MAX_THUMBNAILS = 60  # per section; a weak run can change thousands of images, the table lists them all
+THUMBNAIL_PX = 256  # longest side of an inline thumbnail (a 60-image section stays well under a few MB)
+# Our own classes only (Gradio's are internal): the changed-image grid, and the tables kept inside the page width.
+PAGE_CSS = """
+.changed-grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 12px; }
+.changed-grid figure { margin: 0; min-width: 0; }
+.changed-grid img { width: 100%; aspect-ratio: 1; object-fit: cover; border-radius: 4px; display: block; }
+.changed-grid figcaption { font-size: 0.85em; line-height: 1.35; white-space: normal; overflow-wrap: anywhere; }
+.changed-table, .changed-table * { max-width: 100%; }
+.changed-table table { table-layout: fixed; width: 100%; }
+.changed-table td, .changed-table th { white-space: normal !important; overflow-wrap: anywhere; }
+"""
 CHANGED_COLUMNS = [
     "image",
     "true",
@@ -31,6 +50,8 @@ CHANGED_COLUMNS = [
     "p(true) zero-shot",
     "p(true) fine-tuned",
 ]
+# The image id is the long cell; the six labels and probabilities share the rest.
+COLUMN_WIDTHS = ["22%", "13%", "13%", "9%", "13%", "9%", "10.5%", "10.5%"]
 
 
 def summary(view: RunView) -> str:
@@ -60,23 +81,47 @@ def changed_table(changed: list[ChangedImage]) -> list[list]:
     ]
 
 
+def thumbnail_uri(path) -> str:
+    """The image as a small inline JPEG (data: URI): the page carries its thumbnails, no file route is needed."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image = image.convert("RGB")
+        image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+        buffer = io.BytesIO()
+        image.save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def changed_grid_html(changed: list[ChangedImage]) -> str:
+    """Thumbnails with their three caption lines (true, zero-shot, fine-tuned), escaped: class names are user text."""
+    figures = []
+    for c in changed:
+        lines = "<br>".join(html.escape(line) for line in c.caption_lines())
+        figures.append(
+            f'<figure><img src="{thumbnail_uri(c.path)}" alt="{html.escape(c.image, quote=True)}">'
+            f'<figcaption class="changed-caption">{lines}</figcaption></figure>'
+        )
+    return f'<div class="changed-grid">{"".join(figures)}</div>'
+
+
 def changed_section(view: RunView, changed: list[ChangedImage], title: str, elem_id: str) -> None:
     gr.Markdown(f"### {title}: {len(changed)}")
     if not changed:
         return
-    thumbnails = [(str(c.path), c.caption()) for c in changed if c.path]
-    if len(thumbnails) > MAX_THUMBNAILS:
-        gr.Markdown(f"The first {MAX_THUMBNAILS} of {len(thumbnails)} images; the table lists all.")
-    if thumbnails:
-        gr.Gallery(
-            thumbnails[:MAX_THUMBNAILS],
-            columns=6,
-            height="auto",
-            show_label=False,
-            elem_id=f"{elem_id}_gallery",
-        )
+    shown = [c for c in changed if c.path]
+    if len(shown) > MAX_THUMBNAILS:
+        gr.Markdown(f"The first {MAX_THUMBNAILS} of {len(shown)} images; the table lists all.")
+    if shown:
+        gr.HTML(changed_grid_html(shown[:MAX_THUMBNAILS]), elem_id=f"{elem_id}_gallery")
     gr.Dataframe(
-        changed_table(changed), headers=CHANGED_COLUMNS, interactive=False, elem_id=f"{elem_id}_table"
+        changed_table(changed),
+        headers=CHANGED_COLUMNS,
+        interactive=False,
+        wrap=True,
+        column_widths=COLUMN_WIDTHS,
+        elem_id=f"{elem_id}_table",
+        elem_classes=["changed-table"],
     )
 
 
@@ -107,19 +152,28 @@ def build_page(view: RunView, classifier: Classifier) -> gr.Blocks:
 
         gr.Markdown("## Per class (val, fine-tuned)")
         gr.Markdown(view.report_md or "No classification_report.md in this folder.", elem_id="report")
-        with gr.Row():
-            for path, label in (
-                (view.confusion_matrix, "Confusion matrix: fine-tuned"),
-                (view.zero_shot_confusion_matrix, "Confusion matrix: zero-shot"),
+        with gr.Row(equal_height=True):
+            for path, title, elem_id in (
+                (view.confusion_matrix, "Confusion matrix: fine-tuned", "confusion_fine_tuned"),
+                (view.zero_shot_confusion_matrix, "Confusion matrix: zero-shot", "confusion_zero_shot"),
             ):
                 if path:
-                    gr.Image(str(path), label=label, interactive=False)
+                    with gr.Column(min_width=480):
+                        # The heading above the plot, not Gradio's label chip on top of it (over the plot's title).
+                        gr.Markdown(f"### {title}")
+                        gr.Image(
+                            str(path),
+                            show_label=False,
+                            interactive=False,
+                            elem_id=elem_id,
+                            buttons=["download"],
+                        )
     return page
 
 
 def serve(view: RunView, classifier: Classifier, host: str, port: int) -> None:
-    """Blocks until interrupted; prints the local URL."""
-    allowed = [str(p) for p in (view.run_dir, *view.image_files)]
+    """Blocks until interrupted; prints the local URL (Gradio's own start-up lines, which end with a hint to make a
+    public share link, are silenced: this page is never shared)."""
     page = build_page(view, classifier)
     try:
         page.launch(
@@ -130,10 +184,15 @@ def serve(view: RunView, classifier: Classifier, host: str, port: int) -> None:
             ssr_mode=False,
             pwa=False,
             mcp_server=False,
-            allowed_paths=allowed,
+            allowed_paths=[str(view.run_dir)],  # the confusion matrices; thumbnails are inline
             theme=THEME,
+            css=PAGE_CSS,
+            quiet=True,
+            prevent_thread_lock=True,
         )
     except OSError as err:  # the port is taken (gradio's "Cannot find empty port"), or the host is not ours
         raise ArgumentError(
             f"cannot serve on {host}:{port} ({str(err).split('. ')[0]}); pass another --port or --host."
         ) from None
+    print(f"clip-lora app: {page.local_url} (this machine only; Ctrl-C stops it)", flush=True)
+    page.block_thread()

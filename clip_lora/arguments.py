@@ -1,7 +1,9 @@
-"""Command-line arguments: model, data and LoRA dataclasses plus a TrainingArguments subclass with this project's defaults.
+"""Command-line arguments: model, data and LoRA dataclasses, with the TrainingArguments subclass of
+clip_lora/training_arguments.py, parsed together.
 
-    python train_clip_lora.py --help                                # every flag, with its help text
+    python train_clip_lora.py --help                                # the project's flags, grouped (train_help.py)
     python train_clip_lora.py smoke --num_train_epochs 2   # a recipe, then overrides
+    python train_clip_lora.py --config my.yaml --seed 1    # the same, trl's way
 
 A single YAML/JSON file works instead of flags (HfArgumentParser's convention); flags after it override its values.
 """
@@ -10,23 +12,25 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import sys
 from dataclasses import dataclass, field
 
-import torch
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser
 
-from clip_lora import flag_schema, progress, validation
-from clip_lora.batching import launched_processes, resolve_batch
+from clip_lora import train_help, validation
 from clip_lora.errors import ArgumentError, ClipLoraError, OneLineParserMixin, unknown_arguments_line
 from clip_lora.prompts import DEFAULT_TEMPLATE
 from clip_lora.resources import recipe_argv
+from clip_lora.training_arguments import (  # noqa: F401 - default_loader_workers re-exported
+    ClipLoraTrainingArguments,
+    default_loader_workers,
+)
 
 SEED_MODEL = "openai/clip-vit-base-patch16"
 LORA_TOWERS = ("both", "vision", "text")
 LOSSES = ("contrastive", "ce")
 ON_BAD_IMAGE = ("skip", "error")
+ON_LOST_IMAGES = ("stop", "continue")
 PREPROCESSING = ("auto", "on_the_fly", "cached")  # = preprocessing.PREPROCESSING_MODES
 
 
@@ -59,10 +63,32 @@ class DataArguments:
             "nonempty": True,
         },
     )
+    # run_image_classification.py's names and meaning; used with a hub dataset (its columns are guessed by type
+    # when not given: the Image column and the ClassLabel column).
+    dataset_config_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A hub dataset's configuration (load_dataset's second argument).",
+            "nonempty": True,
+        },
+    )
+    image_column_name: str | None = field(
+        default=None,
+        metadata={"help": "A hub dataset's image column (default: its Image column).", "nonempty": True},
+    )
+    label_column_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "A hub dataset's label column, a ClassLabel (default: its ClassLabel column).",
+            "nonempty": True,
+        },
+    )
     data_dir: str | None = field(
         default=None,
         metadata={
-            "help": "ImageNette folder (imagenette2 layout). Empty: the fast.ai archive is downloaded here once."
+            "help": "Where imagenette / imagewoof is (train/ and val/, or the extracted archive's folder in it); "
+            "the archive is downloaded there when absent. Not given: ~/.cache/clip_lora/<dataset_name>. For a hub "
+            "dataset: its datasets cache folder."
         },
     )
     imagenette_size: str = field(
@@ -73,13 +99,25 @@ class DataArguments:
         },
     )
     download: bool = field(
-        default=True, metadata={"help": "Download ImageNette when --data_dir holds no data."}
+        default=True,
+        metadata={
+            "help": "true: download the fast.ai archive when --data_dir holds no data (false: that is an error)."
+        },
     )
     on_bad_image: str = field(
         default="skip",
         metadata={
             "help": "Unreadable images found by the pre-training check: skip (listed in skipped_images.txt) or error.",
             "choices": ON_BAD_IMAGE,
+        },
+    )
+    on_lost_images: str = field(
+        default="stop",
+        metadata={
+            "help": "Images that become unreadable DURING training (after the check): stop (default) when a class "
+            "loses every image or a split more than a tenth, resumable after the repair; continue: warn and train on "
+            "what is left.",
+            "choices": ON_LOST_IMAGES,
         },
     )
     dev_split_ratio: float = field(
@@ -186,160 +224,18 @@ class LoraArguments:
         return [name.strip() for name in self.lora_target_modules.split(",") if name.strip()]
 
 
-@dataclass
-class ClipLoraTrainingArguments(TrainingArguments):
-    """TrainingArguments with the seed experiment's defaults; every Trainer flag still works."""
-
-    output_dir: str | None = field(
-        default="runs/clip-lora-imagenette", metadata={"help": "Where everything is written."}
-    )
-    overwrite_output_dir: bool = field(
-        default=False, metadata={"help": "Start over in an output_dir that already holds a finished run."}
-    )
-    do_train: bool = field(default=True, metadata={"help": "Fine-tune (false: evaluate only)."})
-    do_eval: bool = field(
-        default=True, metadata={"help": "Evaluate on dev each epoch and on val at the end."}
-    )
-    num_train_epochs: float = field(default=10.0, metadata={"help": "Epochs.", "min": 0})
-    global_batch_size: int | None = field(
-        default=None,
-        metadata={
-            "help": "Images per optimizer step over all processes and accumulation steps (default: 32, the seed's, "
-            "unless --per_device_train_batch_size is given); the per-device batch or the accumulation is derived.",
-            "min": 1,
-            "example": 32,
-        },
-    )
-    per_device_train_batch_size: int | None = field(
-        default=None,
-        metadata={
-            "help": "Training batch per process (default: derived from --global_batch_size).",
-            "min": 1,
-            "example": 32,
-        },
-    )
-    gradient_accumulation_steps: int | None = field(
-        default=None,
-        metadata={
-            "help": "Micro-batches per optimizer step (default: derived, 1 unless memory needs more).",
-            "min": 1,
-            "example": 1,
-        },
-    )
-    per_device_eval_batch_size: int = field(
-        default=256,
-        metadata={
-            "help": "Evaluation batch per device: no gradients, so large (each batch costs the host the same "
-            "~1,200 dispatched operations, whatever its size); it changes no number.",
-            "min": 1,
-        },
-    )
-    learning_rate: float = field(  # 0 is allowed: an exact no-op training, used to check equivalences
-        default=1e-4, metadata={"help": "AdamW learning rate for the LoRA weights.", "min": 0}
-    )
-    eval_strategy: str = field(default="epoch", metadata={"help": "Evaluate on dev every epoch."})
-    save_strategy: str = field(default="epoch", metadata={"help": "Checkpoint every epoch (resumable)."})
-    save_total_limit: int | None = field(
-        default=2, metadata={"help": "Keep the best and the last checkpoint.", "min": 1}
-    )
-    load_best_model_at_end: bool = field(
-        default=True, metadata={"help": "Restore the epoch with the best dev metric."}
-    )
-    metric_for_best_model: str | None = field(
-        default="accuracy", metadata={"help": "Dev metric used for selection."}
-    )
-    greater_is_better: bool | None = field(
-        default=None,
-        metadata={
-            "help": "Higher metric_for_best_model is better (default: false for a loss, true otherwise)."
-        },
-    )
-    logging_steps: float = field(
-        default=10, metadata={"help": "Log the training loss every N steps.", "gt": 0}
-    )
-    remove_unused_columns: bool = field(
-        default=False,
-        metadata={
-            "help": "Keep 'image' for the on-the-fly transform (must stay false).",
-            "choices": (False,),
-        },
-    )
-    label_names: list[str] | None = field(
-        default_factory=lambda: ["labels"],
-        metadata={"help": "Label key (the collator's: labels).", "choices": ("labels",)},
-    )
-    seed: int = field(
-        default=42,
-        metadata={"help": "Seed for init, shuffling and the dev split.", **validation.SEED_RULE},
-    )
-    # Data loader defaults measured in bench/: see bench/RESULTS.md.
-    dataloader_num_workers: int | None = field(
-        default=None,
-        metadata={
-            "help": "Loader processes; default: min(8, CPUs per GPU) on a GPU, 0 on CPU (model-bound).",
-            "min": 0,
-            "max": validation.MAX_LOADER_WORKERS,
-        },
-    )
-    logging_nan_inf_filter: bool = field(
-        default=False,
-        metadata={
-            "help": "Off: Trainer would read the loss back from the device at every step to hide a NaN/inf from "
-            "the logs; a non-finite loss stops the run instead (clip_lora/health.py)."
-        },
-    )
-    dataloader_persistent_workers: bool | None = field(
-        default=None,
-        metadata={
-            "help": "Keep loader workers alive across epochs and evaluation passes (one loader per dataset); "
-            "default: on whenever loader workers run."
-        },
-    )
-
-    def __post_init__(self):
-        validation.check_fields(self, validation.TRAINING_RULES)  # before TrainingArguments acts on any value
-        processes = launched_processes()
-        if processes > 1 and not torch.cuda.is_available():
-            # torchrun on a machine without GPUs: CPU DDP (gloo), announced in the run's batch line. Without use_cpu,
-            # Trainer would run N independent copies (no DDP) that all write the same output files.
-            self.use_cpu = True
-        self.per_device_train_batch_size, self.gradient_accumulation_steps, self.global_batch_size = (
-            resolve_batch(
-                self.global_batch_size,
-                self.per_device_train_batch_size,
-                self.gradient_accumulation_steps,
-                processes,
-            )
-        )
-        if self.dataloader_num_workers is None:
-            self.dataloader_num_workers = default_loader_workers(
-                torch.cuda.is_available() and not self.use_cpu
-            )
-        if self.dataloader_persistent_workers is None:  # torch refuses persistent workers without workers
-            self.dataloader_persistent_workers = self.dataloader_num_workers > 0
-        # Pinned memory only helps copies to a GPU; without one, every loader warns about it.
-        if self.use_cpu or not torch.cuda.is_available():
-            self.dataloader_pin_memory = False
-        # A bar redrawn into a log file is noise: off unless on a terminal (Trainer then prints log lines).
-        if self.disable_tqdm is None:
-            self.disable_tqdm = not progress.interactive()
-        super().__post_init__()
-
-
-def default_loader_workers(gpu: bool) -> int:
-    """A GPU waits on JPEG decode/resize (or cached reads) unless workers run beside it; on CPU the model is the wall
-    (bench/RESULTS.md: P1_step_ratio with 0 workers), and workers would only take cores from the matmuls."""
-    return min(8, max(1, (os.cpu_count() or 1) // max(1, torch.cuda.device_count()))) if gpu else 0  # per GPU
-
-
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, LoraArguments, ClipLoraTrainingArguments)
 
 
 class OneLineHfParser(OneLineParserMixin, HfArgumentParser):
-    """A bad flag value (wrong type, bad choice) is one `error:` line, not argparse's usage + message.
+    """A bad flag value (wrong type, bad choice) is one `error:` line, not argparse's usage + message; --help is
+    grouped (clip_lora/train_help.py).
 
     HfArgumentParser hands field metadata to argparse as keywords; the validity rules in it are ours
     (clip_lora.validation), so argparse sees the rest only."""
+
+    def format_help(self) -> str:
+        return train_help.help_text(self, "train")
 
     @staticmethod
     def _parse_dataclass_field(parser, field):
@@ -355,7 +251,10 @@ def field_names(classes=ARGUMENT_CLASSES) -> set[str]:
 def build_parser() -> OneLineHfParser:
     # Exact flag names only: with argparse's prefix matching, `--learning_rat` (or a recipe's `learning_rat:`)
     # would silently set --learning_rate.
-    return OneLineHfParser(ARGUMENT_CLASSES, prog="clip-lora train", allow_abbrev=False)
+    parser = OneLineHfParser(ARGUMENT_CLASSES, prog="clip-lora train", allow_abbrev=False)
+    parser.add_argument("--help-all", action=train_help.HelpAllAction, help="Also Trainer's other flags.")
+    train_help.reword(parser)
+    return parser
 
 
 def parse_args(argv: list[str] | None = None):
@@ -373,5 +272,4 @@ def parse_args(argv: list[str] | None = None):
     if unknown:
         raise ArgumentError(unknown_arguments_line(unknown, parser))
     validation.check_run(model_args, data_args, lora_args, training_args)
-    flag_schema.remember()  # no description for this install yet: the next mistake is answered before torch loads
     return model_args, data_args, lora_args, training_args

@@ -25,6 +25,9 @@ if (
 PREDICTIONS = "predictions.csv"
 ZERO_SHOT_PREDICTIONS = "zero_shot_predictions.csv"
 ALL_RESULTS = "all_results.json"
+# Beside all_results.json, as Trainer.save_metrics("train") / ("eval") write them in HF's example scripts.
+TRAIN_RESULTS = "train_results.json"
+EVAL_RESULTS = "eval_results.json"
 RUN_CONFIG = "run_config.json"
 MODEL_CARD = "README.md"
 CLASSIFICATION_REPORT_JSON = "classification_report.json"
@@ -102,6 +105,13 @@ def escape_path(path: str | Path | bytes) -> str:
     )
 
 
+def listing(names, shown: int = 10) -> str:
+    """`a, b, c, and 990 more`: the first `shown` of a list, so a line naming them stays one readable line."""
+    names = list(names)
+    more = f", and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(map(escape_path, names[:shown])) + more
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     import numpy as np
 
@@ -165,12 +175,25 @@ def read_json(path: str | Path) -> dict:
 
 def read_run_config(output_dir: str | Path) -> dict:
     """A run's run_config.json, or {} where there is none (a pushed repo, an older run)."""
+    from clip_lora.run_files import read_json_object  # run_files names artifacts' files in its docs only
+
     path = Path(output_dir) / RUN_CONFIG
-    return read_json(path) if path.is_file() else {}
+    return read_json_object(path) if path.exists() else {}
 
 
 def write_json(path: str | Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_results(output_dir: str | Path, results: dict, train: dict, evaluation: dict) -> None:
+    """The results files of a run, as HF's example scripts leave them: train_results.json (Trainer's training
+    metrics; absent when nothing was trained), eval_results.json (the final val evaluation) and all_results.json
+    (everything: zero-shot, dev, calibration, ...). all_results.json last: a folder holding it looks like a run."""
+    out = Path(output_dir)
+    if train:
+        write_json(out / TRAIN_RESULTS, train)
+    write_json(out / EVAL_RESULTS, evaluation)
+    write_json(out / ALL_RESULTS, results)
 
 
 def save_figure(fig, path: str | Path, data) -> Path:

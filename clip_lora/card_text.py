@@ -33,9 +33,17 @@ HYPER_PARAMETERS = (
 )
 
 
+def setting_text(value) -> str:
+    """A setting as a reader types it: a whole number stored as a float (lora_alpha 32.0, num_train_epochs 5.0,
+    TrainingArguments' float fields) as the integer, every other value as it is."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 def hyper_parameter_table(config: dict) -> str:
     return "| parameter | value |\n|---|---|\n" + "".join(
-        f"| `{key}` | `{config[key]}` |\n" for key in HYPER_PARAMETERS if key in config
+        f"| `{key}` | `{setting_text(config[key])}` |\n" for key in HYPER_PARAMETERS if key in config
     )
 
 
@@ -46,6 +54,22 @@ SPLITS = ("train", "dev", "val")
 def ordered(keys, order: tuple[str, ...]) -> list[str]:
     """run_config.json stores keys sorted; the card lists them in reading order, unknown ones last."""
     return sorted(keys, key=lambda k: (order.index(k) if k in order else len(order), k))
+
+
+def lost_classes_line(names: list[str], shown: int = 20) -> str:
+    """`3 classes (a, b, c)`, the first `shown` named: one line even for a thousand classes."""
+    listed = ", ".join(map(repr, names[:shown])) + (
+        f", and {len(names) - shown} more" if len(names) > shown else ""
+    )
+    return f"{len(names)} class{'es' if len(names) != 1 else ''} ({listed})"
+
+
+def untrained_text(names: list[str] | None) -> str:
+    """The data row's note on classes with no training image (none: nothing)."""
+    if not names:
+        return ""
+    verb = "has" if len(names) == 1 else "have"
+    return f"; **{lost_classes_line(names)} {verb} no training image** (evaluated, never trained on)"
 
 
 def provenance_table(config: dict, trained: bool) -> str:
@@ -64,7 +88,7 @@ def provenance_table(config: dict, trained: bool) -> str:
                 f"{batch['per_device_train_batch_size']} per device x {steps} accumulation step"
                 f"{'s' if steps > 1 else ''} = global batch {batch['global_batch_size']}",
             ),
-            ("gradient clipping", f"max_grad_norm {batch['max_grad_norm']}"),
+            ("gradient clipping", f"max_grad_norm {setting_text(batch['max_grad_norm'])}"),
         ]
     precision = {"no": "fp32 (no mixed precision)"}.get(batch["precision"], f"{batch['precision']} autocast")
     commit = code["git_commit"]
@@ -80,7 +104,8 @@ def provenance_table(config: dict, trained: bool) -> str:
         (
             "data",
             ", ".join(f"{name} {data['splits'][name]['images']}" for name in ordered(data["splits"], SPLITS))
-            + f" images; files sha256 `{data['files_sha256'][:16]}` (image ids and sizes, sorted)",
+            + f" images; files sha256 `{data['files_sha256'][:16]}` (image ids and sizes, sorted)"
+            + untrained_text(data.get("classes_without_training_images")),
         ),
     ]
     return "| | |\n|---|---|\n" + "".join(f"| {what} | {value} |\n" for what, value in rows)

@@ -9,7 +9,7 @@ Read from zero_shot_predictions.csv and predictions.csv of one run (same val ima
 fine-tuned right (McNemar's c); `broken`: zero-shot right and fine-tuned wrong (b). An image both models get wrong,
 even with different wrong labels, changes no correctness and is not listed, exactly as in the McNemar test.
 `path` is the image file when the run's images are on this machine (see image_root), else None. Used by changes.png
-(clip_lora/changes_plot.py) and the `clip-lora app` page (clip_lora/app.py).
+(clip_lora/changes_plot.py) and the `clip-lora app` page (clip_lora/app_run.py).
 """
 
 from __future__ import annotations
@@ -48,11 +48,16 @@ class ChangedImage:
     def fine_tuned_p_true(self) -> float:
         return self.fine_tuned_probs[self.true]
 
-    def caption(self) -> str:
+    def caption_lines(self) -> tuple[str, str, str]:
+        """The true class, then each model's answer with its probability: one line each, as the app shows them."""
         return (
-            f"true: {self.true} | zero-shot: {self.zero_shot} ({self.zero_shot_probs[self.zero_shot]:.2f}) | "
-            f"fine-tuned: {self.fine_tuned} ({self.fine_tuned_probs[self.fine_tuned]:.2f})"
+            f"true: {self.true}",
+            f"zero-shot: {self.zero_shot} ({self.zero_shot_probs[self.zero_shot]:.2f})",
+            f"fine-tuned: {self.fine_tuned} ({self.fine_tuned_probs[self.fine_tuned]:.2f})",
         )
+
+    def caption(self) -> str:
+        return " | ".join(self.caption_lines())
 
 
 def read_rows(path: str | Path) -> dict[str, tuple[str, str, dict[str, float]]]:

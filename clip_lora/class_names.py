@@ -4,8 +4,11 @@
     names = normalise(raw, origins=folders, where="the class folders of data/train")   # ClassNameError if unusable
     tokens = prompt_tokens(tokenizer, names, templates, max_length=text_limit(model, tokenizer))
 
-- Unicode NFC, surrounding blanks stripped: `café` typed (NFC) and `café` in a folder name written by macOS (NFD)
-  are one name, and the prompts, the reports and the card all carry the same string.
+- Names a person cannot tell apart are one name: Unicode default-ignorable code points (zero-width space and joiners,
+  variation selectors, soft hyphen, BOM, bidi marks, tags, Hangul fillers) are removed, then Unicode NFC, then
+  surrounding blanks stripped (`canonical`): `café` typed (NFC) and `café` in a folder name written by macOS (NFD),
+  `cat` and `cat` + U+200B, an emoji with and without U+FE0F are one name each, and the prompts, the reports and the
+  card all carry the same string. (An emoji ZWJ sequence loses its joiners too: its parts stay, in order.)
 - At least two classes: a one-class "classifier" trains nothing and reports accuracy 1.0.
 - No two classes with the same name after normalisation, nor with the same prompt tokens: CLIP's tokenizer
   lowercases, so `Cat` and `cat` folders give identical prompts and the model cannot tell them apart. Refused,
@@ -16,6 +19,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from clip_lora.errors import ClassNameError
@@ -23,27 +27,59 @@ from clip_lora.errors import ClassNameError
 MIN_CLASSES = 2
 UNBOUNDED = 10**6  # tokenizers without a configured limit report ~1e30 as model_max_length
 
+# Default_Ignorable_Code_Point, from the Unicode Character Database's DerivedCoreProperties.txt (Unicode 15.1/16.0;
+# https://www.unicode.org/Public/UCD/latest/ucd/DerivedCoreProperties.txt): code points that render as nothing
+# unless a font chooses otherwise, so two names differing only in them print the same. Unassigned ones in these
+# ranges are included, as the property does, so a name cannot start to differ when a later Unicode assigns them.
+DEFAULT_IGNORABLE = (
+    (0x00AD, 0x00AD),  # SOFT HYPHEN
+    (0x034F, 0x034F),  # COMBINING GRAPHEME JOINER
+    (0x061C, 0x061C),  # ARABIC LETTER MARK
+    (0x115F, 0x1160),  # HANGUL CHOSEONG FILLER..HANGUL JUNGSEONG FILLER
+    (0x17B4, 0x17B5),  # KHMER VOWEL INHERENT AQ..AA
+    (0x180B, 0x180F),  # MONGOLIAN FREE VARIATION SELECTORS, VOWEL SEPARATOR
+    (0x200B, 0x200F),  # ZERO WIDTH SPACE, ZWNJ, ZWJ, LRM, RLM
+    (0x202A, 0x202E),  # bidi embeddings and overrides
+    (0x2060, 0x206F),  # WORD JOINER, invisible operators, bidi isolates, deprecated format characters
+    (0x3164, 0x3164),  # HANGUL FILLER
+    (0xFE00, 0xFE0F),  # VARIATION SELECTOR-1..16 (U+FE0F: emoji presentation)
+    (0xFEFF, 0xFEFF),  # ZERO WIDTH NO-BREAK SPACE (BOM)
+    (0xFFA0, 0xFFA0),  # HALFWIDTH HANGUL FILLER
+    (0xFFF0, 0xFFF8),  # unassigned
+    (0x1BCA0, 0x1BCA3),  # SHORTHAND FORMAT controls
+    (0x1D173, 0x1D17A),  # MUSICAL SYMBOL BEGIN BEAM..END PHRASE
+    (0xE0000, 0xE0FFF),  # tags, VARIATION SELECTOR-17..256, unassigned
+)
+_IGNORABLE = re.compile("[" + "".join(f"\\U{lo:08x}-\\U{hi:08x}" for lo, hi in DEFAULT_IGNORABLE) + "]")
+
+
+def canonical(name: str) -> str:
+    """The one form of a name: default-ignorable code points removed, NFC, surrounding blanks stripped (removal
+    first: `e` U+200B U+0301 becomes `é`, as it prints)."""
+    return unicodedata.normalize("NFC", _IGNORABLE.sub("", str(name))).strip()
+
 
 def _shown(a: str, b: str) -> tuple[str, str]:
-    """Two names for a message: ascii() when they differ only in Unicode form (printed, they would look the same)."""
-    nfc = unicodedata.normalize
-    return (ascii(a), ascii(b)) if a != b and nfc("NFC", a) == nfc("NFC", b) else (repr(a), repr(b))
+    """Two names for a message: ascii() when they differ only in invisible characters or Unicode form (printed,
+    they would look the same; ascii() spells out each code point, e.g. 'cat\\u200b')."""
+    return (ascii(a), ascii(b)) if a != b and canonical(a) == canonical(b) else (repr(a), repr(b))
 
 
 def normalise(
     names, origins=None, where: str = "the class names", min_classes: int = MIN_CLASSES
 ) -> list[str]:
-    """NFC-normalised, stripped class names; ClassNameError (one line, naming `where` and the origins) for an empty
+    """Class names in their canonical form; ClassNameError (one line, naming `where` and the origins) for an empty
     name, two names that are one after normalisation, or fewer than `min_classes`."""
     names = [str(n) for n in names]
     origins = [str(o) for o in origins] if origins is not None else None
-    out = [unicodedata.normalize("NFC", n).strip() for n in names]
+    out = [canonical(n) for n in names]
     seen: dict[str, int] = {}
     for i, name in enumerate(out):
-        origin = f" (from {origins[i]!r})" if origins and origins[i] != names[i] else ""
+        origin = f" (from {ascii(origins[i])})" if origins and origins[i] != names[i] else ""
         if not name:
             raise ClassNameError(
-                f"{where}: class name {names[i]!r}{origin} is empty; give every class a name."
+                f"{where}: class name {ascii(names[i])}{origin} is empty (blank or invisible characters only); "
+                "give every class a name."
             )
         if name in seen:
             j = seen[name]
@@ -53,8 +89,8 @@ def normalise(
             a, b = _shown(first, second)
             how = "map to" if origins and (origins[i] != names[i] or origins[j] != names[j]) else "are"
             raise ClassNameError(
-                f"{where}: {a} and {b} {how} the same class name {name!r} (after Unicode NFC normalisation); "
-                "give each class its own name."
+                f"{where}: {a} and {b} {how} the same class name {name!r} (invisible characters removed, Unicode "
+                "NFC); give each class its own name."
             )
         seen[name] = i
     if len(out) < min_classes:

@@ -8,6 +8,7 @@
     clip-lora compare runs/sweep/seed-0 runs/sweep/seed-1   # what differs between two runs, and McNemar
     clip-lora app runs/demo                             # a page to look at the results (pip install clip-lora[app])
     accelerate launch --config_file $(clip-lora config 1gpu) train_clip_lora.py imagenette_vitb16
+    clip-lora env                                       # versions, devices, accelerate config: for a bug report
 
 This is the one boundary between a command and the user, for every verb:
 - flags are parsed and checked before the verb's module (torch, transformers, peft, datasets) is imported
@@ -17,7 +18,8 @@ This is the one boundary between a command and the user, for every verb:
   and what to do, with the status of their family (clip_lora/faults.py); anything else is a bug and keeps its
   traceback;
 - a failed run leaves no output folder holding only its lock (run_dir.abandon).
-Under torchrun / accelerate only the main process prints.
+Under torchrun / accelerate only the main process prints; a failure on another process reaches it as one line
+naming that process (clip_lora/peer_failures.py).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import importlib
 import os
 import sys
 
-from clip_lora import faults, run_dir, verb_args
+from clip_lora import faults, peer_failures, run_dir, verb_args
 from clip_lora.errors import ClipLoraError, Parser
 from clip_lora.resources import ACCELERATE_CONFIGS_DIR, RECIPES_DIR, accelerate_config_path, names
 
@@ -57,11 +59,16 @@ VERBS = {
     ),
     "app": ("clip_lora.app", "main", "a local page with a run's results (pip install clip-lora[app])"),
     "config": ("clip_lora.cli", "config_main", "print the path of a packaged accelerate config"),
+    "env": (
+        "clip_lora.env_report",
+        "main",
+        "versions, devices and the accelerate config in use, to paste into a bug report",
+    ),
 }
 
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+# Verbs that show no library progress bar (config, compare) or set the libraries up themselves (predict): importing
+# transformers and datasets just to silence their bars would cost seconds before a path is printed.
+NO_LIBRARY_SETUP = {"predict", "config", "compare"}
 
 
 def release_process_group() -> None:
@@ -109,26 +116,41 @@ def run(verb: str, argv: list[str]) -> int:
 
             # bars only on a terminal; known library warnings silenced. predict configures the libraries itself,
             # on its torch path only: on an onnx export it imports none of them.
-            progress.configure(libraries=verb != "predict")
+            progress.configure(libraries=verb not in NO_LIBRARY_SETUP)
             getattr(importlib.import_module(module), function)(argv)
-    except ClipLoraError as err:
-        status, message = 2, str(err)
     except BaseException as err:
-        described = faults.describe(err)
-        if described is None:
-            run_dir.abandon()
-            raise
-        status, message = described
+        with faults.saying_why():  # from the first statement: the launcher's SIGTERM must not cut the line
+            return _fail(err, started)
+    release_process_group()
+    return 0
+
+
+def _fail(err: BaseException, started: bool) -> int:
+    """Print the failure's one line (under a launcher: the run's one line, clip_lora/peer_failures.py) and return the
+    exit status; re-raise a bug."""
+    if isinstance(err, SystemExit):  # a verb's own exit (argparse): its status as it chose
+        raise err
+    if isinstance(err, ClipLoraError):
+        status, message = 2, str(err)
     else:
-        release_process_group()
-        return 0
+        described = faults.describe(err)
+        if described is None and not peer_failures.peer_lost(err):
+            peer_failures.settle(
+                1, None, err, echo=False
+            )  # under a launcher: the main process names this one
+            run_dir.abandon()
+            raise err
+        status, message = described or (1, None)
     run_dir.abandon()
     # The frames the error held are released now; collecting them closes open progress bars, which would
     # otherwise print after the error line (an error raised mid-training). Nothing to close before the verb ran.
     if started:
         gc.collect()
-    if is_main_process():
-        print(f"error: {message}", file=sys.stderr)
+    # The main process prints a failed peer's line when its own failure is only the echo of it (a lost collective,
+    # the launcher's SIGTERM).
+    status, line = peer_failures.settle(status, message, err, echo=isinstance(err, faults.Terminated))
+    if line is not None:
+        print(f"error: {line}", file=sys.stderr)
     return status
 
 

@@ -2,52 +2,76 @@
 
     clip-lora compare runs/seed-0 runs/seed-1
 
-Prints: the flags that shape a result and differ (run_dir.result_flags, the same list a resume checks); whether the
+Prints: the flags that shape a result and differ (run_dir.result_flags, the same list a resume checks); how a
+training step was made, as each run recorded it (provenance's batch: processes, per-device batch, accumulation,
+global batch, precision), with a note that the runs drew different dropout masks when LoRA dropout is on and the
+process layout differs (equal numbers are then not expected); whether the
 data are the same images (provenance.data_fingerprint: `files_sha256` over all splits, and each split's hash, so
 "the same images, split differently" is told apart from "other data"); the library versions and commits; zero-shot,
 fine-tuned (val) and dev accuracy; and the exact McNemar test between the two fine-tuned models' val predictions,
 paired by image id (stats.mcnemar on "right or wrong" per image). McNemar needs the same val images: when the val
-fingerprints differ it is not computed, and the report says why. `compare(a, b)` returns the same as a dict.
+fingerprints differ it is not computed, and the report says why. `compare(a, b)` returns the same as a dict
+(clip_lora/compare_report.py writes the text).
 
-A missing folder, a folder that is no run, or a run without predictions.csv is one `error:` line (RunError).
+A missing folder, a file, a folder that is no run, or a run without predictions.csv is one `error:` line (RunError),
+given before anything heavy is imported (verb_args.check_run_folder).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
-from clip_lora import artifacts, run_dir
-from clip_lora.card_text import LIBRARY_ORDER, ordered
-from clip_lora.errors import Parser, RunError
+from clip_lora import artifacts, run_dir, run_files, verb_args
+from clip_lora.artifacts import escape_path as escape
+from clip_lora.compare_report import CALIBRATION_ROWS, OPTIONAL_ACCURACY, STEP_NAMES, format_report
+from clip_lora.errors import RunError
 from clip_lora.stats import mcnemar
 
 NOT_COMPARED = {"data_source", "provenance"}  # reported in the data and versions sections instead
 EXTRA_FLAGS = ("global_batch_size",)  # derived, but the number that defines a step
 
 
+# What compare reads from each run, checked on read (run_files.py): an older run may lack provenance (its data are
+# "unknown"), but a key that is there has the shape the report uses.
+RUN_CONFIG_KEYS = {
+    "provenance": run_files.OBJECT,
+    "provenance.data": run_files.OPTIONAL_OBJECT,  # null: not recorded (data "unknown")
+    "provenance.versions": run_files.OBJECT,
+    "provenance.code": run_files.OBJECT,
+    "provenance.code.git_commit": run_files.OPTIONAL_STRING,
+}
+FINGERPRINT_KEYS = {"splits": run_files.OBJECT, "files_sha256": run_files.STRING, "images": run_files.NUMBER}
+
+
 def load_run(folder: str | Path) -> dict:
     """A run's config, results and val predictions; RunError when the folder cannot be compared."""
     path = Path(folder)
     shown = artifacts.escape_path(path)
-    if not path.is_dir():
-        raise RunError(f"run folder {shown} does not exist; pass the --output_dir of a clip-lora run.")
-    missing = [name for name in (artifacts.RUN_CONFIG, artifacts.ALL_RESULTS) if not (path / name).is_file()]
-    if missing:
-        raise RunError(
-            f"{shown} is not a finished clip-lora run (no {' or '.join(missing)}); pass the --output_dir of a run."
-        )
-    if not (path / artifacts.PREDICTIONS).is_file():
-        raise RunError(
-            f"{shown} has no {artifacts.PREDICTIONS} (val predictions), so the runs cannot be paired; "
-            "compare the local output folder of a run, not a pushed repo."
-        )
+    verb_args.check_run_folder(path)
+    hint = "compare needs two complete runs of this version of clip-lora"
+    config_file = path / artifacts.RUN_CONFIG
+    config = run_files.read_json_object(
+        config_file, optional=RUN_CONFIG_KEYS, hint=hint, shown=escape(config_file)
+    )
+    if config.get("provenance", {}).get("data") is not None:
+        where = f"{escape(config_file)}: provenance.data"
+        run_files.check_keys(config["provenance"]["data"], FINGERPRINT_KEYS, where=where, hint=hint)
+    results_file = path / artifacts.ALL_RESULTS
+    shown_numbers = (
+        "zero_shot_accuracy",
+        "eval_accuracy",
+        "dev_accuracy",
+        *OPTIONAL_ACCURACY,
+        *CALIBRATION_ROWS,
+    )
+    numbers = dict.fromkeys(shown_numbers, run_files.OPTIONAL_NUMBER)  # printed with :.4f
+    results = run_files.read_json_object(
+        results_file, optional=numbers, hint=hint, shown=escape(results_file)
+    )
     try:
-        config = artifacts.read_json(path / artifacts.RUN_CONFIG)
-        results = artifacts.read_json(path / artifacts.ALL_RESULTS)
         ids, labels, predictions, _ = artifacts.read_prediction_table(path / artifacts.PREDICTIONS)
     except (OSError, ValueError, KeyError, IndexError, StopIteration) as err:
         raise RunError(
@@ -69,15 +93,56 @@ def _training_keys() -> set[str]:
     return {field.name for field in dataclasses.fields(ClipLoraTrainingArguments)}
 
 
+LAYOUT_KEYS = ("processes", "per_device_train_batch_size", "gradient_accumulation_steps")
+# Flags the step section reports as they ran (the per-device batch follows the process count under
+# --global_batch_size): listed there, not as flags, when both runs recorded their batch.
+STEP_FLAGS = (
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "global_batch_size",
+    "bf16",
+    "fp16",
+)
+
+
+def step_comparison(a: dict, b: dict) -> dict:
+    """How each run made a training step (processes, per-device batch, accumulation, global batch, precision), what
+    differs, and whether the runs drew different dropout masks: LoRA dropout > 0 with another process layout draws
+    its masks on other shapes and other ranks' generators (same distribution, other numbers)."""
+    batches = [config.get("provenance", {}).get("batch") for config in (a, b)]
+    evaluations = [run for run, config in zip("AB", (a, b), strict=True) if config.get("do_train") is False]
+    if evaluations:  # an evaluation made no step: its batch says nothing about training
+        return {"known": False, "why": f"{' and '.join(evaluations)} only evaluated (--do_train false)"}
+    if not all(batches):
+        unknown = [run for run, batch in zip("AB", batches, strict=True) if not batch]
+        return {
+            "known": False,
+            "why": f"not recorded by {' and '.join(unknown)} (a run older than provenance)",
+        }
+    differ = [(key, batches[0].get(key), batches[1].get(key)) for key in STEP_NAMES]
+    differ = [row for row in differ if row[1] != row[2]]
+    dropout = [float(config.get("lora_dropout") or 0) for config in (a, b)]
+    layout_differs = any(key in LAYOUT_KEYS for key, _, _ in differ)
+    return {
+        "known": True,
+        "batches": batches,
+        "differ": differ,
+        "lora_dropout": dropout,
+        "dropout_masks_differ": layout_differs and max(dropout) > 0,
+    }
+
+
 def differing_flags(a: dict, b: dict) -> list[tuple[str, object, object]]:
-    """(flag, A's value, B's value) for every result-shaping flag whose value differs."""
+    """(flag, A's value, B's value) for every result-shaping flag whose value differs; the flags of how a step was
+    made are left to step_comparison when both runs recorded their batch."""
     keys = _training_keys()
     flags = [run_dir.result_flags(config, keys) for config in (a, b)]
     for extra in EXTRA_FLAGS:
         for found, config in zip(flags, (a, b), strict=True):
             if extra in config:
                 found[extra] = config[extra]
-    names = sorted((flags[0].keys() | flags[1].keys()) - NOT_COMPARED)
+    reported_as_step = set(STEP_FLAGS) if step_comparison(a, b)["known"] else set()
+    names = sorted((flags[0].keys() | flags[1].keys()) - NOT_COMPARED - reported_as_step)
     return [
         (k, flags[0].get(k, "(unset)"), flags[1].get(k, "(unset)"))
         for k in names
@@ -131,18 +196,6 @@ def paired_test(a: dict, b: dict, val_same: bool | None) -> dict:
     return {"computed": True, **test, "only_in": only}
 
 
-OPTIONAL_ACCURACY = {
-    "control_zero_shot_accuracy": "control, zero-shot",
-    "control_eval_accuracy": "control, fine-tuned",
-}
-CALIBRATION_ROWS = {
-    "zero_shot_ece": "ECE zero-shot (val)",
-    "eval_ece": "ECE fine-tuned (val)",
-    "eval_temperature_ece": "ECE fine-tuned, T",
-    "temperature": "T (fitted on dev)",
-}
-
-
 def compare(folder_a: str | Path, folder_b: str | Path) -> dict:
     a, b = load_run(folder_a), load_run(folder_b)
     data = data_comparison(a["config"], b["config"])
@@ -153,6 +206,7 @@ def compare(folder_a: str | Path, folder_b: str | Path) -> dict:
     return {
         "runs": [a["path"], b["path"]],
         "flags": differing_flags(a["config"], b["config"]),
+        "step": step_comparison(a["config"], b["config"]),
         "data": data,
         "versions": version_differences(a["config"], b["config"]),
         "accuracy": {key: [run["results"].get(key) for run in (a, b)] for key in keys},
@@ -161,91 +215,8 @@ def compare(folder_a: str | Path, folder_b: str | Path) -> dict:
     }
 
 
-def _pair(pair: list) -> str:
-    return "".join(f"{v:>8.4f}" if v is not None else f"{'-':>8}" for v in pair)
-
-
-def _value(value) -> str:
-    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-
-
-def _data_lines(data: dict) -> list[str]:
-    prints = data["fingerprints"]
-    if data["same"] is None:
-        return ["data: unknown: a run without a data fingerprint (made before provenance was recorded)"]
-    if not data["same"]:
-        return [
-            "data: THE DATA DIFFER: "
-            + "; ".join(
-                f"{run} {p['images']} images, files sha256 {p['files_sha256'][:16]}"
-                for run, p in zip("AB", prints, strict=True)
-            ),
-            f"  splits that differ: {', '.join(data['splits_differ'])}",
-        ]
-    line = f"data: the same images ({prints[0]['images']}, files sha256 {prints[0]['files_sha256'][:16]})"
-    if data["splits_differ"]:
-        line += f"; split differently: {', '.join(data['splits_differ'])} (the dev split follows --seed)"
-    return [line]
-
-
-def format_report(report: dict) -> str:
-    lines = [f"A: {report['runs'][0]}", f"B: {report['runs'][1]}", ""]
-    if report["flags"]:
-        lines.append("flags that differ (A -> B):")
-        width = max(len(name) for name, _, _ in report["flags"])
-        lines += [f"  {name:<{width}}  {_value(x)} -> {_value(y)}" for name, x, y in report["flags"]]
-    else:
-        lines.append("flags: the same")
-    lines += _data_lines(report["data"])
-    versions = report["versions"]
-    if versions["differ"]:
-        lines.append(
-            "versions that differ (A -> B): " + "; ".join(f"{n} {x} -> {y}" for n, x, y in versions["differ"])
-        )
-    else:
-        lines.append(
-            "versions: the same ("
-            + ", ".join(
-                f"{n} {versions['versions'][0][n]}" for n in ordered(versions["versions"][0], LIBRARY_ORDER)
-            )
-            + ")"
-        )
-    commits = [c[:12] if c else "none" for c in versions["commits"]]
-    lines.append(f"commit: {commits[0]}" + ("" if commits[0] == commits[1] else f" -> {commits[1]}"))
-    lines += ["", f"{'accuracy':<24}{'A':>8}{'B':>8}"]
-    names = {
-        "zero_shot_accuracy": "zero-shot (val)",
-        "eval_accuracy": "fine-tuned (val)",
-        "dev_accuracy": "dev (selection)",
-        **OPTIONAL_ACCURACY,
-    }
-    for key, pair in report["accuracy"].items():
-        lines.append(f"  {names[key]:<22}" + _pair(pair))
-    if report.get("calibration"):
-        lines += [f"{'calibration':<24}{'A':>8}{'B':>8}"]
-        lines += [
-            f"  {CALIBRATION_ROWS[key]:<22}" + _pair(pair) for key, pair in report["calibration"].items()
-        ]
-    test = report["mcnemar"]
-    if test["computed"]:
-        unpaired = [f"{n} only in {run.upper()}" for run, n in test["only_in"].items() if n]
-        lines += [
-            "",
-            f"McNemar, fine-tuned A vs B on {test['n']} val images (paired by image id"
-            + (f"; {', '.join(unpaired)}" if unpaired else "")
-            + f"): A right and B wrong {test['b']}, A wrong and B right {test['c']}, "
-            f"exact two-sided p = {test['p_value']:.4g}",
-        ]
-    else:
-        lines += ["", f"McNemar: not computed: {test['reason']}"]
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> dict:
-    parser = Parser(prog="clip-lora compare", description=__doc__.splitlines()[0])
-    parser.add_argument("run_a", help="a run's output folder")
-    parser.add_argument("run_b", help="another run's output folder")
-    args = parser.parse_args(argv)
+    args = verb_args.compare_args(argv)
     report = compare(args.run_a, args.run_b)
     print(format_report(report))
     return report

@@ -21,8 +21,8 @@ import datasets
 from peft import PeftModel
 
 from clip_lora import artifacts
-from clip_lora.data import VAL_SPLIT_NAMES, _class_folders, _scan_split, class_features, class_names_for
-from clip_lora.errors import DataError
+from clip_lora.data import _scan_split, class_features
+from clip_lora.data_layout import control_classes
 from clip_lora.placeholders import kept_ids
 from clip_lora.stats import mcnemar
 from clip_lora.wise_ft import lora_scaled
@@ -33,11 +33,7 @@ logger = logging.getLogger(__name__)
 def load_control_folder(path: str | Path) -> datasets.Dataset:
     """<class>/<images> (or val/<class>/...) -> a Dataset labelled with the control's own class names."""
     root = Path(path).expanduser()
-    split_dir = next((root / n for n in VAL_SPLIT_NAMES if (root / n).is_dir()), root)
-    folders = _class_folders(split_dir)
-    if len(folders) < 2:
-        raise DataError(f"--control_eval_dir {root} has {len(folders)} class folder(s); it needs two or more")
-    names = class_names_for(folders, None, f"the class folders of --control_eval_dir {root}")
+    split_dir, folders, names = control_classes(root)
     rows = _scan_split(split_dir, root, {folder: i for i, folder in enumerate(folders)})
     return datasets.Dataset.from_dict(rows, features=class_features(names))
 

@@ -10,8 +10,8 @@ and image_id (str). Hidden files and folders (a name starting with '.') are igno
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
-import json
 import logging
 import math
 from pathlib import Path
@@ -20,66 +20,35 @@ import datasets
 import numpy as np
 
 from clip_lora import sources
-from clip_lora.artifacts import escape_path
-from clip_lora.class_names import MIN_CLASSES, normalise
+from clip_lora.artifacts import escape_path, listing
+from clip_lora.class_names import MIN_CLASSES
+from clip_lora.data_layout import (  # noqa: F401 - the tables and folder readers, re-exported for their users
+    DEFAULT_IMAGENETTE_DIR,
+    FASTAI_DATASETS,
+    IMAGENETTE_ARCHIVES,
+    IMAGENETTE_CLASSES,
+    IMAGEWOOF_ARCHIVES,
+    IMAGEWOOF_CLASSES,
+    KNOWN_WNIDS,
+    VAL_SPLIT_NAMES,
+    archive_folder,
+    class_folders,
+    class_names_for,
+    find_split_dirs,
+    imagefolder_classes,
+    imagenette_base,
+    imagenette_root,
+    is_hidden,
+    is_utf8,
+    names_from_file,
+    no_imagenette_line,
+    wnids_to_names,
+)
 from clip_lora.download import DataError, download_file, md5sum, safe_extract
 from clip_lora.errors import ClassNameError
 from clip_lora.images import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
-
-IMAGENETTE_CLASSES: dict[str, str] = {
-    "n01440764": "tench",
-    "n02102040": "English springer",
-    "n02979186": "cassette player",
-    "n03000684": "chain saw",
-    "n03028079": "church",
-    "n03394916": "French horn",
-    "n03417042": "garbage truck",
-    "n03425413": "gas pump",
-    "n03445777": "golf ball",
-    "n03888257": "parachute",
-}
-IMAGENETTE_ARCHIVES: dict[str, tuple[str, str]] = {
-    "full": (
-        "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2.tgz",
-        "fe2fc210e6bb7c5664d602c3cd71e612",
-    ),
-    "320": (
-        "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-320.tgz",
-        "3df6f0d01a2c9592104656642f5e78a3",
-    ),
-    "160": (
-        "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz",
-        "e793b78cc4c9e9a4ccc0c1155377a412",
-    ),
-}
-# Imagewoof: fast.ai's ten dog breeds, same archive scheme. fast.ai publishes no MD5 for these archives, so none is
-# written here (an invented one would be worse than none): the download is used unverified and a warning says so.
-IMAGEWOOF_CLASSES: dict[str, str] = {
-    "n02086240": "Shih-Tzu",
-    "n02087394": "Rhodesian ridgeback",
-    "n02088364": "beagle",
-    "n02089973": "English foxhound",
-    "n02093754": "Border terrier",
-    "n02096294": "Australian terrier",
-    "n02099601": "golden retriever",
-    "n02105641": "Old English sheepdog",
-    "n02111889": "Samoyed",
-    "n02115641": "dingo",
-}
-IMAGEWOOF_ARCHIVES: dict[str, tuple[str, str | None]] = {
-    "full": ("https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2.tgz", None),
-    "320": ("https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-320.tgz", None),
-    "160": ("https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-160.tgz", None),
-}
-FASTAI_DATASETS = {
-    "imagenette": (IMAGENETTE_CLASSES, IMAGENETTE_ARCHIVES),
-    "imagewoof": (IMAGEWOOF_CLASSES, IMAGEWOOF_ARCHIVES),
-}
-KNOWN_WNIDS = {**IMAGENETTE_CLASSES, **IMAGEWOOF_CLASSES}
-VAL_SPLIT_NAMES = ("val", "validation", "test")
-DEFAULT_IMAGENETTE_DIR = Path("~/.cache/clip_lora/imagenette")
 
 
 def class_features(names: list[str]) -> datasets.Features:
@@ -93,23 +62,6 @@ def class_features(names: list[str]) -> datasets.Features:
 
 
 # ---------------------------------------------------------------- local folders
-def _find_split_dirs(root: Path) -> tuple[Path, Path]:
-    train = root / "train"
-    val = next((root / n for n in VAL_SPLIT_NAMES if (root / n).is_dir()), None)
-    if not train.is_dir() or val is None:
-        missing = "train/" if not train.is_dir() else "val/ (or validation/, test/)"
-        raise DataError(
-            f"{escape_path(root)} has no {missing} folder; expected the layout train/<class>/, val/<class>/"
-        )
-    return train, val
-
-
-def is_hidden(path: Path, below: Path) -> bool:
-    """A file or folder whose name, or any folder's between `below` and it, starts with '.' (.DS_Store, .git,
-    .ipynb_checkpoints, ._photo.jpg): never a class, never an image."""
-    return any(part.startswith(".") for part in path.relative_to(below).parts)
-
-
 def _scan_split(split_dir: Path, root: Path, folder_to_label: dict[str, int]) -> dict[str, list]:
     """Lists images of split_dir/<class>/ (sorted, so the order is reproducible); ignores other files loudly and
     hidden ones silently."""
@@ -119,7 +71,7 @@ def _scan_split(split_dir: Path, root: Path, folder_to_label: dict[str, int]) ->
         for f in sorted(class_dir.rglob("*")):
             if not f.is_file() or is_hidden(f, class_dir):
                 continue
-            if f.suffix.lower() not in IMAGE_EXTENSIONS or not _utf8(str(f.resolve())):
+            if f.suffix.lower() not in IMAGE_EXTENSIONS or not is_utf8(str(f.resolve())):
                 ignored.append(f)
                 continue
             paths.append(str(f.resolve()))
@@ -147,35 +99,15 @@ def _scan_split(split_dir: Path, root: Path, folder_to_label: dict[str, int]) ->
     return {"image": paths, "label": labels, "image_id": ids}
 
 
-def _utf8(text: str) -> bool:
-    """Names Python could not decode hold surrogates; datasets cannot store them, so such files are ignored."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _class_folders(split_dir: Path) -> list[str]:
-    folders = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    bad = [f for f in folders if not _utf8(f)]
-    if bad:
-        raise DataError(
-            f"class folder name(s) {', '.join(map(escape_path, bad))} in {escape_path(split_dir)} are not valid "
-            "UTF-8; rename them"
-        )
-    return folders
-
-
 def _load_folder(root: Path, folder_names: list[str], class_names: list[str]) -> datasets.DatasetDict:
-    train_dir, val_dir = _find_split_dirs(root)
+    train_dir, val_dir = find_split_dirs(root)
     folder_to_label = {f: i for i, f in enumerate(folder_names)}
     for split_dir in (train_dir, val_dir):
-        unknown = [f for f in _class_folders(split_dir) if f not in folder_to_label]
+        unknown = [f for f in class_folders(split_dir) if f not in folder_to_label]
         if unknown:
             raise DataError(
-                f"unknown class folder(s) in {escape_path(split_dir)}: {', '.join(map(escape_path, unknown))}; "
-                f"known: {', '.join(folder_names)}"
+                f"{len(unknown)} unknown class folder(s) in {escape_path(split_dir)}: {listing(unknown)}; "
+                f"known: {listing(folder_names)}"
             )
     features = class_features(class_names)
     return datasets.DatasetDict(
@@ -188,48 +120,9 @@ def _load_folder(root: Path, folder_names: list[str], class_names: list[str]) ->
     )
 
 
-def class_names_for(
-    ids: list[str], class_names_file: str | None, where: str = "the classes", min_classes: int = MIN_CLASSES
-) -> list[str]:
-    """Folder or ClassLabel ids -> class names: through --class_names_file when given, else WordNet ids -> words;
-    then through the class-name layer (NFC; at least two; no two the same), the pair named by their folders."""
-    if class_names_file:
-        names = names_from_file(class_names_file, ids)
-        where = f"--class_names_file {class_names_file} for {where}"
-    else:
-        names = wnids_to_names(ids)
-    return normalise(names, origins=ids, where=where, min_classes=min_classes)
-
-
-def wnids_to_names(names: list[str]) -> list[str]:
-    # Folders/labels named by ImageNette WordNet ids get readable names (CLIP prompts need words, not ids).
-    return [KNOWN_WNIDS[n] for n in names] if all(n in KNOWN_WNIDS for n in names) else names
-
-
 def _load_imagefolder(root: Path, class_names_file: str | None) -> datasets.DatasetDict:
-    train_dir, _ = _find_split_dirs(root)
-    folders = _class_folders(train_dir)
-    if not folders:
-        raise DataError(f"{train_dir} has no class folders; expected train/<class>/<image files>")
-    names = class_names_for(folders, class_names_file, f"the class folders of {escape_path(train_dir)}")
+    folders, names = imagefolder_classes(root, class_names_file)
     return _load_folder(root, folders, names)
-
-
-def names_from_file(class_names_file: str, folders: list[str]) -> list[str]:
-    """Class names for folders (or ClassLabel ids) from a JSON object {id: name}; every id must be named."""
-    try:
-        mapping = json.loads(Path(class_names_file).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read class_names_file {class_names_file}: {err}") from err
-    if not isinstance(mapping, dict):
-        raise DataError(f"class_names_file {class_names_file} must hold a JSON object {{folder: class name}}")
-    missing = [f for f in folders if f not in mapping]
-    if missing:
-        raise DataError(f"{class_names_file} has no name for folder(s) {', '.join(missing)}; add them")
-    unused = sorted(set(mapping) - set(folders))
-    if unused:  # one file may serve several data sets; a typo in a folder name shows up here
-        logger.warning("%s names folder(s) this data set lacks: %s", class_names_file, ", ".join(unused[:10]))
-    return [str(mapping[f]) for f in folders]
 
 
 def load_eval_folder(
@@ -246,7 +139,7 @@ def load_eval_folder(
             f"evaluation folder {escape_path(root)} does not exist; pass a folder of <class>/<images>"
         )
     split_dir = next((root / n for n in VAL_SPLIT_NAMES if (root / n).is_dir()), root)
-    folders = _class_folders(split_dir)
+    folders = class_folders(split_dir)
     names = class_names_for(folders, class_names_file, f"the class folders of {escape_path(split_dir)}", 1)
     unknown = [f for f, n in zip(folders, names, strict=True) if n not in class_names]
     if unknown or not folders:
@@ -269,20 +162,12 @@ def _resolve_imagenette_root(
     if size not in archives:
         raise DataError(f"imagenette_size must be one of {', '.join(archives)}, got {size!r}")
     url, md5 = archives[size]
-    folder = url.rsplit("/", 1)[-1].removesuffix(".tgz")
-    base = Path(data_dir or DEFAULT_IMAGENETTE_DIR.parent / name).expanduser()
-    if (base / "train").is_dir():
-        return base
-    nested = base / folder
-    if (
-        nested / "train"
-    ).is_dir():  # safe_extract renames a finished folder into place, so it is never partial
-        return nested
+    found = imagenette_root(data_dir, size, name)
+    if found is not None:
+        return found
     if not download:
-        raise DataError(
-            f"no {'ImageNette' if name == 'imagenette' else 'Imagewoof'} data in {base} (looked for train/ and "
-            f"{folder}/train/); pass --data_dir pointing at an extracted {name}2 folder or allow download"
-        )
+        raise DataError(no_imagenette_line(data_dir, size, name))
+    base, folder = imagenette_base(data_dir, name), archive_folder(name, size)
     base.mkdir(parents=True, exist_ok=True)
     try:
         archive = Path(download_file(url, base / "downloads"))
@@ -302,15 +187,51 @@ def _resolve_imagenette_root(
 
 
 # ---------------------------------------------------------------- Hub datasets
-def image_label_columns(features: datasets.Features, name: str) -> tuple[str, str]:
-    """The (Image, ClassLabel) column names of a hub dataset, in memory or streamed."""
-    image_col = next((c for c, f in features.items() if isinstance(f, datasets.Image)), None)
-    label_col = next((c for c, f in features.items() if isinstance(f, datasets.ClassLabel)), None)
+@dataclasses.dataclass(frozen=True)
+class HubColumns:
+    """--dataset_config_name, --image_column_name, --label_column_name (None: load_dataset's default config, the
+    columns guessed by type)."""
+
+    config_name: str | None = None
+    image: str | None = None
+    label: str | None = None
+
+    @classmethod
+    def of(cls, data_args) -> HubColumns:
+        return cls(data_args.dataset_config_name, data_args.image_column_name, data_args.label_column_name)
+
+
+def image_label_columns(
+    features: datasets.Features, name: str, image_column: str | None = None, label_column: str | None = None
+) -> tuple[str, str]:
+    """The (image, label) column names of a hub dataset, in memory or streamed: the ones named by
+    --image_column_name / --label_column_name, else its Image column and its ClassLabel column."""
+    for flag, given, kind in (
+        ("--image_column_name", image_column, datasets.Image),
+        ("--label_column_name", label_column, datasets.ClassLabel),
+    ):
+        if given is None:
+            continue
+        if given not in features:
+            raise DataError(
+                f"{flag} {given!r} is not a column of {name}; its columns: {', '.join(features)}."
+            )
+        if not isinstance(features[given], kind):
+            raise DataError(
+                f"{flag} {given!r} of {name} is not a {kind.__name__} column ({features[given]}); its "
+                f"{kind.__name__} columns: {', '.join(_of_kind(features, kind)) or 'none'}."
+            )
+    image_col = image_column or next(iter(_of_kind(features, datasets.Image)), None)
+    label_col = label_column or next(iter(_of_kind(features, datasets.ClassLabel)), None)
     if image_col is None or label_col is None:
         raise DataError(
             f"hub dataset {name} needs an Image column and a ClassLabel column; its features: {features}"
         )
     return image_col, label_col
+
+
+def _of_kind(features: datasets.Features, kind) -> list[str]:
+    return [column for column, feature in features.items() if isinstance(feature, kind)]
 
 
 def standard_columns(ds, image_col: str, label_col: str):
@@ -319,12 +240,17 @@ def standard_columns(ds, image_col: str, label_col: str):
     return ds.rename_columns({c: n for c, n in ((image_col, "image"), (label_col, "label")) if c != n})
 
 
-def _load_hub(name: str, data_dir: str | None, class_names_file: str | None = None) -> datasets.DatasetDict:
+def _load_hub(
+    name: str, data_dir: str | None, class_names_file: str | None = None, columns: HubColumns | None = None
+) -> datasets.DatasetDict:
     from clip_lora import offline  # an unreachable Hub: the datasets cache, without minutes of retries
 
+    columns = columns or HubColumns()
     offline.before_hub_load(name)
     try:
-        raw = datasets.load_dataset(name, cache_dir=data_dir) if data_dir else datasets.load_dataset(name)
+        where = {"cache_dir": data_dir} if data_dir else {}
+        config = {"name": columns.config_name} if columns.config_name else {}
+        raw = datasets.load_dataset(name, **config, **where)
     except OSError as err:  # DatasetNotFoundError, ConnectionError (offline), a missing local file
         raise DataError(
             f"--dataset_name {name!r} is not imagenette, an existing folder or a hub dataset reachable here "
@@ -335,7 +261,7 @@ def _load_hub(name: str, data_dir: str | None, class_names_file: str | None = No
     val_name = next((n for n in VAL_SPLIT_NAMES if n in raw), None)
     if val_name is None:
         raise DataError(f"hub dataset {name} has no validation/val/test split (splits: {', '.join(raw)})")
-    image_col, label_col = image_label_columns(raw["train"].features, name)
+    image_col, label_col = image_label_columns(raw["train"].features, name, columns.image, columns.label)
     names = class_names_for(raw["train"].features[label_col].names, class_names_file, f"hub dataset {name}")
     out = {}
     for key, split in (("train", "train"), ("val", val_name)):
@@ -398,6 +324,7 @@ def load_splits(
     download: bool = True,
     class_names_file: str | None = None,
     shots_per_class: int | None = None,
+    hub_columns: HubColumns | None = None,
 ) -> datasets.DatasetDict:
     """Usage: load_splits("imagenette", data_dir="data") -> DatasetDict(train, dev, val).
 
@@ -424,7 +351,7 @@ def load_splits(
         if isinstance(where, Path):
             splits = _load_imagefolder(where, class_names_file)
         else:
-            splits = _load_hub(dataset_name, data_dir, class_names_file)
+            splits = _load_hub(dataset_name, data_dir, class_names_file, hub_columns)
     train = splits["train"]
     labels = np.asarray(train["label"])
     present = [train.features["label"].names[i] for i in np.unique(labels)]

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from clip_lora import artifacts
+from clip_lora import artifacts, run_files
 from clip_lora.adapters import adapter_base_model, base_model_for
 from clip_lora.artifacts import ADAPTER_FILES
 from clip_lora.calibration import read_temperature, temperature_file
@@ -50,9 +50,11 @@ CLASS_EMBEDDINGS = artifacts.EXPORT_CLASS_EMBEDDINGS
 def read_class_prompts(model_dir: str | Path) -> tuple[list[str], list[str]] | None:
     """(class names, prompt templates) an exported model carries, or None for a model without them."""
     path = Path(model_dir) / CLASS_PROMPTS
-    if not path.is_file():
+    if not path.exists():
         return None
-    data = json.loads(path.read_text())
+    keys = {"class_names": run_files.STRING_LIST, "prompt_templates": run_files.STRING_LIST}
+    hint = "export the run again (clip-lora export), or pass --labels"
+    data = run_files.read_json_object(path, keys, error=ModelError, hint=hint)
     return list(data["class_names"]), list(data["prompt_templates"])
 
 

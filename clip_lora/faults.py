@@ -107,6 +107,22 @@ def stop_requests():
         _pending = None
 
 
+@contextlib.contextmanager
+def saying_why():
+    """Within: the error line of a run that is already stopping is written whole. A second Ctrl-C, or the launcher's
+    SIGTERM to a process whose peer failed, would otherwise kill it before its line (the first one's handler is
+    gone once the run unwound). Only in the main thread; the previous handlers are back afterwards."""
+    previous = {}
+    with contextlib.suppress(ValueError):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _chain(err: BaseException):
     seen = set()
     while err is not None and id(err) not in seen:

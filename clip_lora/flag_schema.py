@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from clip_lora import validation
+from clip_lora import train_help, validation
 from clip_lora.errors import ArgumentError, OneLineParserMixin, unknown_arguments_line
 from clip_lora.resources import recipe_argv
 
@@ -38,7 +38,17 @@ def _sources() -> list[Path]:
     metrics = importlib.util.find_spec(
         "metrics"
     )  # the top-level module next to train_clip_lora (not imported)
-    files = [here / "arguments.py", here / "validation.py", here / "prompts.py", here / "flag_schema.py"]
+    files = [
+        here / name
+        for name in (
+            "arguments.py",
+            "training_arguments.py",
+            "validation.py",
+            "prompts.py",
+            "flag_schema.py",
+            "train_help.py",
+        )
+    ]
     return files + ([Path(metrics.origin)] if metrics and metrics.origin else [])
 
 
@@ -131,7 +141,7 @@ def build() -> dict:
     columns = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = HELP_COLUMNS
     try:
-        help_text = parser.format_help()
+        helps = {view: train_help.help_text(parser, view) for view in train_help.VIEWS}
     finally:
         os.environ.pop("COLUMNS") if columns is None else os.environ.__setitem__("COLUMNS", columns)
     return {
@@ -139,7 +149,7 @@ def build() -> dict:
         "actions": actions,
         "fields": fields,
         "metrics": validation.metric_names(),
-        "help": help_text,
+        "help": helps,
     }
 
 
@@ -182,7 +192,11 @@ TYPES = {
 
 
 class _Help(Exception):
-    """--help reached while parsing (where argparse would print the help and exit)."""
+    """--help or --help-all reached while parsing (where argparse would print the help and exit)."""
+
+    def __init__(self, every_flag: bool):
+        super().__init__()
+        self.every_flag = every_flag
 
 
 class _HelpAction(argparse.Action):
@@ -190,7 +204,7 @@ class _HelpAction(argparse.Action):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        raise _Help
+        raise _Help(every_flag=option_string == "--help-all")
 
 
 class QuickParser(OneLineParserMixin, argparse.ArgumentParser):
@@ -200,7 +214,7 @@ class QuickParser(OneLineParserMixin, argparse.ArgumentParser):
 def quick_parser(schema: dict, prog: str) -> QuickParser:
     """The real parser's options, types and choices; defaults suppressed, so the result holds the given flags only."""
     parser = QuickParser(prog=prog, allow_abbrev=False, add_help=False)
-    parser.add_argument("-h", "--help", action=_HelpAction)
+    parser.add_argument("-h", "--help", "--help-all", action=_HelpAction)
     for action in schema["actions"]:
         common = {"dest": action["dest"], "default": argparse.SUPPRESS}
         if action["kind"] != "store":
@@ -229,8 +243,9 @@ def precheck(argv: list[str], prog: str = "clip-lora train") -> bool:
     parser = quick_parser(schema, prog)
     try:
         given, unknown = parser.parse_known_args(argv)
-    except _Help:
-        print(schema["help"], end="")
+    except _Help as asked:
+        view = "all" if asked.every_flag else ("eval" if prog == "clip-lora eval" else "train")
+        print(schema["help"][view], end="")
         return True
     if unknown:
         raise ArgumentError(unknown_arguments_line(unknown, parser))

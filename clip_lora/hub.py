@@ -27,6 +27,8 @@ PUSH_FILES = (
     *ADAPTER_FILES,
     artifacts.MODEL_CARD,
     artifacts.ALL_RESULTS,
+    artifacts.TRAIN_RESULTS,
+    artifacts.EVAL_RESULTS,
     artifacts.CLASSIFICATION_REPORT_JSON,
     artifacts.CLASSIFICATION_REPORT_MD,
     artifacts.TRAINING_CURVES,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from clip_lora import artifacts, offline
+from clip_lora import artifacts, offline, run_files
 from clip_lora.calibration import read_temperature
 from clip_lora.calibration_card import calibration_section
 from clip_lora.card_text import (
@@ -32,6 +32,7 @@ from clip_lora.card_text import (
     snippet,
 )
 from clip_lora.control_card import control_section
+from clip_lora.errors import ModelError
 from clip_lora.prompts import DEFAULT_TEMPLATE
 from clip_lora.provenance import FASTAI_TITLES, data_source
 from metrics import report_to_markdown
@@ -79,6 +80,10 @@ def label_info(adapter_name_or_path: str) -> tuple[list[str], list[str]] | None:
     data = card.data.to_dict()
     if not data.get("class_names"):
         return None
+    keys = {"class_names": run_files.STRING_LIST, "prompt_templates": run_files.STRING_LIST}
+    run_files.check_keys(
+        data, optional=keys, where=f"the model card of {adapter_name_or_path}", error=ModelError
+    )
     return list(data["class_names"]), list(data.get("prompt_templates") or [DEFAULT_TEMPLATE])
 
 
@@ -120,10 +125,10 @@ def _results_table(results: dict, trained: bool, adapter: str | None) -> str:
 def build_model_card(output_dir: str | Path, repo_id: str | None = None) -> ModelCard:
     """The card of the run in output_dir; `repo_id` is the Hub id the adapter is pushed to (None: not pushed)."""
     out = Path(output_dir)
-    results = artifacts.read_json(out / artifacts.ALL_RESULTS)
-    report = artifacts.read_json(out / CLASSIFICATION_REPORT)
-    config = artifacts.read_json(out / artifacts.RUN_CONFIG)
-    state = artifacts.read_json(out / TRAINER_STATE) if (out / TRAINER_STATE).is_file() else None
+    results = run_files.read_json_object(out / artifacts.ALL_RESULTS)
+    report = run_files.read_json_object(out / CLASSIFICATION_REPORT, {"per_class": run_files.OBJECT})
+    config = run_files.read_json_object(out / artifacts.RUN_CONFIG, {"model_name_or_path": run_files.STRING})
+    state = run_files.read_trainer_state(out / TRAINER_STATE) if (out / TRAINER_STATE).exists() else None
     trained = bool(config.get("do_train", state is not None)) and state is not None
     adapter = config.get("adapter_name_or_path")
     class_names = list(report["per_class"])

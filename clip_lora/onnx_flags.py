@@ -13,6 +13,9 @@ from clip_lora.errors import MissingExtraError, PredictError
 ONNX_MODEL = "onnx/model.onnx"
 ONNX_CHOICES = ("fp32", "int8", "off")
 ONNX_INSTALL = "pip install 'clip-lora[onnx]'"
+# `clip-lora export --format`: the merged CLIPModel is always written; onnx adds onnx/ (an alias of --onnx, the
+# spelling of exporters such as `optimum-cli export onnx` and torch.onnx's "format").
+EXPORT_FORMATS = ("merged", "onnx")
 
 
 def require_onnx(flag: str, packages: tuple[str, ...] = ("onnx", "onnxruntime")) -> None:

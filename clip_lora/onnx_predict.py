@@ -11,14 +11,16 @@ session.run per batch; classes, prompts and temperature are the ones fixed in th
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from clip_lora import progress
+from clip_lora.class_names import normalise
+from clip_lora.errors import PredictError
 from clip_lora.pixels import ClipPixels
 from clip_lora.predict_output import Row, find_images, read_images, report
+from clip_lora.run_files import OBJECT, STRING, STRING_LIST, read_json_object
 
 CLASSIFIER_FILE = "classifier.json"  # = onnx_export.CLASSIFIER_FILE (that module imports torch)
 
@@ -38,8 +40,14 @@ class OnnxClassifier:
 
     def __init__(self, model_dir: str | Path, precision: str = "fp32"):
         folder = Path(model_dir) / "onnx"
-        self.info = json.loads((folder / CLASSIFIER_FILE).read_text())
-        self.class_names = list(self.info["class_names"])
+        keys = {"class_names": STRING_LIST, "files": OBJECT, f"files.{precision}": STRING}
+        keys |= {"input": STRING, "output": STRING}
+        hint = "export the run again (clip-lora export --onnx)"
+        self.info = read_json_object(folder / CLASSIFIER_FILE, keys, error=PredictError, hint=hint)
+        # The same class-name layer as every other path (a graph exported by an older version, or edited by hand)
+        self.class_names = normalise(
+            self.info["class_names"], where=f"the class names of {folder / CLASSIFIER_FILE}"
+        )
         self.to_pixels = ClipPixels.from_pretrained(model_dir)
         path = folder / self.info["files"][precision]
         self.session = inference_session(path)

@@ -1,6 +1,6 @@
 """Headless plots of a finished run, read from its artifacts in output_dir.
 
-    python -m clip_lora.plots runs/demo   # training_curves.png, changes.png, confusion_matrix.png, zero_shot_confusion_matrix.png
+    python -m clip_lora.plots runs/demo   # training_curves.png, changes.png, confusion_matrix.png/.csv, zero_shot_...
     plots.save_plots(output_dir)       # the same, as the last step of train_clip_lora.main
 
 Each PNG also carries the data it draws as JSON in the PNG text chunk "Description" (counts, curves, the changed
@@ -10,6 +10,8 @@ images), so a reader (or a test) can check the picture against the run's files w
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -20,9 +22,10 @@ matplotlib.use("Agg")  # no display on servers / CI; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from clip_lora import artifacts  # noqa: E402
+from clip_lora import artifacts, run_files  # noqa: E402
 from clip_lora.card_text import selection  # noqa: E402
 from clip_lora.changes_plot import plot_changes  # noqa: E402
+from clip_lora.run_files import OPTIONAL_NUMBER as NUMBER  # noqa: E402
 from metrics import confusion_matrix  # noqa: E402
 
 TRAINING_CURVES = artifacts.TRAINING_CURVES
@@ -163,20 +166,33 @@ def plot_confusion_matrix(predictions_csv: str | Path, path: str | Path, title: 
         }
     )
     artifacts.save_figure(fig, path, description)
+    write_confusion_csv(counts, class_names, Path(path).with_suffix(".csv"))
     return counts
+
+
+def write_confusion_csv(counts: np.ndarray, class_names: list[str], path: Path) -> None:
+    """The full matrix beside its figure (which draws at most MOST_CONFUSED classes): a header row of predicted
+    class names, then one row per true class, its name first. Names are quoted by the csv module."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["true \\ predicted", *class_names])
+    writer.writerows([name, *row] for name, row in zip(class_names, counts.tolist(), strict=True))
+    artifacts.atomic_write_text(path, buffer.getvalue())
 
 
 def save_plots(output_dir: str | Path) -> list[Path]:
     """Write every plot whose inputs exist in output_dir; returns the written paths."""
     out = Path(output_dir)
     results = (
-        artifacts.read_json(out / artifacts.ALL_RESULTS) if (out / artifacts.ALL_RESULTS).is_file() else {}
+        run_files.read_json_object(out / artifacts.ALL_RESULTS, optional={"zero_shot_accuracy": NUMBER})
+        if (out / artifacts.ALL_RESULTS).exists()
+        else {}
     )
     config = artifacts.read_run_config(out)
     metric = (config.get("metric_for_best_model") or "accuracy").removeprefix("eval_")
     written = []
-    if (out / TRAINER_STATE).is_file():  # absent in evaluation-only runs
-        state = artifacts.read_json(out / TRAINER_STATE)
+    if (out / TRAINER_STATE).exists():  # absent in evaluation-only runs
+        state = run_files.read_trainer_state(out / TRAINER_STATE)
         curves = plot_training_curves(state, results.get("zero_shot_accuracy"), out / TRAINING_CURVES, metric)
         written.append(curves)
     final, zero_shot = out / artifacts.PREDICTIONS, out / artifacts.ZERO_SHOT_PREDICTIONS

@@ -15,7 +15,9 @@ checkout), the batch as it ran (processes, per-device batch, accumulation, globa
 and a fingerprint of the data, `data_fingerprint(splits)`: the image count per split and a sha256 of the sorted list
 of (image id, file size), per split and over all splits. Image ids are relative to the data folder, so the same files
 anywhere give the same fingerprint; the dev split follows --seed, so two seeds share `files_sha256` (the same
-images) and differ in their train / dev hashes (split differently).
+images) and differ in their train / dev hashes (split differently). It also names the classes left without a
+training image (`classes_without_training_images`: by --max_train_samples, --shots_per_class or skipped images),
+which the run warns about and the card states: such a class is evaluated but never learned.
 """
 
 from __future__ import annotations
@@ -157,7 +159,20 @@ def data_fingerprint(splits: dict) -> dict:
         files = _files(split)
         every += files
         record[name] = {"images": len(files), "sha256": _sha256(files)}
-    return {"splits": record, "images": len(every), "files_sha256": _sha256(every)}
+    return {
+        "splits": record,
+        "images": len(every),
+        "files_sha256": _sha256(every),
+        "classes_without_training_images": classes_without_images(splits.get("train")),
+    }
+
+
+def classes_without_images(split) -> list[str]:
+    """The classes of a split's label space that have no image in it ([] for a streamed or absent split)."""
+    if not isinstance(split, datasets.Dataset):
+        return []
+    present = set(split.unique("label"))
+    return [name for i, name in enumerate(split.features["label"].names) if i not in present]
 
 
 def run_provenance(training_args, precision: str, fingerprint: dict) -> dict:

@@ -3,6 +3,7 @@
 recipe_path("smoke")                 # clip_lora/recipes/smoke.yaml
 accelerate_config_path("1gpu")       # clip_lora/accelerate_configs/1gpu.yaml
 recipe_argv(["smoke", "--seed", "1"], known_flags)   # the recipe's values as flags, then the flags that override them
+recipe_argv(["--config", "my.yaml", "--seed", "1"], known_flags)   # the same, trl's way
 """
 
 from __future__ import annotations
@@ -90,9 +91,45 @@ def recipe_to_flags(path: Path, known_flags) -> list[str]:
     return flags
 
 
+CONFIG_FLAG = "--config"  # trl's name for a recipe file: `--config FILE.yaml` = the positional FILE.yaml
+
+
+def split_config_flag(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(the value of --config, argv without it); refused when given twice or without a value."""
+    found, rest, index = [], [], 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == CONFIG_FLAG:
+            if index + 1 >= len(argv) or argv[index + 1].startswith("-"):
+                raise ArgumentError(
+                    f"{CONFIG_FLAG} needs a recipe: a .yaml/.json file or one of {', '.join(names(RECIPES_DIR))}."
+                )
+            found.append(argv[index + 1])
+            index += 2
+            continue
+        if arg.startswith(f"{CONFIG_FLAG}="):
+            found.append(arg.split("=", 1)[1])
+        else:
+            rest.append(arg)
+        index += 1
+    if len(found) > 1:
+        raise ArgumentError(f"{CONFIG_FLAG} given {len(found)} times ({', '.join(found)}); pass one recipe.")
+    return (found[0] if found else None), rest
+
+
 def recipe_argv(argv: list[str], known_flags) -> list[str]:
-    """argv with a leading recipe (a packaged name or a file path) replaced by its flags. Training takes no other
-    positional argument, so a first argument that is not a flag must be a recipe: a misspelt one lists them."""
-    if not argv or argv[0].startswith("-"):
-        return list(argv)
-    return recipe_to_flags(recipe_path(argv[0]), known_flags) + list(argv[1:])
+    """argv with its recipe (a packaged name or a file path, first or after --config) replaced by its flags, which
+    the flags given override wherever they stand. Training takes no other positional argument, so a first argument
+    that is not a flag must be a recipe: a misspelt one lists them. One recipe per run: a positional recipe and
+    --config together are refused (which of the two should win is not a guess to make for the user)."""
+    config, argv = split_config_flag(list(argv))
+    positional = argv[0] if argv and not argv[0].startswith("-") else None
+    if config is not None and positional is not None:
+        raise ArgumentError(
+            f"two recipes: {positional!r} and {CONFIG_FLAG} {config}; pass one (the first argument or {CONFIG_FLAG})."
+        )
+    if config is not None:
+        return recipe_to_flags(recipe_path(config), known_flags) + argv
+    if positional is None:
+        return argv
+    return recipe_to_flags(recipe_path(positional), known_flags) + argv[1:]

@@ -25,7 +25,7 @@ import shutil
 import socket
 from pathlib import Path
 
-from clip_lora import artifacts
+from clip_lora import artifacts, resume
 from clip_lora.checkpoints import (  # noqa: F401 - re-exported: a run's checkpoints, defined there
     CHECKPOINT_COMPLETE,
     CHECKPOINT_PREFIX,
@@ -99,10 +99,7 @@ def acquire_lock(output_dir: str | Path) -> None:
             os.close(fd)
             if err.errno not in (errno.EAGAIN, errno.EACCES):
                 raise
-            raise ArgumentError(
-                f"--output_dir {artifacts.escape_path(out)} is in use by another run ({lock_holder(out)}); "
-                "wait for it to end or choose another --output_dir."
-            ) from None
+            raise in_use(out) from None
         # A failed run removes its lock file (abandon): a lock taken on the file it unlinked is no lock; retry.
         try:
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
@@ -237,25 +234,72 @@ def prepare(training_args, run_config: dict) -> str | None:
         acquire_lock(out)
         for leftover in out.glob(f"*{artifacts.ATOMIC_SUFFIX}"):  # a write cut off by a kill: never a result
             leftover.unlink(missing_ok=True)
+    keys = set(training_args.to_dict())
+
+    def flags_changed_since(folder: Path) -> list[str]:
+        return changed_flags(folder, run_config, keys)
+
     if training_args.overwrite_output_dir:
+        # --resume_from_checkpoint in another run's folder: checked before this one is cleared (resume.py)
+        chosen = resume.chosen_checkpoint(out, training_args, flags_changed_since, main_process)
         if main_process:
             clear_run(out)
-        return None
+        _active["resume"] = chosen
+        return chosen
+    check_reusable(out, training_args.do_train, overwrite=False)
     if not training_args.do_train:
-        check_evaluation_target(out)
         return None
-    if is_finished(out):
-        raise ArgumentError(
-            f"{shown} already holds a finished run; pass --overwrite_output_dir to replace it or choose another --output_dir."
-        )
-    changed = changed_flags(out, run_config, set(training_args.to_dict()))
+    changed = flags_changed_since(out)
     if changed:
         raise ArgumentError(
             f"{shown} holds an interrupted run made with other flags ({'; '.join(changed)}); rerun with its flags "
             "to resume it, or pass --overwrite_output_dir to start over."
         )
-    _active["resume"] = last_complete_checkpoint(out, remove_partial=main_process)
+    if training_args.resume_from_checkpoint is not None:  # the checkpoint the user named (resume.py)
+        _active["resume"] = resume.chosen_checkpoint(out, training_args, flags_changed_since, main_process)
+    else:
+        _active["resume"] = last_complete_checkpoint(out, remove_partial=main_process)
     return _active["resume"]
+
+
+def check_reusable(output_dir: str | Path, do_train: bool, overwrite: bool) -> None:
+    """What the folder's past allows, read from the files alone (the CLI asks before torch loads, prepare again):
+    a finished run is not trained into again, another run is not evaluated over, without --overwrite_output_dir."""
+    out = Path(output_dir)
+    if overwrite:
+        return
+    if not do_train:
+        check_evaluation_target(out)
+    elif is_finished(out):
+        raise ArgumentError(
+            f"{artifacts.escape_path(out)} already holds a finished run; pass --overwrite_output_dir to replace it "
+            "or choose another --output_dir."
+        )
+
+
+def check_unlocked(output_dir: str | Path) -> None:
+    """Refuse a folder another process holds the lock of, without taking it (the check before torch loads)."""
+    out = Path(output_dir).resolve()
+    if out in _held:  # this process's own run (a second main() in one process takes it afresh)
+        return
+    try:
+        fd = os.open(out / artifacts.RUN_LOCK, os.O_RDONLY)
+    except OSError:  # no lock file (or none readable): acquire_lock judges it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as err:
+        if err.errno in (errno.EAGAIN, errno.EACCES):
+            raise in_use(out) from None
+    finally:
+        os.close(fd)  # closing drops the probe's shared lock at once
+
+
+def in_use(out: Path) -> ArgumentError:
+    return ArgumentError(
+        f"--output_dir {artifacts.escape_path(out)} is in use by another run ({lock_holder(out)}); "
+        "wait for it to end or choose another --output_dir."
+    )
 
 
 def check_evaluation_target(out: Path) -> None:

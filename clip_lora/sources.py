@@ -8,9 +8,12 @@ dataset, a run to show), and the checks of a new output file's or folder's locat
 A value that looks local is never sent to the Hub, whose validator would answer with an HFValidationError traceback
 (or, for a well-formed id, "not found" about a folder the user simply mistyped). It looks local when it starts with
 ./ ../ / ~ (or is . or ..), has more than one "/" (a Hub id is `name` or `owner/name`), is not spelt as a Hub id can
-be (huggingface_hub's rules: ASCII letters, digits, - _ . ; no -- or ..; at most 96 characters per part), or when its
-first folder exists here (`runs/dem0` while `runs/` exists). A local value that does not exist is one line naming
-the nearest folder that does and its closest entries. Light on purpose: the CLI runs it before torch is imported.
+be (huggingface_hub's rules: ASCII letters, digits, - _ . ; no -- or ..; at most 96 characters per part), when its
+first folder exists here (`runs/dem0` while `runs/` exists), or when it lies under `runs/`, where this project
+writes its runs (`runs/demo` before `make demo` made it: a run not made yet, never a Hub repo). A local value that
+does not exist is one line naming the nearest folder that does and its closest entries (under runs/, or none near:
+which command makes it); one that exists but cannot be read says so. Light on purpose: the CLI runs it before torch
+is imported.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from clip_lora.errors import ArgumentError
 
 # huggingface_hub.utils._validators.validate_repo_id, restated (tests/test_sources.py checks they agree).
 HUB_NAME = re.compile(r"(?a:\b[\w\-.]{1,96}\b)")
+# Where runs are written: every packaged recipe's output_dir and `make demo`'s (tests/test_input_checks.py checks).
+RUNS_DIR = "runs"
+DEMO_RUN = "runs/demo"
 
 
 def _hub_spelling(value: str) -> bool:
@@ -44,7 +50,7 @@ def looks_local(value: str) -> bool:
     if value.count("/") > 1 or not _hub_spelling(value):
         return True
     first = value.split("/", 1)[0]
-    return Path(value).exists() or ("/" in value and Path(first).is_dir())
+    return Path(value).exists() or ("/" in value and (first == RUNS_DIR or Path(first).is_dir()))
 
 
 def is_hub_id(value: str | None) -> bool:
@@ -63,8 +69,9 @@ def _nearest(path: Path) -> tuple[Path, list[Path]]:
     return parent, [parent / n for n in difflib.get_close_matches(missing.name, entries, n=3, cutoff=0.6)]
 
 
-def missing_path_line(flag: str, value: str, what: str = "folder") -> str:
-    """`--flag value: no such folder (relative to CWD); did you mean X?` (or the nearest existing folder)."""
+def missing_path_hint(value: str) -> str:
+    """What to do about a path that does not exist: the closest existing entries, the command that makes a run
+    folder (under runs/), or the nearest existing folder."""
     path = Path(value).expanduser()
     here = Path.cwd()
     parent, close = _nearest(path if path.is_absolute() else here / path)
@@ -72,13 +79,19 @@ def missing_path_line(flag: str, value: str, what: str = "folder") -> str:
     def shown(p: Path) -> str:  # as the user wrote it: relative paths stay relative
         return str(p if path.is_absolute() else os.path.relpath(p, here))
 
-    hint = (
-        f"did you mean {' or '.join(map(shown, close))}?"
-        if close
-        else f"the nearest existing folder is {shown(parent)}; check the path."
-    )
-    where = "" if path.is_absolute() else f" (relative to {here})"
-    return f"{flag} {value}: no such {what}{where}; {hint}"
+    if close:
+        return f"did you mean {' or '.join(map(shown, close))}?"
+    if Path(value).parts[:1] == (RUNS_DIR,):  # a run folder: made by a command, not typed wrong
+        if Path(value) == Path(DEMO_RUN) or not Path(RUNS_DIR).is_dir():
+            return f"run `make demo` first: it trains the demo run into {DEMO_RUN}."
+        return f"no run was written there; train one into it (`clip-lora train ... --output_dir {value}`)."
+    return f"the nearest existing folder is {shown(parent)}; check the path."
+
+
+def missing_path_line(flag: str, value: str, what: str = "folder") -> str:
+    """`--flag value: no such folder (relative to CWD); did you mean X?` (or what else to do: missing_path_hint)."""
+    where = "" if Path(value).expanduser().is_absolute() else f" (relative to {Path.cwd()})"
+    return f"{flag} {value}: no such {what}{where}; {missing_path_hint(value)}"
 
 
 def resolve(value: str, flag: str, what: str = "folder", error=ArgumentError) -> Path | str:
@@ -89,7 +102,16 @@ def resolve(value: str, flag: str, what: str = "folder", error=ArgumentError) ->
     path = Path(value).expanduser()
     if not path.exists():
         raise error(missing_path_line(flag, value, what))
+    check_readable(flag, path, error)
     return path
+
+
+def check_readable(flag: str, path: Path, error=ArgumentError) -> None:
+    """A folder whose entries can be listed and read, or a file that can be read; else one line."""
+    if not os.access(path, os.R_OK | (os.X_OK if path.is_dir() else 0)):
+        raise error(
+            f"{flag} {path} cannot be read (permission denied); fix its permissions or pass another path."
+        )
 
 
 def text_problem(value: str) -> str | None:

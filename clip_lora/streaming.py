@@ -74,13 +74,21 @@ def load_streaming_splits(data_args, training_args) -> dict:
             "--shots_per_class / --max_train_samples need the whole train split; drop --streaming for them"
         )
     name = data_args.dataset_name
-    raw = datasets.load_dataset(name, streaming=True)
+    config = (
+        {"name": data_args.dataset_config_name} if getattr(data_args, "dataset_config_name", None) else {}
+    )
+    raw = datasets.load_dataset(name, streaming=True, **config)
     val_name = next((n for n in VAL_SPLIT_NAMES if n in raw), None)
     if "train" not in raw or val_name is None:
         raise DataError(
             f"streamed dataset {name} needs a train and a validation/val/test split; it has {list(raw)}"
         )
-    image_col, label_col = image_label_columns(raw["train"].features or datasets.Features(), name)
+    image_col, label_col = image_label_columns(
+        raw["train"].features or datasets.Features(),
+        name,
+        getattr(data_args, "image_column_name", None),
+        getattr(data_args, "label_column_name", None),
+    )
     names = class_names_for(
         raw["train"].features[label_col].names, data_args.class_names_file, f"streamed dataset {name}"
     )

@@ -1,8 +1,8 @@
 """Seeds and a paired test: one training per seed, then per-seed accuracy, mean +- std and McNemar vs zero-shot.
 
     clip-lora sweep --seeds 0,1,2 imagenette_vitb16 --output_dir runs/sweep   # any train flags follow
-    python sweep.py --summarize runs/sweep                 # rebuild summary.json/.md from finished seed folders
-    python sweep.py --readme runs/sweep/summary.json       # rewrite README.md's results block from a summary
+    clip-lora sweep --summarize runs/sweep                 # rebuild summary.json/.md from finished seed folders
+    clip-lora sweep --readme runs/sweep/summary.json       # rewrite README.md's results block from a summary
 
 Each seed runs `train_clip_lora.main` into <output_dir>/seed-<k> (a finished seed folder is reused, so an
 interrupted sweep resumes). The McNemar test pairs each fine-tuned model's val predictions (predictions.csv) with the
@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 import train_clip_lora
-from clip_lora import artifacts, run_dir, sources
+from clip_lora import artifacts, run_dir, run_files, sources
 from clip_lora.arguments import parse_args
 from clip_lora.errors import ArgumentError, DataError
 from clip_lora.provenance import data_source
@@ -51,7 +51,7 @@ def run_seeds(seeds: list[int], train_argv: list[str]) -> Path:
 
 
 def seed_summary(folder: Path, seed: int) -> dict:
-    results = artifacts.read_json(folder / artifacts.ALL_RESULTS)
+    results = run_files.read_json_object(folder / artifacts.ALL_RESULTS)
     config = artifacts.read_run_config(folder)
     labels, tuned, _ = artifacts.read_predictions(folder / artifacts.PREDICTIONS)
     zs_labels, zero_shot, _ = artifacts.read_predictions(folder / artifacts.ZERO_SHOT_PREDICTIONS)
@@ -120,7 +120,7 @@ def to_markdown(summary: dict) -> str:
     note = (
         f"\n{len(summary['seeds'])} seed(s), {summary['num_val_images']} val images each; b/c count the images "
         "the two models disagree on (exact two-sided McNemar test, stats.py). Generated from "
-        f"`{summary['output_dir']}/{SUMMARY_JSON}` by `python sweep.py --readme`.\n"
+        f"`{summary['output_dir']}/{SUMMARY_JSON}` by `clip-lora sweep --readme {summary['output_dir']}/{SUMMARY_JSON}`.\n"
     )
     return "\n".join(rows) + "\n" + note
 

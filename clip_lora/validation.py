@@ -19,7 +19,7 @@ import math
 import re
 from pathlib import Path
 
-from clip_lora import sources
+from clip_lora import resume, sources
 from clip_lora.errors import ArgumentError, DataError
 from clip_lora.sources import check_output_file, check_output_folder  # noqa: F401 - re-exported
 from clip_lora.sources import text_problem as _text_problem
@@ -252,6 +252,23 @@ def _check_paths(model_args, data_args) -> None:
             )
 
 
+# Flags of a hub dataset (run_image_classification.py's); a folder's columns are always `image` and `label`.
+HUB_DATASET_FLAGS = {"dataset_config_name": None, "image_column_name": "image", "label_column_name": "label"}
+
+
+def _check_hub_only_flags(data_args) -> None:
+    name = data_args.dataset_name
+    if name.lower() not in FASTAI_NAMES and not sources.looks_local(name):
+        return  # a hub dataset: its columns are checked when it loads (data.image_label_columns)
+    for flag, folder_value in HUB_DATASET_FLAGS.items():
+        value = getattr(data_args, flag, None)
+        if value is not None and value != folder_value:
+            raise ArgumentError(
+                f"--{flag} {value} applies to a hub dataset; --dataset_name {name} is a folder of "
+                "<class>/<images> (columns image and label): drop it."
+            )
+
+
 def _check_adapter(model_args, training_args, quick: bool) -> None:
     from clip_lora.adapters import read_adapter_config
 
@@ -270,11 +287,15 @@ def _check_adapter(model_args, training_args, quick: bool) -> None:
 def check_run(model_args, data_args, lora_args, training_args, metrics: list[str] | None = None) -> None:
     """The checks that need several flags, a file or a library: all before any data or model is loaded.
     `metrics` given: the quick check the CLI runs before torch is imported (a Hub adapter is not fetched)."""
-    from clip_lora import prompts
+    from clip_lora import input_checks, prompts
 
     _check_training_length(training_args)
     _check_metric(training_args, metrics)
     _check_paths(model_args, data_args)
+    input_checks.check_output_dir(training_args)
+    input_checks.check_data(data_args)
+    _check_hub_only_flags(data_args)
+    resume.check_flag(training_args)
     wise_alphas(data_args.wise_alphas)
     prompts.resolve_templates(data_args.prompt_templates, data_args.prompt_template)
     if data_args.class_names_file:

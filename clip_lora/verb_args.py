@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from clip_lora import flag_schema, sources, validation
+from clip_lora import artifacts, flag_schema, sources, validation
 from clip_lora.adapters import base_model_for, read_adapter_config
-from clip_lora.class_names import normalise
-from clip_lora.errors import ArgumentError, ModelError, Parser, PredictError
-from clip_lora.onnx_flags import ONNX_CHOICES, ONNX_INSTALL, onnx_problem, require_onnx
+from clip_lora.class_names import canonical, normalise
+from clip_lora.errors import ArgumentError, ClassNameError, ModelError, Parser, PredictError, RunError
+from clip_lora.onnx_flags import EXPORT_FORMATS, ONNX_CHOICES, ONNX_INSTALL, onnx_problem, require_onnx
 from clip_lora.prompts import template_problem
 
 SEED_MODEL = "openai/clip-vit-base-patch16"  # = arguments.SEED_MODEL (that module imports torch)
@@ -31,10 +31,20 @@ def eval_argv(argv: list[str]) -> list[str]:
 
 
 def label_list(labels: str | None, where: str = "--labels") -> list[str] | None:
-    """--labels "cat,dog" -> ["cat", "dog"] through the class-name layer (NFC, two or more, no duplicates)."""
+    """--labels "cat,dog" -> ["cat", "dog"] through the class-name layer (canonical form, two or more, no
+    duplicates); a blank label (`' ,dog'`, `cat,,dog`, a trailing comma) is named, never dropped: a list that
+    lost a name would shift every class after it."""
     if labels is None:
         return None
-    return normalise([n for n in labels.split(",") if n.strip()], where=f"{where} {labels!r}")
+    parts = labels.split(",")
+    blank = [i for i, part in enumerate(parts, 1) if not canonical(part)]
+    if blank:
+        which = ", ".join(f"#{i} ({ascii(parts[i - 1])})" for i in blank)
+        raise ClassNameError(
+            f"{where} {labels!r}: label{'s' if len(blank) > 1 else ''} {which} of {len(parts)} "
+            f"{'are' if len(blank) > 1 else 'is'} blank; give every class a name, separated by single commas."
+        )
+    return normalise(parts, where=f"{where} {labels!r}")
 
 
 def _check_model_and_adapter(model: str | None, adapter: str | None, error=ModelError) -> None:
@@ -138,7 +148,15 @@ def export_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help=f"Also write onnx/: the classifier as one onnx graph, fp32 and int8, checked ({ONNX_INSTALL}).",
     )
+    parser.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        help="merged: the merged CLIPModel only (the default); onnx: the same as --onnx.",
+    )
     args = parser.parse_args(argv)
+    if args.format == "merged" and args.onnx:
+        raise ArgumentError("--format merged and --onnx disagree; pass one of them (--format onnx = --onnx).")
+    args.onnx = args.onnx or args.format == "onnx"
     if args.onnx:
         require_onnx("--onnx")
     if args.prompt_template and template_problem(args.prompt_template):
@@ -170,6 +188,8 @@ def app_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available).")
     args = parser.parse_args(argv)
     sources.resolve(args.run, "clip-lora app", what="run folder", error=ModelError)
+    if args.data_dir:
+        sources.resolve(args.data_dir, "--data_dir", error=ModelError)
     return args
 
 
@@ -227,6 +247,43 @@ def sweep_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     return args, train_argv
 
 
+# ---------------------------------------------------------------- compare
+def compare_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = Parser(
+        prog="clip-lora compare", description="Two runs side by side: flags, data, versions, McNemar."
+    )
+    parser.add_argument("run_a", help="a run's output folder")
+    parser.add_argument("run_b", help="another run's output folder")
+    args = parser.parse_args(argv)
+    for folder in (args.run_a, args.run_b):
+        check_run_folder(folder)
+    return args
+
+
+def check_run_folder(folder: str | Path) -> None:
+    """A folder `clip-lora compare` can read: it exists, is a folder and holds a finished run's files."""
+    path = Path(folder)
+    shown = artifacts.escape_path(path)
+    if path.is_file():
+        raise RunError(f"run folder {shown} is a file; pass the --output_dir (a folder) of a clip-lora run.")
+    if not path.is_dir():
+        raise RunError(
+            f"run folder {shown} does not exist (pass the --output_dir of a clip-lora run); "
+            + sources.missing_path_hint(str(folder))
+        )
+    # a folder in a file's place is named by the reader (run_files): "is a folder, not a JSON file"
+    missing = [name for name in (artifacts.RUN_CONFIG, artifacts.ALL_RESULTS) if not (path / name).exists()]
+    if missing:
+        raise RunError(
+            f"{shown} is not a finished clip-lora run (no {' or '.join(missing)}); pass the --output_dir of a run."
+        )
+    if not (path / artifacts.PREDICTIONS).is_file():
+        raise RunError(
+            f"{shown} has no {artifacts.PREDICTIONS} (val predictions), so the runs cannot be paired; "
+            "compare the local output folder of a run, not a pushed repo."
+        )
+
+
 # ---------------------------------------------------------------- the table cli.run uses
 def _plain(parse):
     def check(argv: list[str]) -> bool:
@@ -248,6 +305,7 @@ PRECHECKS = {
     "export": _plain(export_args),
     "app": _plain(app_args),
     "sweep": _sweep,
+    "compare": _plain(compare_args),
 }
 
 

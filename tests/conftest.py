@@ -86,7 +86,7 @@ def small_run(tiny_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def onnx_export(trained_run, tmp_path_factory) -> Path:
-    """`clip-lora export --onnx` of the session's trained run (no temperature.json: T = 1)."""
+    """`clip-lora export --format onnx` (= --onnx) of the session's trained run (no temperature.json: T = 1)."""
     pytest.importorskip(
         "onnxruntime", reason="the onnx extra is not installed: pip install 'clip-lora[onnx]'"
     )
@@ -94,6 +94,13 @@ def onnx_export(trained_run, tmp_path_factory) -> Path:
     from clip_lora.cli import run as run_verb
 
     out = tmp_path_factory.mktemp("onnx-export") / "exported"
-    argv = ["--adapter_name_or_path", str(trained_run.output_dir), "--output_dir", str(out), "--onnx"]
+    argv = [
+        "--adapter_name_or_path",
+        str(trained_run.output_dir),
+        "--output_dir",
+        str(out),
+        "--format",
+        "onnx",
+    ]
     assert run_verb("export", argv) == 0
     return out

@@ -4,6 +4,7 @@ files behind the run's ids, and the one-line errors (gradio missing, a source th
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import json
 import shutil
@@ -12,9 +13,10 @@ import socket
 import pytest
 from PIL import Image
 
-from clip_lora import app, changes
+from clip_lora import app, app_run, changes
 from clip_lora.cli import run as run_verb
 from clip_lora.errors import ModelError
+from testing_utils import clip_lora_imports, import_circles
 
 
 def _csv_rows(path) -> dict[str, dict]:
@@ -49,7 +51,7 @@ def test_changed_images_are_the_rows_whose_correctness_differs(trained_run):
         if row["prediction"] != row["label"] and zero_shot[image]["prediction"] == row["label"]
     }
     assert expected_fixed, "the smoke run should fix at least one image"
-    view = app.load_view(out)
+    view = app_run.load_view(out)
     assert {c.image for c in view.fixed} == expected_fixed
     assert {c.image for c in view.broken} == expected_broken
     for changed in view.fixed + view.broken:  # the probabilities shown are the CSVs' own
@@ -66,7 +68,7 @@ def test_changed_images_are_the_rows_whose_correctness_differs(trained_run):
 def test_top5_beside_zero_shot_equals_the_runs_two_csvs(trained_run, image_root):
     out = trained_run.output_dir
     image_id = next(iter(_csv_rows(out / "predictions.csv")))
-    classifier = app.Classifier(app.adapter_path(out, {}), "cpu")
+    classifier = app_run.Classifier(app.adapter_path(out, {}), "cpu")
     with Image.open(image_root / image_id) as image:
         fine_tuned, zero_shot = classifier.top_k(image, 5)
     for got, csv_name in ((fine_tuned, "predictions.csv"), (zero_shot, "zero_shot_predictions.csv")):
@@ -132,7 +134,40 @@ def test_data_dir_finds_the_changed_images_of_a_run_without_run_config(trained_r
     for name in ("predictions.csv", "zero_shot_predictions.csv"):
         shutil.copy(trained_run.output_dir / name, tmp_path / name)
     assert all(c.path is None for c in changes.changed_images(tmp_path))
-    view = app.load_view(tmp_path, data_dir=str(image_root))
+    view = app_run.load_view(tmp_path, data_dir=str(image_root))
     found = view.fixed + view.broken
     assert found and all(c.path == image_root / c.image for c in found)
     assert view.image_files == [c.path for c in found]
+
+
+def test_the_app_modules_import_one_way():
+    """app (the verb) -> app_page (gradio) -> app_run (the data): the page never imports the verb back."""
+    graph = clip_lora_imports()
+    assert (
+        "clip_lora.app_page" in graph["clip_lora.app"] and "clip_lora.app_run" in graph["clip_lora.app_page"]
+    )
+    circles = [circle for circle in import_circles(graph) if circle & {"clip_lora.app", "clip_lora.app_page"}]
+    assert not circles, circles
+
+
+def test_captions_are_three_whole_lines_and_class_names_are_escaped_in_the_page(trained_run):
+    changed = next(c for c in changes.changed_images(trained_run.output_dir) if c.fixed)
+    assert changed.caption_lines() == (
+        f"true: {changed.true}",
+        f"zero-shot: {changed.zero_shot} ({changed.zero_shot_probs[changed.zero_shot]:.2f})",
+        f"fine-tuned: {changed.fine_tuned} ({changed.fine_tuned_probs[changed.fine_tuned]:.2f})",
+    )
+    pytest.importorskip(
+        "gradio", reason="the page itself needs the app extra (make test-browser installs it)"
+    )
+    from clip_lora import app_page
+
+    tricky = dataclasses.replace(
+        changed,
+        true="<b>tench</b>",
+        zero_shot_probs={**changed.zero_shot_probs, "<b>tench</b>": 0.5},
+        fine_tuned_probs={**changed.fine_tuned_probs, "<b>tench</b>": 0.5},
+    )
+    grid = app_page.changed_grid_html([tricky])
+    assert "<b>tench</b>" not in grid and "true: &lt;b&gt;tench&lt;/b&gt;<br>zero-shot: " in grid
+    assert grid.count("<figcaption") == 1 and 'src="data:image/jpeg;base64,' in grid

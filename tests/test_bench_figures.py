@@ -1,4 +1,4 @@
-"""The README's host-work figures are the ones bench/host_step.py stored (bench/host_results.json), and RESULTS.md is
+"""The host-work figures of docs/performance.md are the ones bench/host_step.py stored (bench/host_results.json), and RESULTS.md is
 what bench/report.py renders from the stored JSON: no number in either is typed by hand.
 
 Run: python -m pytest tests/test_bench_figures.py -q
@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import re
 
-from testing_utils import ROOT
+from testing_utils import ROOT, doc_page
 
 
-def test_the_readme_host_figures_come_from_the_stored_bench_run():
+def test_the_performance_page_host_figures_come_from_the_stored_bench_run():
     host = json.loads((ROOT / "bench" / "host_results.json").read_text())
-    readme = " ".join((ROOT / "README.md").read_text().split())
+    readme = " ".join(doc_page("performance").split())
     ops = f"{host['before']['ops_per_step']:,} -> {host['after']['ops_per_step']:,} operations"
     syncs = f"{host['before']['syncs_per_step']} -> {host['after']['syncs_per_step']} host reads per step"
     assert ops in readme and syncs in readme, (ops, syncs)

@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 
 import train_clip_lora
 from clip_lora import artifacts, calibration
-from clip_lora.app import Classifier
+from clip_lora.app_run import Classifier
 from clip_lora.export import export_merged
 from clip_lora.predict import load_classifier, predict_images, stored_temperature
 from testing_utils import smoke_argv

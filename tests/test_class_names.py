@@ -12,10 +12,12 @@ import unicodedata
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from transformers import CLIPTokenizer
 
 from clip_lora import class_names
-from clip_lora.class_names import normalise, prompt_tokens, text_limit
+from clip_lora.class_names import canonical, normalise, prompt_tokens, text_limit
 from clip_lora.cli import run as run_verb
 from clip_lora.data import load_splits
 from clip_lora.errors import ClassNameError
@@ -149,7 +151,14 @@ def test_class_names_file_is_applied_or_refused_in_the_imagenette_layout(tiny_mo
         ("cat, dog ,cat", "'cat' is there twice"),
         (f"café,{NFD_CAFE},tea", "are the same class name 'café'"),
         ("cat", "only 1 class ('cat')"),
-        (",,", "only 0 classes"),
+        (",,", "labels #1 (''), #2 (''), #3 ('') of 3 are blank"),
+        (" ,dog", "label #1 (' ') of 2 is blank"),
+        ("cat,dog,", "label #3 ('') of 3 is blank"),
+        ("cat,\u200b,dog", "label #2 ('\\u200b') of 3 is blank"),  # invisible only: blank too
+        ("cat,cat\u200b,dog", "'cat' and 'cat\\u200b' are the same class name 'cat'"),
+        ("\U0001f408,\U0001f408\ufe0f", "'\\U0001f408' and '\\U0001f408\\ufe0f' are the same class name"),
+        ("\ufeffdog,cat,dog", "'\\ufeffdog' and 'dog' are the same class name 'dog'"),
+        ("soft\u00adhyphen,softhyphen", "'soft\\xadhyphen' and 'softhyphen' are the same class name"),
     ],
 )
 def test_predict_and_export_refuse_labels_that_are_not_distinct_classes(labels, message, tmp_path, capsys):
@@ -160,6 +169,76 @@ def test_predict_and_export_refuse_labels_that_are_not_distinct_classes(labels, 
     assert line.startswith(f"error: --labels {labels!r}: ") and message in line
     argv = ["--adapter_name_or_path", str(tmp_path), "--output_dir", str(tmp_path / "m"), "--labels", labels]
     assert message in one_error_line("export", argv, capsys)
+
+
+INVISIBLE = {  # members of Unicode's Default_Ignorable_Code_Point class, each alone in a name that prints as "cat"
+    "ZERO WIDTH SPACE": "\u200b",
+    "ZERO WIDTH JOINER": "\u200d",
+    "ZERO WIDTH NON-JOINER": "\u200c",
+    "WORD JOINER": "\u2060",
+    "SOFT HYPHEN": "\u00ad",
+    "BOM": "\ufeff",
+    "VARIATION SELECTOR-16": "\ufe0f",
+    "VARIATION SELECTOR-17": "\U000e0100",
+    "COMBINING GRAPHEME JOINER": "\u034f",
+    "TAG LATIN SMALL LETTER A": "\U000e0061",
+    "RIGHT-TO-LEFT MARK": "\u200f",
+    "HANGUL FILLER": "\u3164",
+}
+
+
+@pytest.mark.parametrize("char", INVISIBLE.values(), ids=INVISIBLE.keys())
+def test_names_that_differ_only_in_invisible_characters_are_one_name(char):
+    for name in (f"ca{char}t", f"cat{char}", f"{char}cat"):
+        assert canonical(name) == "cat" and normalise([name, "dog"]) == ["cat", "dog"]
+        with pytest.raises(ClassNameError) as refused:
+            normalise(["cat", name, "dog"], where="W")
+        assert f"'cat' and {ascii(name)} are the same class name 'cat'" in str(refused.value), refused.value
+    with pytest.raises(ClassNameError, match="is empty"):
+        normalise([char, "dog"])
+
+
+def test_emoji_with_and_without_its_variation_selector_and_nfd_are_one_name():
+    cat_face = "\U0001f431"  # a default-emoji code point: U+FE0F changes nothing on screen
+    assert normalise([cat_face + "\ufe0f", "dog"]) == [cat_face, "dog"]
+    assert canonical("e\u200b\u0301") == "\u00e9"  # removal first: what is left composes, as it prints
+    assert canonical(NFD_CAFE + "\u00ad") == "café" and canonical(" \ufeffcafé ") == "café"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12),
+    inserted=st.lists(st.tuples(st.integers(0, 12), st.sampled_from(sorted(INVISIBLE.values()))), max_size=4),
+)
+def test_invisible_characters_never_make_a_second_name(name, inserted):
+    dressed = name
+    for position, char in inserted:
+        dressed = dressed[:position] + char + dressed[position:]
+    assert canonical(dressed) == canonical(name)
+    assert canonical(canonical(name)) == canonical(name)  # one form: normalising again changes nothing
+
+
+@pytest.mark.parametrize(
+    "folders, shown",
+    [
+        (["cat", "cat\u200b", "dog"], "'cat' and 'cat\\u200b'"),
+        (["\U0001f431", "\U0001f431\ufe0f"], "'\\U0001f431' and '\\U0001f431\\ufe0f'"),
+        (["caf\u00e9", NFD_CAFE, "tea"], "'cafe\\u0301' and 'caf\\xe9'"),
+        (["dog", "\ufeffdog"], "'dog' and '\\ufeffdog'"),
+    ],
+)
+def test_class_folders_that_print_the_same_are_refused_naming_both(tmp_path, folders, shown):
+    root = _folders(tmp_path / "data", folders, per_class=2)
+    with pytest.raises(ClassNameError) as refused:
+        load_splits(str(root), dev_split_ratio=0.5)
+    assert shown in str(refused.value) and "are the same class name" in str(refused.value), refused.value
+
+
+def test_a_folder_name_with_invisible_characters_is_shown_and_prompted_without_them(tmp_path):
+    root = _folders(tmp_path / "data", ["cat\u200d", "d\u00adog"], per_class=2)
+    splits = load_splits(str(root), dev_split_ratio=0.5)
+    assert splits["val"].features["label"].names == ["cat", "dog"]
+    assert sorted(set(splits["val"]["label"])) == [0, 1]  # both folders' images kept, under the clean names
 
 
 def test_predict_refuses_labels_that_tokenize_alike(tiny_model_dir, tmp_path, capsys):
@@ -178,3 +257,14 @@ def test_a_tokenizer_limit_of_a_million_or_more_is_no_limit():
         class_names.text_limit(tokenizer=SimpleNamespace(model_max_length=class_names.UNBOUNDED - 1))
         == 999_999
     )
+
+
+def test_hub_classlabel_names_go_through_the_same_rule():
+    from clip_lora.data import (
+        class_names_for,
+    )  # what _load_hub and the streamed loader call on ClassLabel names
+
+    with pytest.raises(ClassNameError) as refused:
+        class_names_for(["cat", "cat\u2060", "dog"], None, "hub dataset user/pets")
+    assert "hub dataset user/pets: 'cat' and 'cat\\u2060' are the same class name 'cat'" in str(refused.value)
+    assert class_names_for(["\ufeffcat", "dog\u200b"], None, "hub dataset user/pets") == ["cat", "dog"]

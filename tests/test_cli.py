@@ -43,7 +43,7 @@ def test_unknown_verb_is_one_error_line(capsys):
     assert len(err) == 1 and err[0].startswith("error: unknown verb 'trian'; choose one of train, eval")
 
 
-@pytest.mark.parametrize("verb", ["predict", "export", "sweep", "config", "app"])
+@pytest.mark.parametrize("verb", ["predict", "export", "sweep", "config", "app", "env"])
 def test_bad_flags_of_every_verb_are_one_error_line(verb, capsys):
     assert cli.main([verb, "--no_such_flag"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

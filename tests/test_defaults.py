@@ -16,7 +16,7 @@ from clip_lora import data
 from clip_lora.arguments import parse_args
 from clip_lora.modeling import apply_lora, count_parameters, load_adapter, load_clip
 from clip_lora.testing_utils import vit_b16_clip_config
-from testing_utils import ROOT
+from testing_utils import ROOT, doc_page
 
 RECIPE = yaml.safe_load((ROOT / "clip_lora" / "recipes" / "imagenette_vitb16.yaml").read_text())
 
@@ -99,14 +99,14 @@ def test_a_loaded_adapter_trains_only_when_asked(tiny_model_dir, tmp_path):
         )
 
 
-# ---------------------------------------------------------------- README: "The seed vs this recipe"
+# ---------------------------------------------------------------- docs/evidence.md: "The seed vs this recipe"
 SEED_TABLE_HEADER = "| setting | flag | the seed | this recipe | difference: why |"
 KINDS = ("same", "deliberate", "unstated")
 
 
 def _readme_seed_table() -> list[dict]:
-    """The README table's rows: flag, the seed's value (None: unstated or not a value), ours, the kind of difference."""
-    lines = (ROOT / "README.md").read_text().splitlines()
+    """docs/evidence.md's table rows: flag, the seed's value (None: unstated or not a value), ours, the kind of difference."""
+    lines = doc_page("evidence").splitlines()
     start = lines.index(SEED_TABLE_HEADER) + 2
     rows = []
     for line in itertools.takewhile(lambda text: text.startswith("|"), lines[start:]):
@@ -137,7 +137,7 @@ def _same(text: str, value) -> bool:
     return float(text) == float(value)
 
 
-def test_readme_seed_table_matches_the_parsed_recipe():
+def test_evidence_seed_table_matches_the_parsed_recipe():
     groups = parse_args([str(ROOT / "clip_lora" / "recipes" / "imagenette_vitb16.yaml")])
     parsed = {k: v for group in groups for k, v in vars(group).items()}
     rows = _readme_seed_table()

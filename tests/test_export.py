@@ -87,7 +87,7 @@ def test_refuses_a_non_empty_output_dir(trained_run, tmp_path, capsys):
 
 
 def test_standard_pipeline_on_the_export_reproduces_predictions_csv(trained_run, exported, image_root):
-    """The README's recipe: class names from config.id2label, the template from class_prompts.json."""
+    """docs/outputs.md's recipe: class names from config.id2label, the template from class_prompts.json."""
     config = AutoConfig.from_pretrained(exported)
     class_names, templates = read_class_prompts(exported)
     with open(trained_run.output_dir / artifacts.PREDICTIONS, newline="") as f:

@@ -7,6 +7,7 @@ Run: python -m pytest tests/test_flag_schema.py -q
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from clip_lora import flag_schema
 from clip_lora.arguments import parse_args
 from clip_lora.errors import ClipLoraError
-from testing_utils import ROOT
+from testing_utils import ROOT, all_doc_pages
 
 HEAVY = ("torch", "transformers", "peft", "datasets", "accelerate", "evaluate")
 
@@ -125,6 +126,18 @@ def test_the_quick_check_refuses_only_what_the_full_parse_refuses_and_in_the_sam
         assert _outcome(flag_schema.precheck, argv) == "ok" == _outcome(parse_args, argv), argv
 
 
+def test_arguments_never_imports_flag_schema():
+    """flag_schema describes arguments' parser; the other direction would make the two an import circle."""
+    tree = ast.parse((ROOT / "clip_lora" / "arguments.py").read_text())
+    imported = {
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names
+    }
+    imported |= {
+        alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    assert not {name for name in imported if name.split(".")[-1] == "flag_schema"}
+
+
 def test_without_a_description_for_this_install_the_full_parse_writes_one_to_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(
@@ -133,7 +146,18 @@ def test_without_a_description_for_this_install_the_full_parse_writes_one_to_the
     assert flag_schema.load() is None and flag_schema.precheck(["--lora_r", "0"]) is False  # no quick check
     with pytest.raises(ClipLoraError, match="--lora_r 0 must be a positive integer"):
         parse_args(["--lora_r", "0"])
-    parse_args(["--lora_r", "4"])
+    import train_clip_lora
+    from clip_lora import run_dir
+
+    class Parsed(Exception):
+        """Raised by the step after the parse: the run goes no further."""
+
+    def stop(*args):
+        raise Parsed
+
+    monkeypatch.setattr(run_dir, "prepare", stop)
+    with pytest.raises(Parsed):
+        train_clip_lora.main(["--lora_r", "4", "--output_dir", str(tmp_path / "out")])
     assert flag_schema.cache_file(flag_schema.key()).is_file()
     with pytest.raises(ClipLoraError, match="--lora_r 0 must be a positive integer"):
         flag_schema.precheck(["--lora_r", "0"])  # quick from now on
@@ -157,6 +181,7 @@ def test_help_and_mistakes_are_answered_without_importing_torch_transformers_pef
     argvs = [
         ["train", "--help"],
         ["eval", "--help"],
+        ["train", "--help-all"],
         ["predict", "--help"],
         ["export", "--help"],
         ["sweep", "--help"],
@@ -180,13 +205,13 @@ def test_help_and_mistakes_are_answered_without_importing_torch_transformers_pef
     assert lines[-1] == "[]", lines  # none of the heavy libraries was imported
     for argv, line in zip(argvs, lines, strict=False):
         code, printed, last = line.split(" ", 2)
-        if "--help" in argv:
+        if {"--help", "--help-all"} & set(argv):
             assert code == "0" and int(printed) > 500 and last == "", (argv, line)
         else:
             assert code == "2" and last.startswith("error: "), (argv, line)
     assert (
         "no recipe 'smok' (did you mean smoke?): pass a file path or one of fewshot_16, imagenette_vitb16"
-        in (lines[7])
+        in (lines[8])
     )
 
 
@@ -211,6 +236,7 @@ def test_the_launched_script_answers_before_importing_the_heavy_libraries(tmp_pa
         ]
 
 
-def test_the_readme_shows_only_commands_that_exist():
-    readme = (ROOT / "README.md").read_text()
-    assert "python -m predict" not in readme and "python -m clip_lora predict" in readme
+def test_the_readme_and_docs_show_only_commands_that_exist():
+    pages = "\n".join(all_doc_pages().values())
+    assert "python -m predict" not in pages and "python -m clip_lora predict" in pages
+    assert "python sweep.py" not in pages  # the verb is clip-lora sweep (clip_lora/sweep.py is no script)

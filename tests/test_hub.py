@@ -16,6 +16,8 @@ EXPECTED_FILES = {
     "adapter_model.safetensors",
     "README.md",
     "all_results.json",
+    "train_results.json",  # beside all_results.json, as HF's example scripts push them
+    "eval_results.json",
     "classification_report.json",
     "classification_report.md",
     "training_curves.png",

@@ -65,6 +65,18 @@ def test_metadata_and_numbers_are_the_runs_and_name_no_dataset_for_a_local_folde
     assert "[More Information Needed]" not in card.text  # PEFT's template README is gone
 
 
+def test_whole_number_settings_print_as_integers(trained_run):
+    # lora_alpha, num_train_epochs and max_grad_norm are float fields: the card shows 32, not 32.0.
+    card = ModelCard.load(trained_run.output_dir / "README.md")
+    config = artifacts.read_json(trained_run.output_dir / artifacts.RUN_CONFIG)
+    rows = dict(re.findall(r"^\| `(\w+)` \| `(.*)` \|$", card.text, flags=re.MULTILINE))
+    assert rows["lora_alpha"] == str(int(config["lora_alpha"])) and isinstance(config["lora_alpha"], float)
+    assert rows["num_train_epochs"] == str(int(config["num_train_epochs"]))
+    assert not [value for value in rows.values() if re.fullmatch(r"-?\d+\.0", value)], rows
+    assert f"max_grad_norm {int(config['max_grad_norm'])}" in card.text
+    assert card_text.setting_text(1e-4) == "0.0001" and card_text.setting_text(0.5) == "0.5"
+
+
 def test_no_absolute_path_of_the_machine_in_pushed_or_local_cards(trained_run, local_card):
     out, local = local_card
     for card, run_dir in (

@@ -174,7 +174,10 @@ def test_a_broken_temperature_file_is_one_error_line(trained_run, tmp_path, caps
     assert not (tmp_path / "out").exists()
 
 
-def test_without_the_onnx_extra_export_says_what_to_install(trained_run, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("spelling", [["--onnx"], ["--format", "onnx"]])
+def test_without_the_onnx_extra_export_says_what_to_install(
+    trained_run, tmp_path, capsys, monkeypatch, spelling
+):
     import importlib.util
 
     real = importlib.util.find_spec
@@ -186,7 +189,18 @@ def test_without_the_onnx_extra_export_says_what_to_install(trained_run, tmp_pat
         str(trained_run.output_dir),
         "--output_dir",
         str(tmp_path / "out"),
-        "--onnx",
+        *spelling,
     ]
     line = user_error(argv, capsys, verb="export")
     assert "pip install 'clip-lora[onnx]'" in line and "onnxruntime" in line
+
+
+def test_format_onnx_is_the_onnx_flag_and_format_merged_is_without_it(trained_run, tmp_path, capsys):
+    from clip_lora.verb_args import export_args
+
+    base = ["--adapter_name_or_path", str(trained_run.output_dir), "--output_dir", str(tmp_path / "out")]
+    assert export_args([*base, "--format", "onnx"]).onnx is True
+    assert export_args([*base, "--format", "merged"]).onnx is False and export_args(base).onnx is False
+    line = user_error([*base, "--format", "merged", "--onnx"], capsys, verb="export")
+    assert line == "error: --format merged and --onnx disagree; pass one of them (--format onnx = --onnx)."
+    assert "invalid choice: 'tflite'" in user_error([*base, "--format", "tflite"], capsys, verb="export")

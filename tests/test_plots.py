@@ -49,6 +49,12 @@ def test_confusion_matrix_counts_equal_the_predictions_csv(trained_run, png, csv
     names, counts = _counts_from_csv(trained_run.output_dir / csv_name)
     assert drawn["class_names"] == names and drawn["counts"] == counts
     assert sum(map(sum, counts)) == 100
+    with open(
+        (trained_run.output_dir / png).with_suffix(".csv"), newline=""
+    ) as f:  # the full matrix, as a table
+        rows = list(csv.reader(f))
+    assert rows[0][1:] == names and [row[0] for row in rows[1:]] == names
+    assert [[int(cell) for cell in row[1:]] for row in rows[1:]] == counts
 
 
 def test_evaluation_only_run_gets_matrices_but_no_training_curves(tmp_path):
@@ -62,6 +68,8 @@ def test_evaluation_only_run_gets_matrices_but_no_training_curves(tmp_path):
     assert [p.name for p in written] == [plots.CONFUSION_MATRIX]
     with Image.open(tmp_path / plots.CONFUSION_MATRIX) as image:
         assert json.loads(image.text["Description"])["counts"] == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    table = (tmp_path / plots.CONFUSION_MATRIX).with_suffix(".csv").read_text()
+    assert table == "true \\ predicted,cat,dog,car\ncat,1,1,0\ndog,0,1,0\ncar,1,0,2\n"
 
 
 def _description(path):

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from huggingface_hub import ModelCard
 
-from clip_lora import __version__, artifacts, provenance
+from clip_lora import __version__, artifacts, card_text, provenance
 from clip_lora.data import load_splits
 from clip_lora.testing_utils import make_image_folder
 from testing_utils import WNIDS
@@ -155,3 +155,42 @@ def test_a_streamed_split_is_recorded_as_streamed_without_counts():
     record = provenance.data_fingerprint({"train": iter([])})  # no length, no files: a stream
     assert record["splits"] == {"train": {"images": None, "sha256": None, "streamed": True}}
     assert record["images"] == 0
+
+
+def test_a_training_set_that_loses_classes_is_named_in_one_warning_and_on_the_card(
+    tiny_model_dir, tmp_path, caplog, image_check_cache
+):
+    import train_clip_lora
+    from testing_utils import smoke_argv
+
+    root = make_image_folder(
+        tmp_path / "data", ["ant", "bee", "cat"], train_per_class=4, val_per_class=1, size=16
+    )
+    out = tmp_path / "out"
+    flags = ("--dataset_name", str(root), "--num_train_epochs", "1", "--max_train_samples", "1")
+    argv = smoke_argv(tiny_model_dir, root, out, *flags)
+    train_clip_lora.main(argv)
+    config = artifacts.read_json(out / artifacts.RUN_CONFIG)
+    lost = config["provenance"]["data"]["classes_without_training_images"]
+    assert len(lost) == 2  # one training image: two of the three classes have none
+    warnings = [r.getMessage() for r in caplog.records if "no training image" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith(f"2 classes ({lost[0]!r}, {lost[1]!r}) have no"), (
+        warnings
+    )
+    card = ModelCard.load(out / "README.md").text
+    assert (
+        f"**2 classes ({lost[0]!r}, {lost[1]!r}) have no training image** (evaluated, never trained on)"
+        in card
+    )
+
+
+def test_a_split_with_every_class_names_none_and_a_long_list_stays_one_line(tmp_path):
+    root = make_image_folder(tmp_path / "data", WNIDS, train_per_class=4, val_per_class=1, size=8)
+    fingerprint, splits = _fingerprint(root, ratio=0.25)
+    assert fingerprint["classes_without_training_images"] == []
+    names = splits["train"].features["label"].names
+    kept = [i for i, label in enumerate(splits["train"]["label"]) if label == 0]
+    assert provenance.classes_without_images(splits["train"].select(kept)) == names[1:]
+    assert card_text.untrained_text([]) == ""
+    many = card_text.lost_classes_line([f"c{i}" for i in range(1000)])
+    assert many.startswith("1000 classes ('c0', ") and many.endswith("'c19', and 980 more)")

@@ -185,7 +185,7 @@ def test_a_corrupt_run_config_refuses_the_resume_in_one_line(tmp_path, kind):
     run_dir.release_lock(tmp_path)
 
 
-# flag -> (a TrainingArguments field?, shapes the result?): labelled by hand from the README's resume rule.
+# flag -> (a TrainingArguments field?, shapes the result?): labelled by hand from the resume rule (docs/reliability.md).
 FLAGS = {
     "learning_rate": (True, True),
     "seed": (True, True),

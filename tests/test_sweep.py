@@ -100,6 +100,8 @@ def test_readme_block_is_generated_from_the_summary_of_a_real_run_only(sweep_run
     )
     block = text.split(sweep.README_START)[1].split(sweep.README_END)[0]
     assert block.strip() == sweep.to_markdown(real).strip()
+    # The block names the command that wrote it, as a user types it (the verb, not a module path).
+    assert f"by `clip-lora sweep --readme {summary['output_dir']}/summary.json`." in block
     # Wrong paths and a README without the block: one line each, nothing written.
     for argv_paths, start in [
         ((tmp_path / "nope.json", readme), f"error: --readme {tmp_path / 'nope.json'}: no such file"),

@@ -50,6 +50,36 @@ def test_smoke_run_learns_and_writes_every_artifact(smoke_run):
     assert 0 < results["trainable_params"] < results["total_params"]
 
 
+# The keys of Trainer.train()'s metrics, which Trainer.save_metrics("train") writes in HF's example scripts
+# (transformers 4 adds total_flos).
+HF_TRAIN_KEYS = {"epoch", "train_loss", "train_runtime", "train_samples_per_second", "train_steps_per_second"}
+
+
+def test_train_and_eval_results_sit_beside_all_results_as_hf_writes_them(smoke_run):
+    out, results = smoke_run
+    train = json.loads((out / "train_results.json").read_text())
+    evaluation = json.loads((out / "eval_results.json").read_text())
+    assert set(train) - {"total_flos"} == HF_TRAIN_KEYS
+    assert {"eval_accuracy", "eval_loss", "eval_runtime", "eval_samples_per_second", "epoch"} <= set(
+        evaluation
+    )
+    assert all(key.startswith("eval_") for key in evaluation if key != "epoch")
+    for key, value in {**train, **evaluation}.items():  # one set of numbers: all_results.json holds them all
+        assert results[key] == value, key
+
+
+def test_an_evaluation_only_run_writes_eval_results_and_no_train_results(
+    tiny_model_dir, image_root, tmp_path
+):
+    assert run_verb("eval", smoke_argv(tiny_model_dir, image_root, tmp_path)) == 0
+    evaluation = json.loads((tmp_path / "eval_results.json").read_text())
+    assert (
+        evaluation["eval_accuracy"]
+        == json.loads((tmp_path / "all_results.json").read_text())["eval_accuracy"]
+    )
+    assert "epoch" not in evaluation and not (tmp_path / "train_results.json").exists()
+
+
 def test_predictions_and_report_cover_val_once(smoke_run, image_root):
     out, results = smoke_run
     rows = _rows(out / "predictions.csv")

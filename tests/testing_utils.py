@@ -38,6 +38,60 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 
 
+DOCS = ROOT / "docs"
+
+
+def doc_page(name: str) -> str:
+    """The text of README.md ("README") or of a docs/ page ("evidence" -> docs/evidence.md): where a check reads a
+    statement from the place a reader finds it."""
+    return (ROOT / "README.md" if name == "README" else DOCS / f"{name}.md").read_text(encoding="utf-8")
+
+
+def all_doc_pages() -> dict[str, str]:
+    """README.md and every docs/ page, by name."""
+    return {
+        "README": doc_page("README"),
+        **{path.stem: path.read_text(encoding="utf-8") for path in DOCS.glob("*.md")},
+    }
+
+
+def clip_lora_imports() -> dict[str, set[str]]:
+    """clip_lora's modules -> the clip_lora modules each imports anywhere in its file (a deferred import inside a
+    function counts too: it closes a circle as surely when it runs)."""
+    import ast
+
+    package = ROOT / "clip_lora"
+    modules = {f"clip_lora.{path.stem}": path for path in package.glob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        graph[name] = found & set(modules) - {name}
+    return graph
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[set[str]]:
+    """The groups of modules that import each other, directly or round a circle (strongly connected, size > 1)."""
+    reach = {name: set() for name in graph}
+    for name in graph:
+        todo = list(graph[name])
+        while todo:
+            other = todo.pop()
+            if other not in reach[name]:
+                reach[name].add(other)
+                todo.extend(graph.get(other, ()))
+    circles = {
+        frozenset({name} | {o for o in reach[name] if name in reach[o]})
+        for name in graph
+        if name in reach[name]
+    }
+    return [set(circle) for circle in circles]
+
+
 def smoke_argv(model_dir: Path, data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
     """The smoke recipe pointed at the test session's tiny model and images (the same main(), other paths)."""
     return [

@@ -4,7 +4,7 @@ behaviour; merged into generated_equivalent.EQUIVALENT (that file holds the olde
 
 from __future__ import annotations
 
-_SC, _CMP, _PROV = "clip_lora/sync_check.py", "clip_lora/compare.py", "clip_lora/provenance.py"
+_SC, _CMP, _PROV = "clip_lora/sync_check.py", "clip_lora/compare_report.py", "clip_lora/provenance.py"
 _SRC = "clip_lora/sources.py"
 _LEN = "0 < len(parts) <= 2"
 _LOCAL = 'if value in (".", "..") or value.startswith(("./", "../", "/", "~")) or os.sep != "/" and os.sep in value:'

@@ -24,6 +24,10 @@ BATCH_RULES = (
     "tests/test_scale.py::test_optimizer_steps_follow_the_trainers_arithmetic",
     "tests/test_scale.py::test_global_batch_that_cannot_divide_is_refused",
 )
+COMPARE_REPORT = (
+    "tests/test_compare.py::test_the_paired_counts_and_their_lines_from_hand_built_runs",
+    "tests/test_compare.py::test_the_same_versions_and_commit_and_an_uncomputed_test_are_said_so",
+)
 RUN_DIR = (
     "tests/test_run_dir_checkpoints.py",
     "tests/test_run_dir.py::test_a_checkpoint_with_a_same_size_corrupt_file_is_damaged",
@@ -112,12 +116,10 @@ TARGETS = (
     ),
     Target(
         "clip_lora/compare.py",
-        (
-            "tests/test_compare.py::test_the_paired_counts_and_their_lines_from_hand_built_runs",
-            "tests/test_compare.py::test_the_same_versions_and_commit_and_an_uncomputed_test_are_said_so",
-        ),
-        ("paired_test", "format_report"),
+        COMPARE_REPORT,
+        ("paired_test",),
     ),
+    Target("clip_lora/compare_report.py", COMPARE_REPORT, ("format_report",)),
     Target(
         "clip_lora/provenance.py",
         (
