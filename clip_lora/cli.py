@@ -71,18 +71,6 @@ VERBS = {
 NO_LIBRARY_SETUP = {"predict", "config", "compare"}
 
 
-def release_process_group() -> None:
-    """Destroy the process group a finished verb leaves (torchrun / accelerate launch), while Python is whole.
-
-    Left to interpreter shutdown, gloo's worker threads can be torn down while still joinable: `terminate called
-    without an active exception`, SIGABRT, and a finished run reported failed by torchrun (pytorch#179291). Only after
-    success: after an error a peer may be gone, and destroying could wait on it. torch is never imported here.
-    """
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
 def config_main(argv: list[str]) -> None:
     parser = Parser(prog="clip-lora config", description="Print the path of a packaged accelerate config.")
     parser.add_argument("name", nargs="?", help=f"one of: {', '.join(names(ACCELERATE_CONFIGS_DIR))}")
@@ -121,7 +109,7 @@ def run(verb: str, argv: list[str]) -> int:
     except BaseException as err:
         with faults.saying_why():  # from the first statement: the launcher's SIGTERM must not cut the line
             return _fail(err, started)
-    release_process_group()
+    peer_failures.release_process_group()
     return 0
 
 

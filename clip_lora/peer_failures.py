@@ -14,6 +14,7 @@ reached, the failing process prints its line itself, prefixed with its rank. Not
 from __future__ import annotations
 
 import os
+import sys
 import time
 from datetime import timedelta
 
@@ -37,6 +38,18 @@ def _rank() -> int:
 
 def _world() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def release_process_group() -> None:
+    """Destroy the default process group while Python is whole (cli.run, after a verb succeeded).
+
+    Left to interpreter shutdown, gloo's worker threads can be torn down while still joinable: `terminate called
+    without an active exception`, SIGABRT, and a finished run reported failed by torchrun (pytorch#179291). Not after
+    an error: a peer may be gone or hung, and destroying could wait on it. torch is never imported here.
+    """
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def launched() -> bool:

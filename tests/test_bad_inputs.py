@@ -49,7 +49,7 @@ def _break(root: Path, case: str) -> None:
         ("empty_class_folder", "error: class folder {root}/train/n02102040 contains no images (.bmp, .gif"),
         (
             "unknown_class_folder",
-            "error: unknown class folder(s) in {root}/val: n99999999; known: n01440764,",
+            "error: 1 unknown class folder(s) in {root}/val: n99999999; known: n01440764,",
         ),
         ("no_train", "error: {root} has no train/ folder; expected the layout train/<class>/, val/<class>/"),
         (
