@@ -167,6 +167,7 @@ def test_the_paired_counts_and_their_lines_from_hand_built_runs():
     report = {
         "runs": ["ra", "rb"],
         "flags": [("seed", 1, 2), ("learning_rate", 0.001, 0.0002)],
+        "step": {"known": False, "why": "unknown (hand-built)"},
         "data": {"same": None, "fingerprints": [None, None]},
         "versions": {
             "differ": [("torch", "2.1", "2.2")],
@@ -206,6 +207,7 @@ def test_the_same_versions_and_commit_and_an_uncomputed_test_are_said_so():
     report = {
         "runs": ["ra", "rb"],
         "flags": [],
+        "step": {"known": False, "why": "unknown (hand-built)"},
         "data": {"same": None, "fingerprints": [None, None]},
         "versions": {
             "differ": [],
