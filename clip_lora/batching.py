@@ -76,6 +76,13 @@ def resolve_batch(
     return per_device, accumulation, global_batch
 
 
+def steps_per_epoch(num_examples: int, global_batch: int, drop_last: bool) -> int:
+    """Optimizer steps in one epoch of the step sampler (sampling.StepBatchSampler): the epoch cut into steps of the
+    global batch, the short last step counted unless --dataloader_drop_last drops it."""
+    full, rest = divmod(num_examples, global_batch)
+    return full + (rest > 0 and not drop_last)
+
+
 def optimizer_steps(
     num_examples: int | None,
     per_device: int,
@@ -83,14 +90,15 @@ def optimizer_steps(
     accumulation: int,
     epochs: float,
     max_steps: int,
+    drop_last: bool = False,
 ) -> int | None:
-    """Optimizer steps the Trainer will take: every epoch is cut into steps of the global batch, the last one short
-    when it does not divide (sampling.StepBatchSampler); None for a stream without max_steps."""
+    """Optimizer steps the Trainer will take: `epochs` epochs of `steps_per_epoch` (at least one an epoch, as
+    Trainer counts an empty epoch); None for a stream without max_steps."""
     if max_steps > 0:
         return max_steps
     if num_examples is None:
         return None
-    per_epoch = max(1, math.ceil(num_examples / (processes * per_device * accumulation)))
+    per_epoch = max(1, steps_per_epoch(num_examples, processes * per_device * accumulation, drop_last))
     return math.ceil(epochs * per_epoch)
 
 
@@ -121,6 +129,7 @@ def batch_line(training_args, num_train: int | None) -> str:
         accumulation,
         training_args.num_train_epochs,
         training_args.max_steps,
+        drop_last=training_args.dataloader_drop_last,
     )
     return describe(processes, per_device, accumulation, steps, training_args.device.type)
 

@@ -19,7 +19,6 @@ through the model with no weight in the loss).
 
 from __future__ import annotations
 
-import math
 from functools import partial
 
 import torch
@@ -27,6 +26,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import TrainerCallback
 from transformers.trainer_utils import seed_worker
 
+from clip_lora.batching import steps_per_epoch
 from clip_lora.errors import ArgumentError
 
 
@@ -83,8 +83,7 @@ class StepBatchSampler(Sampler[list[int]]):
     @property
     def steps_per_epoch(self) -> int:
         """Optimizer steps an epoch: the short last step counts, unless drop_last drops it."""
-        rounding = math.floor if self.drop_last else math.ceil
-        return rounding(self.num_examples / self.global_batch)
+        return steps_per_epoch(self.num_examples, self.global_batch, self.drop_last)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

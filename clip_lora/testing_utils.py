@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import itertools
 import json
 from pathlib import Path
 
@@ -175,6 +176,15 @@ def make_control_folder(
                 folder / f"{i:04d}.JPEG", quality=95
             )
     return root
+
+
+def assert_distinct(places: int | None = None, **numbers) -> None:
+    """The precondition of an input that feeds a comparison or a report: no two of the named numbers are equal (at
+    `places` decimals when given: what the report prints), so a swap of any two shows in the output. A fixture whose
+    numbers coincide (b == c, dev == val) fails here instead of letting that swap pass (issue 29)."""
+    shown = {name: round(value, places) if places is not None else value for name, value in numbers.items()}
+    same = [(a, b) for (a, x), (b, y) in itertools.combinations(shown.items(), 2) if x == y]
+    assert not same, f"these numbers coincide, so exchanging them would not show: {same} in {shown}"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
+from clip_lora import validation
 from clip_lora.arguments import ArgumentError, parse_args
+from clip_lora.selection import SelectionRule
 from testing_utils import ROOT
 
 
@@ -71,3 +74,24 @@ def test_bad_recipes(tmp_path):
     unknown.write_text("lora_rank: 4\n")
     with pytest.raises(ArgumentError, match="unknown key .lora_rank. .did you mean lora_r"):
         parse_args([str(unknown)])
+
+
+@pytest.mark.parametrize(
+    ("metric", "bare"),
+    [
+        ("accuracy", "accuracy"),
+        ("eval_accuracy", "accuracy"),
+        ("eval_macro_f1", "macro_f1"),
+        ("eval_loss", "loss"),
+    ],
+)
+def test_the_metric_for_the_best_model_is_named_with_or_without_eval(metric, bare, tmp_path):
+    """Trainer's own spelling (eval_accuracy) is accepted by the full parse and the quick check alike."""
+    training_args = parse_args(["--metric_for_best_model", metric, "--output_dir", str(tmp_path / "o")])[3]
+    rule = SelectionRule.of(training_args.metric_for_best_model, training_args.greater_is_better)
+    assert rule.metric == bare and rule.greater_is_better is (bare != "loss")
+    validation._check_metric(
+        SimpleNamespace(metric_for_best_model=metric), known=["accuracy", "macro_f1", "loss"]
+    )
+    with pytest.raises(ArgumentError, match="'eval_top5' is not a metric the evaluation reports"):
+        parse_args(["--metric_for_best_model", "eval_top5", "--output_dir", str(tmp_path / "o")])

@@ -52,10 +52,11 @@ def test_the_derived_batch_is_the_only_one_that_multiplies_out(
         assert resolved == expected and all(type(v) is int for v in resolved)  # 4, not 4.0 per device
 
 
-def counted_steps(num_examples: int, global_batch: int) -> int:
-    """Optimizer steps of one epoch, counted one step at a time: full steps, then a short one for the rest."""
+def counted_steps(num_examples: int, global_batch: int, drop_last: bool = False) -> int:
+    """Optimizer steps of one epoch, counted one step at a time: full steps, then a short one for the rest (none
+    with drop_last)."""
     steps, left = 0, num_examples
-    while left > 0:
+    while left >= global_batch or (left > 0 and not drop_last):
         left -= global_batch
         steps += 1
     return steps
@@ -68,18 +69,18 @@ def counted_steps(num_examples: int, global_batch: int) -> int:
     processes=st.integers(1, 4),
     accumulation=st.integers(1, 4),
     epochs=st.sampled_from([1, 2, 3, 0.5, 1.5, 2.25, 10]),
+    drop_last=st.booleans(),
 )
 def test_optimizer_steps_count_every_step_of_every_epoch(
-    num_examples, per_device, processes, accumulation, epochs
+    num_examples, per_device, processes, accumulation, epochs, drop_last
 ):
     per_epoch = max(
-        1, counted_steps(num_examples, per_device * processes * accumulation)
-    )  # an empty set steps once
+        1, counted_steps(num_examples, per_device * processes * accumulation, drop_last)
+    )  # an empty epoch steps once (Trainer's count)
     expected = math.ceil(epochs * per_epoch)
-    assert (
-        optimizer_steps(num_examples, per_device, processes, accumulation, epochs, max_steps=-1) == expected
-    )
-    assert optimizer_steps(num_examples, per_device, processes, accumulation, epochs, max_steps=0) == expected
+    shape = (num_examples, per_device, processes, accumulation, epochs)
+    assert optimizer_steps(*shape, max_steps=-1, drop_last=drop_last) == expected
+    assert optimizer_steps(*shape, max_steps=0, drop_last=drop_last) == expected
     for max_steps in (1, 7):
         assert (
             optimizer_steps(num_examples, per_device, processes, accumulation, epochs, max_steps) == max_steps
@@ -127,9 +128,65 @@ def test_the_runs_line_is_described_from_its_training_arguments():
         gradient_accumulation_steps=3,
         num_train_epochs=2,
         max_steps=-1,
+        dataloader_drop_last=False,
         device=SimpleNamespace(type="cpu"),
     )
     steps = optimizer_steps(50, 4, 2, 3, 2, max_steps=-1)  # 50 images, 24 a step: 3 steps an epoch
     assert steps == 6
     assert batch_line(args, 50) == describe(2, 4, 3, 6, "cpu")
     assert batch_line(args, None).endswith("global batch 24; max_steps optimizer steps")  # a stream
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize(
+    ("per_device", "processes", "accumulation", "steps_an_epoch"),
+    [
+        (
+            8,
+            2,
+            1,
+            {False: 3, True: 2},
+        ),  # 44 images, global batch 16: the short step of 12 counts or is dropped
+        (4, 2, 2, {False: 3, True: 2}),  # the same global batch with accumulation
+        (2, 3, 4, {False: 2, True: 1}),  # global batch 24: 44 = 24 + 20
+    ],
+)
+def test_the_runs_line_says_the_steps_the_sampler_takes(
+    per_device, processes, accumulation, steps_an_epoch, drop_last
+):
+    """The start line's count is the step sampler's (issue 29: it rounded up while the sampler dropped the short
+    step)."""
+    from clip_lora.sampling import StepBatchSampler
+
+    num_examples, epochs = 44, 3
+    micro_batches = {
+        len(
+            list(
+                StepBatchSampler(
+                    num_examples, per_device, processes, rank, accumulation, 0, drop_last=drop_last
+                )
+            )
+        )
+        for rank in range(processes)
+    }
+    assert micro_batches == {steps_an_epoch[drop_last] * accumulation}  # what every process iterates
+    args = SimpleNamespace(
+        world_size=processes,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        num_train_epochs=epochs,
+        max_steps=-1,
+        dataloader_drop_last=drop_last,
+        device=SimpleNamespace(type="cpu"),
+    )
+    assert batch_line(args, num_examples).endswith(f"; {epochs * steps_an_epoch[drop_last]} optimizer steps")
+
+
+@pytest.mark.parametrize("processes", [1, 2, 4])
+def test_the_three_flags_multiply_out_with_the_process_count(processes):
+    # 2 per device x 3 accumulation: 6 images a step on one process, 12 on two, 24 on four.
+    assert resolve_batch(6 * processes, 2, 3, processes) == (2, 3, 6 * processes)
+    for wrong in {6, 12, 24} - {6 * processes}:
+        where = f"{processes} process{'es' if processes > 1 else ''}"
+        with pytest.raises(ArgumentError, match=f"--global_batch_size {wrong} != {where} x --per_device"):
+            resolve_batch(wrong, 2, 3, processes)

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import CLIPTokenizer
 
+from clip_lora import class_names
 from clip_lora.class_names import canonical, normalise, prompt_tokens, text_limit
 from clip_lora.cli import run as run_verb
 from clip_lora.data import load_splits
@@ -45,7 +46,10 @@ def one_error_line(verb: str, argv: list[str], capsys) -> str:
         (["café", NFD_CAFE], None, "'caf\\xe9' and 'cafe\\u0301' are the same class name 'café'"),
         (["dog", " dog "], None, "'dog' and ' dog ' are the same class name 'dog'"),
         (["dog", "dog"], ["n1", "n2"], "'n1' and 'n2' map to the same class name 'dog'"),
+        (["dog", "dog"], ["dog", "n2"], "'dog' and 'n2' map to the same class name 'dog'"),  # one renamed
         (["cat", ""], None, "class name '' is empty"),
+        (["cat", ""], ["n1", "n2"], "class name '' (from 'n2') is empty"),
+        (["cat", ""], ["cat", ""], "class name '' is empty"),  # an origin equal to its name is not repeated
         (["cat"], None, "only 1 class ('cat')"),
         ([], None, "only 0 classes"),
     ],
@@ -243,6 +247,15 @@ def test_predict_refuses_labels_that_tokenize_alike(tiny_model_dir, tmp_path, ca
     argv = ["--model_name_or_path", str(tiny_model_dir), "--labels", "Cat,cat,dog", str(image)]
     assert "class names 'Cat' and 'cat' give the same prompt tokens" in one_error_line(
         "predict", argv, capsys
+    )
+
+
+def test_a_tokenizer_limit_of_a_million_or_more_is_no_limit():
+    # Tokenizers without a configured limit report ~1e30; the boundary: 10**6 means none, one less is a limit.
+    assert class_names.text_limit(tokenizer=SimpleNamespace(model_max_length=class_names.UNBOUNDED)) is None
+    assert (
+        class_names.text_limit(tokenizer=SimpleNamespace(model_max_length=class_names.UNBOUNDED - 1))
+        == 999_999
     )
 
 

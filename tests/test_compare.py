@@ -15,7 +15,7 @@ import train_clip_lora
 from clip_lora import artifacts, compare
 from clip_lora.cli import run as run_verb
 from clip_lora.stats import mcnemar_exact_p
-from clip_lora.testing_utils import make_image_folder
+from clip_lora.testing_utils import assert_distinct, make_image_folder
 from testing_utils import WNIDS, small_argv, user_error
 
 
@@ -114,14 +114,14 @@ def _with_predictions(run, folder, right, reverse: bool) -> dict:
 
 
 def test_mcnemar_pairs_rows_by_image_id_not_by_position(runs, tmp_path):
-    """A right on ranks 0-4, B on ranks 3-7 with its rows reversed: paired by id, 3 and 3 discordant images;
-    paired by position (rank k with rank 8 - k), B would be right on 1-5 and the counts 1 and 1."""
+    """A right on ranks 0-4, B on ranks 3-8 with its rows reversed: paired by id, 3 and 4 discordant images;
+    paired by position (rank k with rank 8 - k), B would be right on 0-5 and the counts 0 and 1."""
     a_right = _with_predictions(runs["seed1"], tmp_path / "a", lambda k: k < 5, reverse=False)
     assert len(a_right) == 9  # 3 classes x 3 val images: ranks 0-8
-    b_right = _with_predictions(runs["seed2"], tmp_path / "b", lambda k: 3 <= k < 8, reverse=True)
+    b_right = _with_predictions(runs["seed2"], tmp_path / "b", lambda k: k >= 3, reverse=True)
     b = sum(a_right[i] and not b_right[i] for i in a_right)
     c = sum(b_right[i] and not a_right[i] for i in a_right)
-    assert b > 0 and c > 0  # both kinds of disagreement, so a swap or a lost side shows
+    assert_distinct(b=b, c=c, none=0)  # both kinds of disagreement, unequal: a swap or a lost side shows
     report = compare.compare(tmp_path / "a", tmp_path / "b")["mcnemar"]
     assert (report["n"], report["b"], report["c"]) == (len(a_right), b, c)
     assert report["p_value"] == mcnemar_exact_p(b, c)
@@ -143,3 +143,85 @@ def test_what_cannot_be_compared_is_one_error_line(runs, tmp_path, capsys, case)
         (folder / artifacts.PREDICTIONS).unlink()
         expected = f"error: {folder} has no predictions.csv (val predictions)"
     assert user_error([str(runs["seed1"]), str(folder)], capsys, verb="compare").startswith(expected)
+
+
+def test_the_paired_counts_and_their_lines_from_hand_built_runs():
+    """8 shared val images, 2 only in A and 5 only in B; A right and B wrong on 1, A wrong and B right on 3."""
+    shared = {
+        f"s{k}": (k < 5, k == 0 or k >= 2) for k in range(8)
+    }  # (A right, B right): b = {1}, c = {5, 6, 7}
+    a = {"right": {i: ar for i, (ar, _) in shared.items()} | {"a0": True, "a1": False}}
+    b = {"right": {i: br for i, (_, br) in shared.items()} | {f"b{k}": True for k in range(5)}}
+    test = compare.paired_test(a, b, val_same=True)
+    assert_distinct(n=8, b=1, c=3, only_in_a=2, only_in_b=5)
+    assert (test["n"], test["b"], test["c"], test["only_in"]) == (8, 1, 3, {"a": 2, "b": 5})
+    assert test["p_value"] == mcnemar_exact_p(1, 3)
+    accuracy = {
+        "zero_shot_accuracy": [0.1111, 0.2222],
+        "eval_accuracy": [0.3333, 0.4444],
+        "dev_accuracy": [0.5555, 0.6666],
+    }
+    assert_distinct(
+        **{f"{key} {run}": v for key, pair in accuracy.items() for run, v in zip("AB", pair, strict=True)}
+    )
+    report = {
+        "runs": ["ra", "rb"],
+        "flags": [("seed", 1, 2), ("learning_rate", 0.001, 0.0002)],
+        "step": {"known": False, "why": "unknown (hand-built)"},
+        "data": {"same": None, "fingerprints": [None, None]},
+        "versions": {
+            "differ": [("torch", "2.1", "2.2")],
+            "commits": ["0123456789abcdef", "fedcba9876543210"],
+        },
+        "accuracy": accuracy,
+        "calibration": {"eval_ece": [0.0712, 0.0345]},
+        "mcnemar": test,
+    }
+    text = compare.format_report(report)
+    assert "flags that differ (A -> B):\n  seed           1 -> 2\n  learning_rate  0.001 -> 0.0002\n" in text
+    assert "\ncommit: 0123456789ab -> fedcba987654\n" in text
+    assert f"\n{'calibration':<24}{'A':>8}{'B':>8}\n  ECE fine-tuned (val)    0.0712  0.0345" in text
+    assert (
+        "McNemar, fine-tuned A vs B on 8 val images (paired by image id; 2 only in A, 5 only in B): "
+        f"A right and B wrong 1, A wrong and B right 3, exact two-sided p = {mcnemar_exact_p(1, 3):.4g}"
+    ) in text
+    assert "\n  zero-shot (val)         0.1111  0.2222\n  fine-tuned (val)        0.3333  0.4444\n" in text
+    assert "\n  dev (selection)         0.5555  0.6666" in text
+
+
+def test_the_same_versions_and_commit_and_an_uncomputed_test_are_said_so():
+    a = {"right": {"x": True, "y": False}}
+    b = {"right": {"z": True}}
+    assert compare.paired_test(a, b, val_same=None) == {
+        "computed": False,
+        "reason": "the runs share no val image id",
+    }
+    differ = compare.paired_test(a, a, val_same=False)
+    assert differ == {"computed": False, "reason": "the val images differ (val fingerprints differ)"}
+    versions = {
+        "python": "3.11",
+        "peft": "0.1",
+        "torch": "2.1",
+        "zlib": "1",
+    }  # stored sorted; read in that order
+    report = {
+        "runs": ["ra", "rb"],
+        "flags": [],
+        "step": {"known": False, "why": "unknown (hand-built)"},
+        "data": {"same": None, "fingerprints": [None, None]},
+        "versions": {
+            "differ": [],
+            "versions": [versions, dict(versions)],
+            "commits": ["0123456789abcdef"] * 2,
+        },
+        "accuracy": {},
+        "calibration": {},
+        "mcnemar": differ,
+    }
+    lines = compare.format_report(report).splitlines()
+    assert (
+        "flags: the same" in lines
+        and "versions: the same (torch 2.1, peft 0.1, python 3.11, zlib 1)" in lines
+    )
+    assert "commit: 0123456789ab" in lines and not any(line.startswith("calibration") for line in lines)
+    assert lines[-2:] == ["", "McNemar: not computed: the val images differ (val fingerprints differ)"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import collections
 import errno
-import os
+import io
 import pickle
 import shutil
 import signal
@@ -41,6 +41,17 @@ def _chained(inner: BaseException) -> BaseException:
         return outer
 
 
+def _implicitly_chained(inner: BaseException) -> BaseException:
+    """`inner` with another error raised while handling it (no `from`): the fault is only the __context__."""
+    try:
+        try:
+            raise inner
+        except BaseException:
+            raise RuntimeError("cleanup after the failed write failed too")  # noqa: B904 - the implicit chain
+    except RuntimeError as outer:
+        return outer
+
+
 @pytest.mark.parametrize(
     "err, status, start",
     [
@@ -56,6 +67,11 @@ def _chained(inner: BaseException) -> BaseException:
         ),
         (OSError(errno.EFBIG, "File too large"), 74, "no space left on the device (EFBIG)"),
         (_chained(OSError(errno.ENOSPC, "No space left on device")), 74, "no space left on the device"),
+        (
+            _implicitly_chained(OSError(errno.ENOSPC, "No space left on device")),
+            74,
+            "no space left on the device (ENOSPC)",
+        ),
         (
             SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)"),
             74,
@@ -149,6 +165,20 @@ def test_an_unsafe_pickle_in_the_checkpoint_is_one_line_and_deleting_it_resumes_
     assert_same_results(out, reference)
 
 
+@pytest.fixture
+def signals_as_a_terminal_leaves_them():
+    """Ctrl-C and SIGTERM as an interactive shell hands them to Python: KeyboardInterrupt, and SIGTERM's default.
+    A shell starts a background job (`pytest ... &`, nohup, some CI runners) with SIGINT ignored, and the CLI rightly
+    leaves an ignored signal ignored, so there the run went on to the end whatever the machine's load (issue 29:
+    `assert 0 == 130`; `timeout pytest ...` passed, as timeout resets the signals it catches for its child)."""
+    wanted = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in wanted.items()}
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+@pytest.mark.usefixtures("signals_as_a_terminal_leaves_them")
 def test_real_signals_at_any_moment_are_one_line_and_the_rerun_matches(
     small_run, tiny_model_dir, tmp_path, capsys
 ):
@@ -182,7 +212,9 @@ def test_real_signals_at_any_moment_are_one_line_and_the_rerun_matches(
         def deliver(w, n, path, target=(writer, name, nth), signum=signum, counts=counts):
             counts[w, n] += 1
             if (w, n, counts[w, n]) == target:
-                os.kill(os.getpid(), signum)  # handled at the next bytecode: inside this save point
+                # To this thread, before raise_signal returns; its handler runs at the next bytecode, inside this
+                # save point (os.kill to the process could land on another thread, one that blocks nothing).
+                signal.raise_signal(signum)
 
         capsys.readouterr()
         with save_points(out, deliver):
@@ -219,3 +251,66 @@ def test_a_failed_run_leaves_no_folder_holding_only_its_lock(tiny_model_dir, tmp
         assert not (out / artifacts.RUN_LOCK).exists(), (verb, out)
         assert out.exists() == (out == existing)
     assert list(existing.iterdir()) == []
+
+
+def _checkpoint(out: Path, step: int, complete: bool) -> None:
+    folder = out / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    (folder / "adapter_model.safetensors").write_bytes(bytes([step]) * 8)
+    if complete:
+        run_dir.write_checkpoint_marker(folder, step)
+
+
+def test_the_resume_hint_names_the_newest_complete_checkpoint_by_number(tmp_path, monkeypatch):
+    """checkpoint-9 and -10 complete, -11 half-written (no marker): the rerun resumes from checkpoint-10, not the
+    half-written newest nor checkpoint-9 (the last as text)."""
+    out = tmp_path / "out"
+    for step, complete in ((9, True), (10, True), (11, False)):
+        _checkpoint(out, step, complete)
+    monkeypatch.setattr(run_dir, "active_run", lambda: {"output_dir": out, "do_train": True, "resume": None})
+    status, line = faults.describe(KeyboardInterrupt())
+    assert status == 130
+    assert line.endswith(f"it resumes from {out / 'checkpoint-10'}, the last complete checkpoint.")
+
+
+@pytest.mark.parametrize(
+    ("free", "start"),
+    [
+        (faults.LOW_SPACE - 1, "no space left on the device at {} ("),
+        (faults.LOW_SPACE, "writing at {} failed ("),
+    ],
+    ids=["a byte under 64 MiB", "64 MiB"],
+)
+def test_a_failed_save_is_a_full_disk_below_64_mib_free(free, start, tmp_path, monkeypatch):
+    """torch.save's C++ writer gives no errno: what is free on the disk tells a full disk from another failure."""
+    assert faults.LOW_SPACE == 64 * 2**20
+    run_dir.forget_active()
+    real_usage = shutil.disk_usage
+
+    def usage(path):  # the disk of the nearest existing folder: the file's own folder may not exist yet
+        real_usage(path)
+        return shutil._ntuple_diskusage(2**40, 2**40 - free, free)
+
+    monkeypatch.setattr(faults.shutil, "disk_usage", usage)
+    err = RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")
+    err.filename = str(tmp_path / "checkpoint-3" / "optimizer.pt")
+    status, line = faults.describe(err)
+    assert status == 74 and line.startswith(start.format(tmp_path / "checkpoint-3" / "optimizer.pt")), line
+    assert ("; 63 MiB free)" in line) == (free < faults.LOW_SPACE), line
+
+
+def test_a_safetensors_io_error_without_an_errno_is_a_failed_write_and_other_errors_stay_bugs():
+    run_dir.forget_active()
+    described = faults.describe(
+        SafetensorError("Error while serializing: I/O error: failed to fill whole buffer")
+    )
+    assert described is not None and described[0] == 74 and "SafetensorError" in described[1]
+    assert faults.describe(SafetensorError("Error while deserializing header: HeaderTooLarge")) is None
+
+
+def test_a_runtime_error_from_torch_load_is_no_failed_write():
+    """Only torch.save's own frames make a RuntimeError a write failure: torch.load's reading one is a bug."""
+    run_dir.forget_active()
+    with pytest.raises(RuntimeError) as raised:
+        torch.load(io.BytesIO(b"PK\x03\x04 not a zip archive"), weights_only=True)
+    assert faults.describe(raised.value) is None

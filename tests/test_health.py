@@ -6,9 +6,14 @@ Run: python -m pytest tests/test_health.py -q
 
 from __future__ import annotations
 
+import re
+from types import SimpleNamespace
+
 import pytest
+import torch
 
 from clip_lora.errors import TrainingError
+from clip_lora.health import TrainingHealth
 from clip_lora.testing_utils import make_image_folder
 from clip_lora.trainer import ClipLoraTrainer
 from testing_utils import WNIDS, make_tiny_trainer, smoke_argv, user_error
@@ -86,3 +91,43 @@ def test_a_diverging_run_is_one_error_line_and_not_a_finished_run(
         "--learning_rate (now 0.005), lower --max_grad_norm or train in fp32 (drop --fp16/--bf16)."
     )
     assert not (out / "all_results.json").exists() and not (out / "adapter_model.safetensors").exists()
+
+
+def _health_after(steps) -> TrainingHealth:
+    """A TrainingHealth fed step by step as the lean step feeds it: (gradient norm, weight to write or None) per
+    step; the gradient norm is recorded before the optimizer step, the weights after it, both under the step's
+    number."""
+    model = torch.nn.Linear(2, 2)
+    health = TrainingHealth()
+    health.on_train_begin(None, None, None, model=model)
+    for step, (norm, weight) in enumerate(steps, start=1):
+        health.record_gradient_norm(step, torch.tensor(norm))
+        if weight is not None:
+            with torch.no_grad():
+                model.weight[0, 0] = weight
+        health.on_optimizer_step(None, SimpleNamespace(global_step=step - 1), None)
+    return health
+
+
+ARGS = SimpleNamespace(fp16=False, bf16=False, max_grad_norm=1.0, learning_rate=1e-4)
+INF, NAN = float("inf"), float("nan")
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        # The weights overflow at step 12, and so the gradients at step 13: the weights at 12 are the cause.
+        ([(1.0, None)] * 11 + [(1.0, INF), (NAN, None)], "at step 12: the LoRA weights became inf after the"),
+        # An inf gradient (not only NaN) at step 3; a NaN one follows.
+        (
+            [(1.0, None), (2.0, None), (INF, None), (NAN, None)],
+            "at step 3: the loss or gradient norm is inf (not",
+        ),
+        # A NaN loss at step 2 makes that step's weights NaN too: the gradients, recorded first, are the cause.
+        ([(1.0, None), (NAN, NAN)], "at step 2: the loss or gradient norm is nan (not finite)"),
+    ],
+    ids=["weights before gradients", "inf gradient", "same step"],
+)
+def test_the_first_non_finite_record_is_named_with_its_step(steps, message):
+    with pytest.raises(TrainingError, match=f"^training diverged {re.escape(message)}"):
+        _health_after(steps).check(ARGS)

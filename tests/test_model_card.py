@@ -13,6 +13,7 @@ from huggingface_hub import ModelCard
 
 import train_clip_lora
 from clip_lora import artifacts, card_text, model_card, provenance
+from clip_lora.testing_utils import assert_distinct
 from testing_utils import HUB_MODEL_ID, ROOT, smoke_argv
 
 
@@ -227,3 +228,26 @@ def test_demo_card_shows_calibration_and_the_control_set_from_the_artifacts(trai
     assert f"| difference | {control['difference']:+.4f} |" in card
     assert trained_run.results["control_eval_accuracy"] == control["eval_accuracy"]
     assert trained_run.results["eval_ece"] == calibration["models"]["fine_tuned"]["ece"]
+
+
+def test_each_number_of_the_results_table_is_in_its_own_row():
+    """Hand-built results, every number distinct at the card's 4 decimals: the trained run's fixture has dev and val
+    accuracies equal to 4 decimals, so a dev row showing val numbers passed there (issue 29)."""
+    results = {
+        "zero_shot_accuracy": 0.1234,
+        "zero_shot_macro_f1": 0.2345,
+        "eval_accuracy": 0.3456,
+        "eval_macro_f1": 0.4567,
+        "dev_accuracy": 0.5678,
+        "dev_macro_f1": 0.6789,
+    }
+    assert_distinct(places=4, **results)
+    header = "| model | split | accuracy | macro F1 |\n|---|---|---:|---:|\n"
+    assert model_card._results_table(results, trained=True, adapter=None) == header + (
+        "| zero-shot (base model) | val | 0.1234 | 0.2345 |\n"
+        "| LoRA, selected adapter | val | 0.3456 | 0.4567 |\n"
+        "| LoRA, selected adapter | dev (selection) | 0.5678 | 0.6789 |\n"
+    )
+    assert model_card._results_table(results, trained=False, adapter="an/adapter") == header + (
+        "| zero-shot (base model) | val | 0.1234 | 0.2345 |\n| evaluated adapter | val | 0.3456 | 0.4567 |\n"
+    )

@@ -87,3 +87,24 @@ def test_the_targets_name_functions_and_tests_that_exist():
         for test in target.tests:
             assert (ROOT / test.split("::")[0]).is_file(), test
     assert mutagen.generate(TARGETS, ROOT)  # and they generate mutants
+
+
+def test_a_source_hash_test_never_decides_a_kill(tmp_path, monkeypatch):
+    """A mutant "killed" only by a test that fails for any edit of the files it hashes counts as a survivor."""
+    import mutation_runner
+
+    tree = tmp_path / "tree"
+    (tree / "clip_lora").mkdir(parents=True)
+    (tree / "clip_lora" / "__init__.py").write_text(
+        ""
+    )  # the runner checks the project is imported from the tree
+    (tree / "tests").mkdir()
+    (tree / "tests" / "test_flag_schema.py").write_text(
+        "def test_the_packaged_description_is_this_parser():\n    assert False, 'the sources changed'\n\n\n"
+        "def test_behaviour():\n    pass\n"
+    )
+    monkeypatch.delitem(sys.modules, "clip_lora")  # the forked child imports the tree's
+    status, by = mutation_runner.run_pytest(
+        tree, ["tests/test_flag_schema.py"], tmp_path / "log", timeout=120
+    )
+    assert (status, by) == ("survived", ""), (tmp_path / "log").read_text()[-2000:]

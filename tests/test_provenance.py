@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from importlib import metadata
+from types import SimpleNamespace
 
 import pytest
 from huggingface_hub import ModelCard
@@ -134,6 +135,28 @@ def test_the_run_records_its_provenance_and_the_card_states_it(trained_run):
     )
     commit = record["code"]["git_commit"]
     assert (f"commit `{commit[:12]}`" if commit else "not run from a git checkout") in card
+
+
+def test_the_recorded_batch_counts_every_process():
+    # 3 processes x 4 per device x 2 accumulation: every factor distinct, so a product that leaves one out shows.
+    args = SimpleNamespace(
+        world_size=3, per_device_train_batch_size=4, gradient_accumulation_steps=2, max_grad_norm=0.5
+    )
+    batch = provenance.run_provenance(args, "bf16", {"images": 0})["batch"]
+    assert batch == {
+        "processes": 3,
+        "per_device_train_batch_size": 4,
+        "gradient_accumulation_steps": 2,
+        "global_batch_size": 24,
+        "max_grad_norm": 0.5,
+        "precision": "bf16",
+    }
+
+
+def test_a_streamed_split_is_recorded_as_streamed_without_counts():
+    record = provenance.data_fingerprint({"train": iter([])})  # no length, no files: a stream
+    assert record["splits"] == {"train": {"images": None, "sha256": None, "streamed": True}}
+    assert record["images"] == 0
 
 
 def test_a_training_set_that_loses_classes_is_named_in_one_warning_and_on_the_card(

@@ -200,3 +200,32 @@ def test_worker_options_reach_the_loader_only_with_workers(workers):
     assert loader.num_workers == workers and loader.persistent_workers is (workers > 0)
     assert loader.prefetch_factor == (3 if workers else None)
     assert (loader.multiprocessing_context is not None) is (workers > 0)
+
+
+@pytest.mark.parametrize(
+    ("drop_last", "global_step", "epoch"),
+    [(False, 4, 0), (False, 5, 1), (False, 14, 2), (True, 3, 0), (True, 4, 1), (True, 14, 3)],
+)
+def test_the_epoch_is_counted_in_optimizer_steps_not_micro_batches(drop_last, global_step, epoch):
+    # 50 images, 2 processes x 2 per device x 3 accumulation = 12 a step: 5 steps an epoch (4 with drop_last), which
+    # are 15 (12) micro-batches of each process: an epoch counted from those would begin three times later.
+    callback = SamplerEpoch()
+    callback.sampler = StepBatchSampler(50, 2, 2, 1, 3, seed=0, drop_last=drop_last)
+    assert len(callback.sampler) == {False: 15, True: 12}[drop_last]
+    callback.on_epoch_begin(None, SimpleNamespace(global_step=global_step), None)
+    assert callback.sampler.epoch == epoch
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_the_trainers_loader_honours_drop_last(drop_last):
+    dataset = list(range(100, 123))  # 23 rows, 2 processes x 2 per device x 3 accumulation: 12 + a short 11
+    loader, sampler = step_dataloader(
+        dataset, lambda rows: rows, _args(dataloader_drop_last=drop_last), per_device=2
+    )
+    assert sampler.drop_last is drop_last
+    batches = list(loader)
+    assert (
+        len(batches) == {False: 6, True: 3}[drop_last]
+    )  # this process's micro-batches: 2 steps x 3, or 1 x 3
+    expected = per_process(23, 2, 2, 3, seed=5, drop_last=drop_last)[1]
+    assert batches == [[dataset[i] for i in batch] for batch in expected]

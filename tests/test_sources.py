@@ -238,3 +238,11 @@ def test_lora_targets_the_chosen_towers_lack_or_lora_cannot_wrap_are_one_line(
 )
 def test_flags_are_matched_by_their_exact_names(verb, argv, start, capsys):
     assert one_error_line(verb, argv, capsys).startswith(start)
+
+
+def test_a_model_path_with_a_tilde_is_the_folder_in_home(tiny_model_dir, monkeypatch):
+    monkeypatch.setenv("HOME", str(tiny_model_dir.parent))
+    value = f"~/{tiny_model_dir.name}"
+    assert sources.resolve(value, "--model_name_or_path") == tiny_model_dir
+    model, _ = load_clip(value)  # transformers itself would take "~/..." for a Hub id
+    assert model.config.name_or_path == str(tiny_model_dir.resolve())

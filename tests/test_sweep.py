@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from clip_lora import artifacts, sweep
 from clip_lora.cli import run as run_verb
-from clip_lora.stats import mcnemar, mean_std
+from clip_lora.stats import mcnemar, mcnemar_exact_p, mean_std
+from clip_lora.testing_utils import assert_distinct
 from testing_utils import smoke_argv
 
 
@@ -122,3 +124,33 @@ def test_bad_seeds_are_one_line_before_any_run(seeds, tmp_path, capsys, monkeypa
     assert capsys.readouterr().err == (
         f"error: --seeds {seeds!r} must be distinct comma-separated integers in [0, 4294967295], e.g. 0,1,2.\n"
     )
+
+
+def _predictions(path, labels, right) -> None:
+    """A predictions CSV over two classes, right exactly where `right` holds."""
+    predicted = [label if ok else 1 - label for label, ok in zip(labels, right, strict=True)]
+    artifacts.write_predictions(
+        path,
+        [f"i{k}" for k in range(len(labels))],
+        np.array(labels),
+        np.eye(2)[predicted] * 5,
+        ["cat", "dog"],
+    )
+
+
+def test_b_and_c_count_the_right_model_from_hand_built_predictions(tmp_path):
+    """10 val images: zero-shot right on 0-4, fine-tuned on 1-8; b (only zero-shot right) = 1, c (only LoRA) = 4."""
+    folder = sweep.seed_dir(tmp_path, 7)
+    folder.mkdir(parents=True)
+    labels = [k % 2 for k in range(10)]
+    _predictions(folder / artifacts.ZERO_SHOT_PREDICTIONS, labels, [k < 5 for k in range(10)])
+    _predictions(folder / artifacts.PREDICTIONS, labels, [1 <= k <= 8 for k in range(10)])
+    results = {"zero_shot_accuracy": 0.5, "eval_accuracy": 0.8, "eval_macro_f1": 0.75, "dev_accuracy": 0.7}
+    assert_distinct(b=1, c=4, **results)
+    artifacts.write_json(folder / artifacts.ALL_RESULTS, results)
+    summary = sweep.summarize(tmp_path, [7])
+    test = summary["per_seed"][0]["mcnemar_vs_zero_shot"]
+    assert (test["n"], test["b"], test["c"]) == (10, 1, 4)
+    assert (test["baseline_accuracy"], test["model_accuracy"]) == (0.5, 0.8)
+    row = f"| 7 | 50.00% | 80.00% | 1 | 4 | {mcnemar_exact_p(1, 4):.3g} |"
+    assert row in sweep.to_markdown(summary) and row in (tmp_path / sweep.SUMMARY_MD).read_text()

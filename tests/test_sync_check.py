@@ -39,6 +39,26 @@ def _cases(rank: int, port: int, results) -> None:
                 outcome[name] = None
             except TrainingError as err:
                 outcome[name] = str(err)
+        # Both differ: the gradients are the cause (unaveraged gradients make the weights differ next).
+        try:
+            ReplicaSyncCheck.verify(other, other, step=7, where="the first optimizer step")
+        except TrainingError as err:
+            outcome["both"] = str(err)
+        # At a checkpoint, after a step whose gradients were not averaged: weights and gradients both differ.
+        check = ReplicaSyncCheck()
+        check._params = [same * (2.0 if rank == 1 else 1.0)]
+        check._last_step_gradients = [other]
+        try:
+            check.verify_checkpoint(12)
+        except TrainingError as err:
+            outcome["checkpoint"] = str(err)
+        # Only the weights differ at checkpoint-30: gradients and weights are not exchanged on the way.
+        check._last_step_gradients = [same]
+        try:
+            check.verify_checkpoint(30)
+        except TrainingError as err:
+            outcome["checkpoint weights"] = str(err)
+        outcome["nothing"] = spread(torch.zeros(0))  # no trainable tensor: nothing differs
         results[rank] = outcome
     finally:
         dist.destroy_process_group()
@@ -69,6 +89,24 @@ def test_a_difference_stops_training_naming_what_differs(two_process_outcomes):
     assert "not averaged across processes" in outcome["gradients"]
     assert "2 processes hold different LoRA weights at step 1" in outcome["weights"]
     assert "\n" not in outcome["gradients"] + outcome["weights"]
+
+
+def test_with_gradients_and_weights_both_apart_the_gradients_are_blamed(two_process_outcomes):
+    """The cause is the missing gradient averaging even where the weights have drifted too, at the first step and
+    at a checkpoint (whose check compares the last step's gradients, not the weights only)."""
+    outcome = two_process_outcomes[0]
+    assert "2 processes hold different gradients at step 7 (the first optimizer step;" in outcome["both"]
+    assert "not averaged across processes" in outcome["both"]
+    assert (
+        "2 processes hold different gradients at step 12 (before checkpoint-12; up to 50.0% apart)"
+        in outcome["checkpoint"]
+    )  # the larger spread: the weights' 2 vs 1, not the gradients' 0.1%
+    assert "not averaged across processes" in outcome["checkpoint"]
+    assert (
+        "2 processes hold different LoRA weights at step 30 (before checkpoint-30;"
+        in outcome["checkpoint weights"]
+    )
+    assert outcome["nothing"] == 0.0
 
 
 def test_fingerprint_is_one_norm_per_tensor_and_zero_for_a_missing_gradient():

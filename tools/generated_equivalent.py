@@ -6,6 +6,8 @@ generated mutant survives without an entry here; the fix is a test that kills it
 
 from __future__ import annotations
 
+from generated_equivalent_since import EQUIVALENT_SINCE
+
 # Why each surviving generated mutant changes no observable behaviour (one reason, several mutants).
 _WHY = {
     "SYMMETRIC_SWAP": (
@@ -295,3 +297,4 @@ EQUIVALENT: dict[tuple[str, str, str, str], str] = {
         "return super()._determine_best_metric(trial, metrics)",
     ): _WHY["METRIC_NONE"],
 }
+EQUIVALENT.update(EQUIVALENT_SINCE)  # the modules added since issue 29

@@ -24,6 +24,10 @@ BATCH_RULES = (
     "tests/test_scale.py::test_optimizer_steps_follow_the_trainers_arithmetic",
     "tests/test_scale.py::test_global_batch_that_cannot_divide_is_refused",
 )
+COMPARE_REPORT = (
+    "tests/test_compare.py::test_the_paired_counts_and_their_lines_from_hand_built_runs",
+    "tests/test_compare.py::test_the_same_versions_and_commit_and_an_uncomputed_test_are_said_so",
+)
 RUN_DIR = (
     "tests/test_run_dir_checkpoints.py",
     "tests/test_run_dir.py::test_a_checkpoint_with_a_same_size_corrupt_file_is_damaged",
@@ -61,7 +65,7 @@ TARGETS = (
     Target(
         "clip_lora/batching.py",
         (*BATCH_RULES, "tests/test_sampling.py"),
-        ("_exact", "resolve_batch", "optimizer_steps", "describe", "batch_line"),
+        ("_exact", "resolve_batch", "steps_per_epoch", "optimizer_steps", "describe", "batch_line"),
     ),
     Target("clip_lora/selection.py", SELECTION),
     Target("clip_lora/card_text.py", SELECTION, ("selection", "_epochs", "_tie_outcome", "selection_text")),
@@ -104,4 +108,50 @@ TARGETS = (
         ("tests/test_trainer_checkpoints.py", *SELECTION),
         ("ClipLoraTrainer._save_checkpoint", "ClipLoraTrainer._determine_best_metric"),
     ),
+    # The modules that landed since (issue 29), each with its fast unit tests.
+    Target(
+        "clip_lora/sync_check.py",
+        ("tests/test_sync_check.py",),
+        ("fingerprint", "spread", "ReplicaSyncCheck.verify_checkpoint", "ReplicaSyncCheck.verify"),
+    ),
+    Target(
+        "clip_lora/compare.py",
+        COMPARE_REPORT,
+        ("paired_test",),
+    ),
+    Target("clip_lora/compare_report.py", COMPARE_REPORT, ("format_report",)),
+    Target(
+        "clip_lora/provenance.py",
+        (
+            "tests/test_provenance.py::test_the_recorded_batch_counts_every_process",
+            "tests/test_provenance.py::test_a_streamed_split_is_recorded_as_streamed_without_counts",
+            "tests/test_provenance.py::test_fingerprint_counts_every_split_and_sees_the_same_images_whatever_the_seed",
+            "tests/test_provenance.py::test_fingerprint_changes_when_one_val_file_does",
+        ),
+        ("_file_size", "_files", "_sha256", "data_fingerprint", "run_provenance"),
+    ),
+    Target(
+        "clip_lora/faults.py",
+        (
+            "tests/test_faults.py::test_each_family_is_one_line_with_its_status",
+            "tests/test_faults.py::test_a_torch_save_error_without_errno_is_a_failed_write_and_bugs_stay_tracebacks",
+            "tests/test_faults.py::test_the_resume_hint_names_the_newest_complete_checkpoint_by_number",
+            "tests/test_faults.py::test_a_failed_save_is_a_full_disk_below_64_mib_free",
+            "tests/test_faults.py::test_a_safetensors_io_error_without_an_errno_is_a_failed_write_and_other_errors_stay_bugs",
+            "tests/test_faults.py::test_a_runtime_error_from_torch_load_is_no_failed_write",
+        ),
+        ("_chain", "_errno_of", "_failed_save", "resume_clause", "_free_bytes", "_write_failed", "describe"),
+    ),
+    Target(
+        "clip_lora/health.py",
+        ("tests/test_health.py::test_the_first_non_finite_record_is_named_with_its_step",),
+        ("TrainingHealth._record", "TrainingHealth.check", "TrainingHealth.on_optimizer_step"),
+    ),
+    Target("clip_lora/sources.py", ("tests/test_sources.py",), ("_hub_spelling", "looks_local", "resolve")),
+    Target(
+        "clip_lora/class_names.py",
+        ("tests/test_class_names.py",),
+        ("normalise", "text_limit"),
+    ),
+    Target("clip_lora/placeholders.py", ("tests/test_placeholders.py",), ("readable", "kept_ids")),
 )

@@ -84,6 +84,7 @@ _IC = "clip_lora/image_check.py"
 _PP = "clip_lora/preprocessing.py"
 _MO = "clip_lora/modeling.py"
 _AR = "clip_lora/arguments.py"
+_TA = "clip_lora/training_arguments.py"  # ClipLoraTrainingArguments (its defaults)
 _IM = "clip_lora/images.py"
 _DI = "clip_lora/distributed.py"
 _BA = "clip_lora/batching.py"
@@ -593,8 +594,8 @@ MUTANTS: list[Mutant] = [
     _m(
         _TR,
         SELECTION,
-        'results.update(trainer.evaluate(splits["dev"], metric_key_prefix="dev"))',
-        'results.update(trainer.evaluate(splits["val"], metric_key_prefix="dev"))',
+        'dev = trainer.predict(splits["dev"], metric_key_prefix="dev")',
+        'dev = trainer.predict(splits["val"], metric_key_prefix="dev")',
         "reported dev metrics are val's",
     ),
     _m(
@@ -728,7 +729,7 @@ MUTANTS: list[Mutant] = [
     # ---------------------------------------------------------------- the seed defaults
     _m(_AR, DEFAULTS, "default=0.05,", "default=0.1,", "--dev_split_ratio default 0.1"),
     _m(
-        _AR,
+        _TA,
         DEFAULTS,
         "seed: int = field(\n        default=42,",
         "seed: int = field(\n        default=0,",
@@ -742,14 +743,14 @@ MUTANTS: list[Mutant] = [
         "--lora_dropout default 0",
     ),
     _m(
-        _AR,
+        _TA,
         DEFAULTS,
         'default="accuracy", metadata={"help": "Dev metric used for selection."}',
         'default="loss", metadata={"help": "Dev metric used for selection."}',
         "selection on dev loss",
     ),
     _m(
-        _AR,
+        _TA,
         DEFAULTS,
         "greater_is_better: bool | None = field(\n        default=None,",
         "greater_is_better: bool | None = field(\n        default=False,",
@@ -757,7 +758,7 @@ MUTANTS: list[Mutant] = [
     ),
     _m(_AR, DEFAULTS, 'default="contrastive",', 'default="ce",', "--loss default ce"),
     _m(
-        _AR,
+        _TA,
         DEFAULTS,
         "per_device_eval_batch_size: int = field(\n        default=256,",
         "per_device_eval_batch_size: int = field(\n        default=64,",
@@ -837,9 +838,9 @@ MUTANTS: list[Mutant] = [
     ),
     _m(
         _BA,
-        BATCHING,
-        "math.ceil(num_examples / (processes * per_device * accumulation))",
-        "math.ceil(num_examples // (processes * per_device * accumulation))",
+        (*BATCHING, "tests/test_batching.py"),
+        "per_epoch = max(1, steps_per_epoch(num_examples, processes * per_device * accumulation, drop_last))",
+        "per_epoch = max(1, num_examples // (processes * per_device * accumulation))",
         "optimizer-step count drops the last partial batch (off by one)",
     ),
     _m(
@@ -888,8 +889,8 @@ MUTANTS: list[Mutant] = [
     _m(
         _SA,
         SAMPLING,
-        "rounding = math.floor if self.drop_last else math.ceil",
-        "rounding = math.floor",
+        "return steps_per_epoch(self.num_examples, self.global_batch, self.drop_last)",
+        "return steps_per_epoch(self.num_examples, self.global_batch, True)",
         "the short last step of an epoch is always dropped",
     ),
     _m(

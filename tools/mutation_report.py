@@ -155,5 +155,9 @@ def write(curated: tuple[list[str], tuple], generated: tuple[list[str], tuple]) 
         f"- **curated**, the realistic one-line bugs listed in tools/mutants.py: **{_rate(c_killed, c_counted)}**",
         f"- **generated**, every operator-level mutant of the number-making functions: **{_rate(g_killed, g_counted)}**",
         "",
+        "Only behavioural kills count: the tests in tools/mutation_runner.py NOT_BEHAVIOURAL (source-hash checks such",
+        "as tests/test_flag_schema.py::test_the_packaged_description_is_this_parser, which fails for any edit of the",
+        "files it hashes) are deselected from every mutant's run, so they never decide a kill.",
+        "",
     ]
     REPORT.write_text("\n".join([*head, *c_lines, "", *g_lines]) + "\n")
