@@ -27,11 +27,9 @@ def readable(inputs: dict) -> dict:
     """The batch without its placeholder rows: what the training loss sees. Meant for the batch on the host, before
     it is copied to the device (ClipLoraTrainer._prepare_inputs): there telling the rows apart reads nothing back."""
     labels = inputs["labels"]
-    keep = (
-        labels.numpy() != IGNORE_INDEX
-        if labels.device.type == "cpu"
-        else (labels != IGNORE_INDEX).cpu().numpy()
-    )
+    # one comparison for both: labels already on a device (a streamed train set, placed by accelerate) come back
+    # first (one small copy); on the host .numpy() dispatches no torch op
+    keep = (labels.numpy() if labels.device.type == "cpu" else labels.cpu().numpy()) != IGNORE_INDEX
     if keep.all():
         return inputs
     rows = np.flatnonzero(keep)

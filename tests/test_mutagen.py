@@ -104,6 +104,9 @@ def test_a_source_hash_test_never_decides_a_kill(tmp_path, monkeypatch):
         "def test_behaviour():\n    pass\n"
     )
     monkeypatch.delitem(sys.modules, "clip_lora")  # the forked child imports the tree's
+    # ... and the tree's test file: the suite's own test_flag_schema, imported earlier in this process, would be an
+    # "import file mismatch" (a collection error, pytest exit 2) in the child
+    monkeypatch.delitem(sys.modules, "test_flag_schema", raising=False)
     status, by = mutation_runner.run_pytest(
         tree, ["tests/test_flag_schema.py"], tmp_path / "log", timeout=120
     )

@@ -62,6 +62,18 @@ def test_local_looking_values_are_paths_and_a_missing_one_names_the_nearest(tmp_
         sources.resolve("runs/dem0", "--f")
 
 
+def test_a_path_under_runs_is_local_before_any_run_exists_and_others_only_when_their_folder_does(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # a fresh clone before `make demo`: no runs/ folder, no data/ folder
+    assert sources.looks_local(
+        "runs/demo"
+    )  # never a Hub id: "run make demo first", not "cannot reach the Hub"
+    assert not sources.looks_local("data/model")  # a Hub spelling whose first folder is not here
+    (tmp_path / "data").mkdir()
+    assert sources.looks_local("data/model")
+
+
 @pytest.mark.parametrize("value", ["runs/demo-assets/modl", "a..b", "~/no/such"])
 def test_a_local_looking_model_that_does_not_exist_is_one_line_in_every_verb(
     value, tmp_path, monkeypatch, capsys

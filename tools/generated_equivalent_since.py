@@ -42,6 +42,14 @@ _WHY = {
     ),
     "POSIX": "os.sep is '/' on the POSIX systems this project runs on, so the Windows clause is False either way",
     "FIRST_PART": "the first part of a split is the same whatever the maximum number of splits (at least one)",
+    "HOST_COPY": (
+        "on a host tensor `labels.cpu()` is the tensor itself, so either branch hands the same array to the one "
+        "comparison; the branch only spares the host a torch call"
+    ),
+    "LENGTH_CHECKED": (
+        "the line before raises when the two lengths differ, so zip never meets lists of unequal length and strict "
+        "changes nothing"
+    ),
 }
 
 
@@ -139,6 +147,20 @@ EQUIVALENT_SINCE = dict(
             'if value.count("/") > 1 or not _hub_spelling(value):',
             'if value.count("/") > 2 or not _hub_spelling(value):',
             "TWO_SLASHES",
+        ),
+        _pair(
+            "clip_lora/placeholders.py",
+            "readable",
+            'keep = (labels.numpy() if labels.device.type == "cpu" else labels.cpu().numpy()) != IGNORE_INDEX',
+            'keep = (labels.numpy() if labels.device.type != "cpu" else labels.cpu().numpy()) != IGNORE_INDEX',
+            "HOST_COPY",
+        ),
+        _pair(
+            "clip_lora/placeholders.py",
+            "kept_ids",
+            "return [image_id for image_id, kept in zip(image_ids, kept_rows, strict=True) if kept]",
+            "return [image_id for image_id, kept in zip(image_ids, kept_rows, strict=False) if kept]",
+            "LENGTH_CHECKED",
         ),
         _pair(
             _SRC,
