@@ -72,11 +72,7 @@ def last_complete_checkpoint(
     """The newest checkpoint-N in output_dir whose save finished and whose files are intact (older than `before`,
     when given); optionally delete the half-written and damaged ones after it (training reaches their step again
     and rewrites them)."""
-    found = sorted(
-        (int(m.group(1)), path)
-        for path in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}-*")
-        if path.is_dir() and (m := re.fullmatch(rf"{CHECKPOINT_PREFIX}-(\d+)", path.name))
-    )
+    found = checkpoint_folders(output_dir)
     if before is not None:
         found = [
             (step, path) for step, path in found if path.name != Path(before).name and step < _step(before)
@@ -101,6 +97,19 @@ def last_complete_checkpoint(
     return str(usable[1])
 
 
-def _step(checkpoint: str | Path) -> int:
+def step_of(checkpoint: str | Path) -> int | None:
+    """N of a checkpoint-N folder name; None for any other name."""
     match = re.fullmatch(rf"{CHECKPOINT_PREFIX}-(\d+)", Path(checkpoint).name)
-    return int(match.group(1)) if match else 0
+    return int(match.group(1)) if match else None
+
+
+def checkpoint_folders(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """(step, folder) of every checkpoint-N folder in output_dir, by step: checkpoint-1000 after checkpoint-999."""
+    found = (
+        (step_of(path), path) for path in Path(output_dir).glob(f"{CHECKPOINT_PREFIX}-*") if path.is_dir()
+    )
+    return sorted((step, path) for step, path in found if step is not None)
+
+
+def _step(checkpoint: str | Path) -> int:
+    return step_of(checkpoint) or 0

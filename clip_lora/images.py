@@ -114,11 +114,15 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+# skipped_images.txt's reason for an image that went bad during the run (lost_images.py counts these)
+LOADED_REASON = "unreadable when loaded"
+
+
 def skip(where, image_id: str | None, reason: str, skip_log: str | Path | None) -> None:
     """An image unreadable when its batch is built: one warning, and one line in skip_log (when there is one)."""
     logger.warning("Skipping image %s: %s", escape_path(str(where)), reason)
     if skip_log and image_id is not None:
-        record_skipped(skip_log, image_id, str(where), f"unreadable when loaded ({reason})")
+        record_skipped(skip_log, image_id, str(where), f"{LOADED_REASON} ({reason})")
 
 
 def decode_rows(batch: dict) -> list[tuple[Image.Image | None, str]]:

@@ -24,13 +24,11 @@ from transformers import TrainerCallback
 
 from clip_lora.artifacts import escape_path
 from clip_lora.errors import DataError
+from clip_lora.images import LOADED_REASON
 
 logger = logging.getLogger(__name__)
 
 LOST_SHARE = 0.10  # of a split's images, lost during the run, past which it stops
-LOADED_REASON = (
-    "unreadable when loaded"  # images.skip's reason in skipped_images.txt (the check's own differ)
-)
 
 
 class LostImages(TrainerCallback):
@@ -40,10 +38,12 @@ class LostImages(TrainerCallback):
             name: dict(zip(map(escape_path, ids), map(int, labels), strict=True))
             for name, (ids, labels) in splits.items()
         }
+        self.sizes = {name: Counter(labels.values()) for name, labels in self.splits.items()}
         self.class_names = class_names
         self.skip_log = Path(skip_log)
         self.stop = stop
         self._warned: set[str] = set()
+        self._checked_step: int | None = None  # an epoch's end and its checkpoint share a step: checked once
         # the list as this run found it: a rerun counts its own losses only (the pre-training check's entries, and
         # an earlier attempt's, came before)
         try:
@@ -70,8 +70,9 @@ class LostImages(TrainerCallback):
         """The line that names what was lost past the limits, or None."""
         parts = []
         for name, lost in self.lost().items():
-            sizes = Counter(self.splits[name].values())
-            emptied = [self.class_names[label] for label, n in sorted(lost.items()) if n == sizes[label]]
+            emptied = [
+                self.class_names[label] for label, n in sorted(lost.items()) if n == self.sizes[name][label]
+            ]
             total, gone = len(self.splits[name]), sum(lost.values())
             if emptied:
                 parts.append(f"{name}: every image of {', '.join(emptied)}")
@@ -83,9 +84,14 @@ class LostImages(TrainerCallback):
             return None
         return f"images became unreadable during the run ({'; '.join(parts)}); they are listed in {escape_path(self.skip_log)}"
 
-    def check(self, is_main_process: bool) -> None:
-        """Every process: the main process's verdict; a stop raises DataError on every process alike."""
+    def check(self, is_main_process: bool, step: int) -> None:
+        """Every process, at training step `step`: the main process's verdict; a stop raises DataError on every
+        process alike."""
         from clip_lora.distributed import world_size
+
+        if step == self._checked_step:
+            return
+        self._checked_step = step
 
         verdict = [self.problem() if is_main_process else None]
         if world_size() > 1:
@@ -107,4 +113,4 @@ class LostImages(TrainerCallback):
             logger.warning("%s; training goes on (--on_lost_images continue)", line)
 
     def on_epoch_end(self, args, state, control, **kwargs):
-        self.check(state.is_world_process_zero)
+        self.check(state.is_world_process_zero, state.global_step)

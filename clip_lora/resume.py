@@ -17,7 +17,6 @@ one, one of a run with other flags, an evaluation (--do_train false), or --overw
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 from pathlib import Path
 
@@ -26,7 +25,9 @@ from clip_lora.checkpoints import (
     CHECKPOINT_COMPLETE,
     CHECKPOINT_PREFIX,
     checkpoint_damage,
+    checkpoint_folders,
     last_complete_checkpoint,
+    step_of,
 )
 from clip_lora.errors import ArgumentError
 
@@ -60,7 +61,7 @@ def check_flag(training_args) -> None:
     path = Path(value).expanduser()
     if not path.exists():
         raise ArgumentError(missing_path_line(FLAG, value, "checkpoint folder"))
-    if not path.is_dir() or not re.fullmatch(rf"{CHECKPOINT_PREFIX}-\d+", path.name):
+    if not path.is_dir() or step_of(path) is None:
         raise ArgumentError(
             f"{FLAG} {value} is not a checkpoint folder (a run's {CHECKPOINT_PREFIX}-<step>/); pass one of "
             f"{_listing(path.parent if path.is_file() else path)}."
@@ -68,9 +69,8 @@ def check_flag(training_args) -> None:
 
 
 def _listing(folder: Path) -> str:
-    found = sorted(folder.glob(f"{CHECKPOINT_PREFIX}-*"), key=lambda p: (len(p.name), p.name))
-    shown = [artifacts.escape_path(p) for p in found if p.is_dir()]
-    return ", ".join(shown) if shown else "the checkpoint-<step> folders inside a run's --output_dir"
+    shown = [path for _, path in checkpoint_folders(folder)]
+    return artifacts.listing(shown) if shown else "the checkpoint-<step> folders inside a run's --output_dir"
 
 
 def chosen_checkpoint(out: Path, training_args, changed_flags, main_process: bool) -> str | None:
@@ -120,10 +120,8 @@ def chosen_checkpoint(out: Path, training_args, changed_flags, main_process: boo
 
 
 def _remove_newer(out: Path, chosen: Path) -> None:
-    step = int(chosen.name.rsplit("-", 1)[1])
-    for other in out.glob(f"{CHECKPOINT_PREFIX}-*"):
-        match = re.fullmatch(rf"{CHECKPOINT_PREFIX}-(\d+)", other.name)
-        if match and other.is_dir() and int(match.group(1)) > step:
+    for step, other in checkpoint_folders(out):
+        if step > step_of(chosen):
             logger.warning(
                 "Removing %s: resuming from %s", artifacts.escape_path(other), artifacts.escape_path(chosen)
             )

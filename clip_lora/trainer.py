@@ -99,9 +99,8 @@ class ClipLoraTrainer(LeanStepMixin, Trainer):
         self._window: AccumulationWindow | None = None
         self.text_encoder_calls = 0  # how often the class prompts went through the text tower in evaluation
         self._vision_config = self.model.config.vision_config
-        self.lost_images = (
-            None  # set by main(): images unreadable during training, checked before checkpoints
-        )
+        # set by main(): images unreadable during training, checked before checkpoints (lost_images.py)
+        self.lost_images = None
         self.kept_rows = None  # after an evaluation: which of its dataset rows were readable (numpy bool)
         if self.compute_metrics is not None:
             self.compute_metrics = readable_metrics(self.compute_metrics)
@@ -136,7 +135,7 @@ class ClipLoraTrainer(LeanStepMixin, Trainer):
         # any moment leaves the previous complete checkpoint in place for resuming.
         self.health.check(self.args)  # never a checkpoint of a diverged run
         if self.lost_images is not None:  # nor of a run that lost a class's images (lost_images.py)
-            self.lost_images.check(self.is_world_process_zero())
+            self.lost_images.check(self.is_world_process_zero(), self.state.global_step)
         self.sync_check.verify_checkpoint(self.state.global_step)  # one adapter, not N
         limit, self.args.save_total_limit = self.args.save_total_limit, None
         try:

@@ -76,12 +76,21 @@ def test_the_share_of_a_split_stops_just_above_its_limit(tmp_path, lost, stops):
 
 def test_continue_warns_once_and_goes_on(tmp_path, caplog):
     check = guard(tmp_path, [loaded(i) for i in ("t0", "t1", "t2")], stop=False)
-    for _ in range(3):
-        check.check(is_main_process=True)
+    for step in (12, 24, 36):  # a checkpoint or an epoch's end each
+        check.check(is_main_process=True, step=step)
     warnings = [r.getMessage() for r in caplog.records if "became unreadable" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].endswith("training goes on (--on_lost_images continue)")
     with pytest.raises(lost_images.DataError, match="--on_lost_images continue"):
-        guard(tmp_path, [loaded(i) for i in ("t0", "t1", "t2")]).check(is_main_process=True)
+        guard(tmp_path, [loaded(i) for i in ("t0", "t1", "t2")]).check(is_main_process=True, step=12)
+
+
+def test_an_epochs_end_and_its_checkpoint_read_the_list_once(tmp_path, monkeypatch):
+    check = guard(tmp_path, [])
+    reads = []
+    monkeypatch.setattr(check, "problem", lambda: reads.append(1))
+    for step in (12, 12, 24):  # on_epoch_end, then _save_checkpoint at the same step; the next epoch
+        check.check(is_main_process=True, step=step)
+    assert len(reads) == 2
 
 
 def test_a_class_overwritten_after_a_checkpoint_stops_the_run_and_the_repaired_rerun_resumes(
